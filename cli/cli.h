@@ -1,0 +1,26 @@
+/* cli.h - the attnd command line: one binary, one function per subcommand.
+ * Each takes argc/argv starting at the subcommand's name and returns the
+ * process exit status (0 ok, 1 failure, 2 usage error). */
+#ifndef ATTND_CLI_H
+#define ATTND_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "attnd_err.h"
+#include "gguf.h"
+
+int cli_info(int argc, char **argv);
+int cli_tokenize(int argc, char **argv);
+int cli_mkmodel(int argc, char **argv);
+
+/* Parses a decimal unsigned option value within [lo, hi]; prints a message
+ * naming OPT and returns false when it is not one. */
+bool cli_parse_u32(const char *opt, const char *s, uint32_t lo, uint32_t hi, uint32_t *out);
+bool cli_parse_u64(const char *opt, const char *s, uint64_t *out);
+
+/* Adds a small built-in SentencePiece vocabulary (bytes, ASCII, common English
+ * words) to W: the tokenizer of the demo model, so that it needs no data files. */
+int cli_demo_vocab_write(gguf_writer *w, uint32_t *n_vocab, attnd_err *err);
+
+#endif

@@ -1,0 +1,134 @@
+/* tok_internal.h - what the tokenizer files (tok_vocab.c, tok_spm.c,
+ * tok_bpe.c, tok_stream.c) share: the tok_vocab layout, the string map, the
+ * growable id list and the merge engine common to both BPE flavours.
+ * Not part of the public API (see tok.h). */
+#ifndef ATTND_TOK_INTERNAL_H
+#define ATTND_TOK_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tok.h"
+
+/* ------------------------------------------------------------ string map */
+
+/* Open addressing (linear probing) from byte strings to int32. Keys are not
+ * copied: they point into an arena owned by the tok_vocab. Sized once for the
+ * number of keys it will hold, so it never rehashes. */
+typedef struct tok_map_slot {
+    const char *key; /* NULL: empty slot */
+    size_t len;
+    uint64_t hash;
+    int32_t val;
+} tok_map_slot;
+
+typedef struct tok_map {
+    tok_map_slot *slots;
+    size_t mask; /* capacity - 1; capacity is a power of two */
+} tok_map;
+
+int tok_map_init(tok_map *m, size_t n_keys, attnd_err *err);
+void tok_map_free(tok_map *m);
+/* Inserts KEY. If it is present already, OVERWRITE decides whether VAL
+ * replaces the old value (the map must have been sized for all keys). */
+void tok_map_put(tok_map *m, const char *key, size_t len, int32_t val, bool overwrite);
+/* Value of KEY, or -1. */
+int32_t tok_map_get(const tok_map *m, const char *key, size_t len);
+/* Value of the key A + " " + B (a BPE merge), or -1, without building it. */
+int32_t tok_map_get_pair(const tok_map *m, const char *a, size_t alen, const char *b,
+                         size_t blen);
+
+/* ---------------------------------------------------------------- vocab */
+
+struct tok_bpe_state; /* tok_bpe.c: the compiled pre-tokenizer */
+
+struct tok_vocab {
+    tok_kind kind;
+    int32_t n_vocab;
+    char *arena;      /* token texts, each followed by a NUL */
+    size_t *text_off; /* n_vocab + 1 offsets into arena */
+    uint8_t *types;   /* tok_type per token */
+    float *scores;    /* per token; NULL when the file has none (all 0) */
+    tok_map tokens;   /* text -> id */
+
+    char *merge_arena; /* BPE merges "left right", each followed by a NUL */
+    size_t n_merges;
+    tok_map merges; /* "left right" -> rank */
+
+    int32_t bos, eos, unk, pad; /* -1: none */
+    bool add_bos, add_eos, add_space_prefix;
+    /* SPM: id of "<0xXX>"; BPE: id of the byte's mapped character; -1: none. */
+    int32_t byte_tok[256];
+    int32_t eog[8]; /* ids that end generation */
+    size_t n_eog;
+
+    struct tok_bpe_state *bpe; /* BPE only */
+};
+
+static inline size_t tok_len_of(const tok_vocab *v, int32_t id)
+{
+    return v->text_off[id + 1] - v->text_off[id] - 1;
+}
+
+static inline const char *tok_text_of(const tok_vocab *v, int32_t id)
+{
+    return v->arena + v->text_off[id];
+}
+
+/* ------------------------------------------------------------ id list */
+
+typedef struct tok_ids {
+    int32_t *v;
+    size_t n, cap;
+} tok_ids;
+
+int tok_ids_push(tok_ids *ids, int32_t id, attnd_err *err);
+
+/* ------------------------------------------------------------ merge engine */
+
+/* A symbol of the text being merged. Symbols are adjacent in one buffer, so a
+ * merged pair is again one contiguous run of bytes. */
+typedef struct tok_sym {
+    const char *text;
+    size_t n;          /* 0: merged into its left neighbour */
+    size_t prev, next; /* TOK_NONE at the ends */
+} tok_sym;
+
+#define TOK_NONE SIZE_MAX
+
+/* Whether LEFT and RIGHT may merge, and with which priority (higher merges
+ * first; ties go to the leftmost pair). */
+typedef bool (*tok_pair_fn)(const tok_vocab *v, const char *left, size_t left_n,
+                            const char *right, size_t right_n, double *prio);
+
+typedef struct tok_bigram tok_bigram;
+
+/* Scratch space reused across calls within one encode (never shared). */
+typedef struct tok_merger {
+    tok_bigram *heap;
+    size_t n, cap;
+} tok_merger;
+
+/* Merges the linked symbols SYMS[0..N) (prev/next set up as a chain) until no
+ * allowed pair is left. The surviving symbols are reached from SYMS[0]. */
+int tok_merge(const tok_vocab *v, tok_pair_fn pair, tok_sym *syms, size_t n,
+              tok_merger *m, attnd_err *err);
+void tok_merger_free(tok_merger *m);
+
+/* ------------------------------------------------------------ per kind */
+
+int tok_spm_encode(const tok_vocab *v, const char *text, size_t len, tok_ids *out,
+                   attnd_err *err);
+
+int tok_bpe_init(tok_vocab *v, attnd_err *err); /* compiles the pre-tokenizer */
+void tok_bpe_fini(tok_vocab *v);
+int tok_bpe_encode(const tok_vocab *v, const char *text, size_t len, tok_ids *out,
+                   attnd_err *err);
+
+/* GPT-2's reversible byte <-> printable code point mapping (bytes_to_unicode). */
+uint32_t tok_bpe_byte_to_cp(uint8_t b);
+/* The byte code point CP stands for, or -1 if CP is not in the mapping. */
+int tok_bpe_cp_to_byte(uint32_t cp);
+
+#endif

@@ -1,0 +1,899 @@
+/* tok_vocab.c - the tokenizer vocabulary: loading and validating
+ * tokenizer.ggml.* metadata into a self-contained tok_vocab, the string map
+ * and merge engine both tokenizer kinds use, and the kind-independent parts
+ * of the API (accessors, tok_piece, tok_decode, tok_encode's BOS/EOS). */
+#include "tok_internal.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attnd_ckd.h"
+#include "attnd_utf8.h"
+
+#define K_MODEL "tokenizer.ggml.model"
+#define K_TOKENS "tokenizer.ggml.tokens"
+#define K_SCORES "tokenizer.ggml.scores"
+#define K_TYPES "tokenizer.ggml.token_type"
+#define K_MERGES "tokenizer.ggml.merges"
+
+/* ============================================================ string map */
+
+static uint64_t fnv1a(uint64_t h, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+#define FNV_OFFSET 0xcbf29ce484222325ull
+
+int tok_map_init(tok_map *m, size_t n_keys, attnd_err *err)
+{
+    /* At most half full keeps linear probes short. */
+    size_t cap = 16;
+    while (cap / 2 < n_keys) {
+        if (cap > SIZE_MAX / 4 / sizeof(tok_map_slot))
+            return attnd_err_set(err, ATTND_ENOMEM, "tokenizer: map of %zu keys is too large",
+                                 n_keys);
+        cap *= 2;
+    }
+    m->slots = calloc(cap, sizeof *m->slots);
+    if (!m->slots)
+        return attnd_err_set(err, ATTND_ENOMEM, "tokenizer: out of memory for a map of %zu keys",
+                             n_keys);
+    m->mask = cap - 1;
+    return ATTND_OK;
+}
+
+void tok_map_free(tok_map *m)
+{
+    free(m->slots);
+    m->slots = NULL;
+    m->mask = 0;
+}
+
+void tok_map_put(tok_map *m, const char *key, size_t len, int32_t val, bool overwrite)
+{
+    uint64_t h = fnv1a(FNV_OFFSET, key, len);
+    for (size_t i = (size_t)h & m->mask;; i = (i + 1) & m->mask) {
+        tok_map_slot *s = &m->slots[i];
+        if (!s->key) {
+            s->key = key;
+            s->len = len;
+            s->hash = h;
+            s->val = val;
+            return;
+        }
+        if (s->hash == h && s->len == len && memcmp(s->key, key, len) == 0) {
+            if (overwrite)
+                s->val = val;
+            return;
+        }
+    }
+}
+
+int32_t tok_map_get(const tok_map *m, const char *key, size_t len)
+{
+    uint64_t h = fnv1a(FNV_OFFSET, key, len);
+    for (size_t i = (size_t)h & m->mask;; i = (i + 1) & m->mask) {
+        const tok_map_slot *s = &m->slots[i];
+        if (!s->key)
+            return -1;
+        if (s->hash == h && s->len == len && memcmp(s->key, key, len) == 0)
+            return s->val;
+    }
+}
+
+int32_t tok_map_get_pair(const tok_map *m, const char *a, size_t alen, const char *b,
+                         size_t blen)
+{
+    uint64_t h = fnv1a(fnv1a(fnv1a(FNV_OFFSET, a, alen), " ", 1), b, blen);
+    size_t len = alen + 1 + blen;
+    for (size_t i = (size_t)h & m->mask;; i = (i + 1) & m->mask) {
+        const tok_map_slot *s = &m->slots[i];
+        if (!s->key)
+            return -1;
+        if (s->hash == h && s->len == len && memcmp(s->key, a, alen) == 0 &&
+            s->key[alen] == ' ' && memcmp(s->key + alen + 1, b, blen) == 0)
+            return s->val;
+    }
+}
+
+/* ============================================================ id list */
+
+int tok_ids_push(tok_ids *ids, int32_t id, attnd_err *err)
+{
+    if (ids->n == ids->cap) {
+        size_t cap = ids->cap ? ids->cap * 2 : 32;
+        uint64_t bytes;
+        if (cap < ids->cap || !attnd_ckd_mul(cap, sizeof *ids->v, &bytes) || bytes > SIZE_MAX)
+            return attnd_err_set(err, ATTND_ENOMEM, "tokenizer: too many tokens");
+        int32_t *nv = realloc(ids->v, (size_t)bytes);
+        if (!nv)
+            return attnd_err_set(err, ATTND_ENOMEM, "tokenizer: out of memory for %zu tokens",
+                                 cap);
+        ids->v = nv;
+        ids->cap = cap;
+    }
+    ids->v[ids->n++] = id;
+    return ATTND_OK;
+}
+
+/* ============================================================ merge engine */
+
+/* A candidate merge of syms[left] and syms[right] as they were when it was
+ * queued; SIZE tells later whether either side has changed since. */
+struct tok_bigram {
+    double prio;
+    size_t left, right, size;
+};
+
+static bool bigram_before(const tok_bigram *a, const tok_bigram *b)
+{
+    return a->prio > b->prio || (a->prio == b->prio && a->left < b->left);
+}
+
+static int heap_push(tok_merger *m, const tok_bigram *b, attnd_err *err)
+{
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 64;
+        uint64_t bytes;
+        if (cap < m->cap || !attnd_ckd_mul(cap, sizeof *m->heap, &bytes) || bytes > SIZE_MAX)
+            return attnd_err_set(err, ATTND_ENOMEM, "tokenizer: merge queue too large");
+        tok_bigram *nh = realloc(m->heap, (size_t)bytes);
+        if (!nh)
+            return attnd_err_set(err, ATTND_ENOMEM, "tokenizer: out of memory for the merge queue");
+        m->heap = nh;
+        m->cap = cap;
+    }
+    size_t i = m->n++;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!bigram_before(b, &m->heap[parent]))
+            break;
+        m->heap[i] = m->heap[parent];
+        i = parent;
+    }
+    m->heap[i] = *b;
+    return ATTND_OK;
+}
+
+static tok_bigram heap_pop(tok_merger *m)
+{
+    tok_bigram top = m->heap[0];
+    tok_bigram last = m->heap[--m->n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= m->n)
+            break;
+        if (c + 1 < m->n && bigram_before(&m->heap[c + 1], &m->heap[c]))
+            c++;
+        if (!bigram_before(&m->heap[c], &last))
+            break;
+        m->heap[i] = m->heap[c];
+        i = c;
+    }
+    if (m->n > 0)
+        m->heap[i] = last;
+    return top;
+}
+
+static int try_add(const tok_vocab *v, tok_pair_fn pair, const tok_sym *syms, size_t left,
+                   size_t right, tok_merger *m, attnd_err *err)
+{
+    if (left == TOK_NONE || right == TOK_NONE)
+        return ATTND_OK;
+    double prio;
+    if (!pair(v, syms[left].text, syms[left].n, syms[right].text, syms[right].n, &prio))
+        return ATTND_OK;
+    tok_bigram b = {prio, left, right, syms[left].n + syms[right].n};
+    return heap_push(m, &b, err);
+}
+
+int tok_merge(const tok_vocab *v, tok_pair_fn pair, tok_sym *syms, size_t n, tok_merger *m,
+              attnd_err *err)
+{
+    int rc;
+    m->n = 0;
+    for (size_t i = 1; i < n; i++)
+        if ((rc = try_add(v, pair, syms, i - 1, i, m, err)) != ATTND_OK)
+            return rc;
+    while (m->n > 0) {
+        tok_bigram b = heap_pop(m);
+        tok_sym *l = &syms[b.left], *r = &syms[b.right];
+        /* Sizes only grow (or drop to 0 when merged away), so an unchanged
+         * total means neither side took part in another merge meanwhile. */
+        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
+            continue;
+        l->n += r->n;
+        r->n = 0;
+        l->next = r->next;
+        if (r->next != TOK_NONE)
+            syms[r->next].prev = b.left;
+        if ((rc = try_add(v, pair, syms, l->prev, b.left, m, err)) != ATTND_OK ||
+            (rc = try_add(v, pair, syms, b.left, l->next, m, err)) != ATTND_OK)
+            return rc;
+    }
+    return ATTND_OK;
+}
+
+void tok_merger_free(tok_merger *m)
+{
+    free(m->heap);
+    m->heap = NULL;
+    m->n = m->cap = 0;
+}
+
+/* ============================================================ loading */
+
+static const char *describe_type(const gguf_value *val, char *buf, size_t cap)
+{
+    gguf_type t = gguf_value_type(val);
+    if (t == GGUF_TYPE_ARRAY)
+        snprintf(buf, cap, "array of %s", gguf_type_name(gguf_array_elem_type(val)));
+    else
+        snprintf(buf, cap, "%s", gguf_type_name(t));
+    return buf;
+}
+
+/* An array of ELEM values under KEY with N entries (N = 0: any length > 0).
+ * Returns ATTND_OK, or an error naming the key. */
+static int get_array(const gguf_file *f, const char *key, gguf_type elem, uint64_t n,
+                     const char *n_from, const gguf_value **out, attnd_err *err)
+{
+    char tbuf[64];
+    const gguf_value *val = gguf_get(f, key);
+    *out = val;
+    if (!val)
+        return attnd_err_set(err, ATTND_ENOTFOUND, "%s: missing", key);
+    if (gguf_value_type(val) != GGUF_TYPE_ARRAY || gguf_array_elem_type(val) != elem)
+        return attnd_err_set(err, ATTND_EFORMAT, "%s: expected an array of %s, got %s", key,
+                             gguf_type_name(elem), describe_type(val, tbuf, sizeof tbuf));
+    uint64_t len = gguf_array_len(val);
+    if (n && len != n)
+        return attnd_err_set(err, ATTND_EFORMAT, "%s: has %llu entries but %s has %llu", key,
+                             (unsigned long long)len, n_from, (unsigned long long)n);
+    if (len == 0)
+        return attnd_err_set(err, ATTND_EFORMAT, "%s: empty", key);
+    return ATTND_OK;
+}
+
+/* Printable rendering of an untrusted string for an error message
+ * (CAP >= 5). */
+static const char *sanitize(const gguf_str *s, char *buf, size_t cap)
+{
+    size_t j = 0;
+    uint64_t i = 0;
+    for (; i < s->len && j < cap - 4; i++) {
+        unsigned char c = (unsigned char)s->ptr[i];
+        buf[j++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+    }
+    if (i < s->len) {
+        memcpy(buf + j, "...", 3);
+        j += 3;
+    }
+    buf[j] = '\0';
+    return buf;
+}
+
+static int load_tokens(const gguf_file *f, tok_vocab *v, attnd_err *err)
+{
+    const gguf_value *tv;
+    int rc = get_array(f, K_TOKENS, GGUF_TYPE_STRING, 0, NULL, &tv, err);
+    if (rc != ATTND_OK)
+        return rc;
+    uint64_t n = gguf_array_len(tv);
+    /* Ids are int32_t, and text_off has n + 1 entries. */
+    if (n > (uint64_t)INT32_MAX - 1)
+        return attnd_err_set(err, ATTND_ERANGE, "%s: %llu tokens is more than supported (%d)",
+                             K_TOKENS, (unsigned long long)n, INT32_MAX - 1);
+    v->n_vocab = (int32_t)n;
+
+    uint64_t total = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        gguf_str s;
+        if (!gguf_array_str(tv, i, &s))
+            return attnd_err_set(err, ATTND_EFORMAT, "%s[%llu]: not a string", K_TOKENS,
+                                 (unsigned long long)i);
+        if (!attnd_ckd_add(total, s.len, &total) || !attnd_ckd_add(total, 1, &total))
+            return attnd_err_set(err, ATTND_ERANGE, "%s: total text size overflows", K_TOKENS);
+    }
+    uint64_t off_bytes;
+    if (total > SIZE_MAX || !attnd_ckd_mul(n + 1, sizeof(size_t), &off_bytes) ||
+        off_bytes > SIZE_MAX)
+        return attnd_err_set(err, ATTND_ERANGE, "%s: too large", K_TOKENS);
+    v->arena = malloc((size_t)total);
+    v->text_off = malloc((size_t)off_bytes);
+    v->types = malloc((size_t)n);
+    if (!v->arena || !v->text_off || !v->types)
+        return attnd_err_set(err, ATTND_ENOMEM, "%s: out of memory for %llu tokens", K_TOKENS,
+                             (unsigned long long)n);
+    if ((rc = tok_map_init(&v->tokens, (size_t)n, err)) != ATTND_OK)
+        return rc;
+
+    size_t off = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        gguf_str s;
+        (void)gguf_array_str(tv, i, &s);
+        v->text_off[i] = off;
+        memcpy(v->arena + off, s.ptr, (size_t)s.len);
+        v->arena[off + s.len] = '\0';
+        /* A duplicate text maps to its last id, as in llama.cpp. An empty text
+         * can never be produced by merging, so it need not be findable. */
+        if (s.len > 0)
+            tok_map_put(&v->tokens, v->arena + off, (size_t)s.len, (int32_t)i, true);
+        off += (size_t)s.len + 1;
+    }
+    v->text_off[n] = off;
+    return ATTND_OK;
+}
+
+static int load_scores(const gguf_file *f, tok_vocab *v, attnd_err *err)
+{
+    if (!gguf_get(f, K_SCORES))
+        return ATTND_OK; /* optional: every score 0 */
+    const gguf_value *sv;
+    int rc = get_array(f, K_SCORES, GGUF_TYPE_FLOAT32, (uint64_t)v->n_vocab, K_TOKENS, &sv, err);
+    if (rc != ATTND_OK)
+        return rc;
+    v->scores = malloc((size_t)v->n_vocab * sizeof *v->scores);
+    if (!v->scores)
+        return attnd_err_set(err, ATTND_ENOMEM, "%s: out of memory", K_SCORES);
+    for (int32_t i = 0; i < v->n_vocab; i++) {
+        double d;
+        if (!gguf_array_f64(sv, (uint64_t)i, &d))
+            return attnd_err_set(err, ATTND_EFORMAT, "%s[%d]: unreadable", K_SCORES, i);
+        /* NaN would make the merge order depend on heap layout. */
+        if (isnan(d))
+            return attnd_err_set(err, ATTND_EFORMAT, "%s[%d]: not a number", K_SCORES, i);
+        v->scores[i] = (float)d;
+    }
+    return ATTND_OK;
+}
+
+static bool is_byte_token_text(const char *t, size_t n, unsigned *byte)
+{
+    if (n != 6 || memcmp(t, "<0x", 3) != 0 || t[5] != '>')
+        return false;
+    unsigned x = 0;
+    for (int i = 3; i < 5; i++) {
+        char c = t[i];
+        unsigned d;
+        if (c >= '0' && c <= '9')
+            d = (unsigned)(c - '0');
+        else if (c >= 'A' && c <= 'F')
+            d = (unsigned)(c - 'A' + 10);
+        else if (c >= 'a' && c <= 'f')
+            d = (unsigned)(c - 'a' + 10);
+        else
+            return false;
+        x = x * 16 + d;
+    }
+    *byte = x;
+    return true;
+}
+
+static int load_types(const gguf_file *f, tok_vocab *v, attnd_err *err)
+{
+    if (!gguf_get(f, K_TYPES)) {
+        /* Without types, recognise what decoding must treat specially: byte
+         * tokens of a SentencePiece vocabulary (see also load_specials). */
+        for (int32_t i = 0; i < v->n_vocab; i++) {
+            unsigned b;
+            bool byte = v->kind == TOK_KIND_SPM &&
+                        is_byte_token_text(tok_text_of(v, i), tok_len_of(v, i), &b);
+            v->types[i] = (uint8_t)(byte ? TOK_TYPE_BYTE : TOK_TYPE_NORMAL);
+        }
+        return ATTND_OK;
+    }
+    const gguf_value *tv;
+    int rc = get_array(f, K_TYPES, GGUF_TYPE_INT32, (uint64_t)v->n_vocab, K_TOKENS, &tv, err);
+    if (rc != ATTND_OK)
+        return rc;
+    for (int32_t i = 0; i < v->n_vocab; i++) {
+        int64_t t;
+        if (!gguf_array_i64(tv, (uint64_t)i, &t))
+            return attnd_err_set(err, ATTND_EFORMAT, "%s[%d]: unreadable", K_TYPES, i);
+        if (t < TOK_TYPE_UNDEFINED || t > TOK_TYPE_BYTE)
+            return attnd_err_set(err, ATTND_EFORMAT, "%s[%d]: unknown token type %lld", K_TYPES,
+                                 i, (long long)t);
+        v->types[i] = (uint8_t)t;
+    }
+    return ATTND_OK;
+}
+
+static int load_merges(const gguf_file *f, tok_vocab *v, attnd_err *err)
+{
+    const gguf_value *mv;
+    int rc = get_array(f, K_MERGES, GGUF_TYPE_STRING, 0, NULL, &mv, err);
+    if (rc != ATTND_OK)
+        return rc;
+    uint64_t n = gguf_array_len(mv);
+    if (n > (uint64_t)INT32_MAX)
+        return attnd_err_set(err, ATTND_ERANGE, "%s: %llu merges is more than supported",
+                             K_MERGES, (unsigned long long)n);
+    uint64_t total = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        gguf_str s;
+        if (!gguf_array_str(mv, i, &s))
+            return attnd_err_set(err, ATTND_EFORMAT, "%s[%llu]: not a string", K_MERGES,
+                                 (unsigned long long)i);
+        /* "left right"; the search starts at 1 so a left part may itself be
+         * a space (llama.cpp splits the same way). */
+        if (s.len < 3 || !memchr(s.ptr + 1, ' ', (size_t)s.len - 2))
+            return attnd_err_set(err, ATTND_EFORMAT, "%s[%llu]: no space separator", K_MERGES,
+                                 (unsigned long long)i);
+        if (!attnd_ckd_add(total, s.len, &total) || !attnd_ckd_add(total, 1, &total))
+            return attnd_err_set(err, ATTND_ERANGE, "%s: total text size overflows", K_MERGES);
+    }
+    if (total > SIZE_MAX)
+        return attnd_err_set(err, ATTND_ERANGE, "%s: too large", K_MERGES);
+    v->merge_arena = malloc((size_t)total);
+    if (!v->merge_arena)
+        return attnd_err_set(err, ATTND_ENOMEM, "%s: out of memory", K_MERGES);
+    if ((rc = tok_map_init(&v->merges, (size_t)n, err)) != ATTND_OK)
+        return rc;
+    size_t off = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        gguf_str s;
+        (void)gguf_array_str(mv, i, &s);
+        memcpy(v->merge_arena + off, s.ptr, (size_t)s.len);
+        v->merge_arena[off + s.len] = '\0';
+        /* The first occurrence of a pair keeps its rank (llama.cpp emplace). */
+        tok_map_put(&v->merges, v->merge_arena + off, (size_t)s.len, (int32_t)i, false);
+        off += (size_t)s.len + 1;
+    }
+    v->n_merges = (size_t)n;
+    return ATTND_OK;
+}
+
+static int load_special(const gguf_file *f, const tok_vocab *v, const char *key, int32_t def,
+                        int32_t *out, attnd_err *err)
+{
+    char tbuf[64];
+    const gguf_value *val = gguf_get(f, key);
+    if (!val) {
+        *out = def < v->n_vocab ? def : -1;
+        return ATTND_OK;
+    }
+    int64_t x;
+    if (!gguf_value_i64(val, &x))
+        return attnd_err_set(err, ATTND_EFORMAT, "%s: expected an integer, got %s", key,
+                             describe_type(val, tbuf, sizeof tbuf));
+    /* Converters write UINT32_MAX (or -1) for "this vocabulary has none",
+     * e.g. the padding id of llama2.c exports. */
+    if (x == -1 || x == (int64_t)UINT32_MAX) {
+        *out = -1;
+        return ATTND_OK;
+    }
+    if (x < 0 || x >= v->n_vocab)
+        return attnd_err_set(err, ATTND_ERANGE,
+                             "%s: token id %lld is out of range (the vocabulary has %d tokens)",
+                             key, (long long)x, v->n_vocab);
+    *out = (int32_t)x;
+    return ATTND_OK;
+}
+
+static int load_flag(const gguf_file *f, const char *key, bool def, bool *out, attnd_err *err)
+{
+    char tbuf[64];
+    const gguf_value *val = gguf_get(f, key);
+    if (!val) {
+        *out = def;
+        return ATTND_OK;
+    }
+    if (!gguf_value_bool(val, out))
+        return attnd_err_set(err, ATTND_EFORMAT, "%s: expected a bool, got %s", key,
+                             describe_type(val, tbuf, sizeof tbuf));
+    return ATTND_OK;
+}
+
+static int load_specials(const gguf_file *f, tok_vocab *v, attnd_err *err)
+{
+    bool spm = v->kind == TOK_KIND_SPM;
+    int rc;
+    /* SentencePiece exports conventionally use 0/1/2 for unk/bos/eos (llama.cpp's
+     * defaults). llama.cpp's GPT-2 default of id 11 is a placeholder, so a GPT-2
+     * vocabulary without the keys simply has no such tokens. */
+    if ((rc = load_special(f, v, "tokenizer.ggml.bos_token_id", spm ? 1 : -1, &v->bos, err)) ||
+        (rc = load_special(f, v, "tokenizer.ggml.eos_token_id", spm ? 2 : -1, &v->eos, err)) ||
+        (rc = load_special(f, v, "tokenizer.ggml.unknown_token_id", spm ? 0 : -1, &v->unk, err)) ||
+        (rc = load_special(f, v, "tokenizer.ggml.padding_token_id", -1, &v->pad, err)))
+        return rc;
+    /* Defaults: a llama vocabulary without the flag adds BOS (llama2.c exports
+     * such as stories260K expect it); GPT-2 never did. */
+    if ((rc = load_flag(f, "tokenizer.ggml.add_bos_token", spm, &v->add_bos, err)) ||
+        (rc = load_flag(f, "tokenizer.ggml.add_eos_token", false, &v->add_eos, err)) ||
+        (rc = load_flag(f, "tokenizer.ggml.add_space_prefix", spm, &v->add_space_prefix, err)))
+        return rc;
+
+    if (!gguf_get(f, K_TYPES)) {
+        /* No types in the file: make the special tokens decode to nothing, as
+         * their types would have said. */
+        if (v->bos >= 0)
+            v->types[v->bos] = TOK_TYPE_CONTROL;
+        if (v->eos >= 0)
+            v->types[v->eos] = TOK_TYPE_CONTROL;
+        if (v->pad >= 0)
+            v->types[v->pad] = TOK_TYPE_CONTROL;
+        if (v->unk >= 0)
+            v->types[v->unk] = TOK_TYPE_UNKNOWN;
+    }
+    return ATTND_OK;
+}
+
+static void find_byte_tokens(tok_vocab *v)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (unsigned b = 0; b < 256; b++) {
+        if (v->kind == TOK_KIND_SPM) {
+            char t[6] = {'<', '0', 'x', hex[b >> 4], hex[b & 15], '>'};
+            v->byte_tok[b] = tok_map_get(&v->tokens, t, sizeof t);
+        } else {
+            char t[ATTND_UTF8_MAX];
+            size_t n = attnd_utf8_encode(tok_bpe_byte_to_cp((uint8_t)b), t);
+            v->byte_tok[b] = tok_map_get(&v->tokens, t, n);
+        }
+    }
+}
+
+static void find_eog(tok_vocab *v)
+{
+    static const char *const names[] = {"<|endoftext|>", "<|eot_id|>", "<|im_end|>",
+                                        "<end_of_turn>"};
+    v->n_eog = 0;
+    if (v->eos >= 0)
+        v->eog[v->n_eog++] = v->eos;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        int32_t id = tok_map_get(&v->tokens, names[i], strlen(names[i]));
+        if (id >= 0 && id != v->eos && v->types[id] == TOK_TYPE_CONTROL)
+            v->eog[v->n_eog++] = id;
+    }
+}
+
+static int load_all(const gguf_file *f, tok_vocab *v, attnd_err *err)
+{
+    char tbuf[64], nbuf[80];
+    const gguf_value *mv = gguf_get(f, K_MODEL);
+    gguf_str model;
+    if (!mv)
+        return attnd_err_set(err, ATTND_ENOTFOUND, "%s: missing", K_MODEL);
+    if (!gguf_value_str(mv, &model))
+        return attnd_err_set(err, ATTND_EFORMAT, "%s: expected a string, got %s", K_MODEL,
+                             describe_type(mv, tbuf, sizeof tbuf));
+    if (model.len == 5 && memcmp(model.ptr, "llama", 5) == 0)
+        v->kind = TOK_KIND_SPM;
+    else if (model.len == 4 && memcmp(model.ptr, "gpt2", 4) == 0)
+        v->kind = TOK_KIND_BPE;
+    else
+        return attnd_err_set(err, ATTND_EUNSUPPORTED,
+                             "%s: unsupported tokenizer \"%s\" (supported: llama, gpt2)", K_MODEL,
+                             sanitize(&model, nbuf, sizeof nbuf));
+    int rc;
+    if ((rc = load_tokens(f, v, err)) || (rc = load_scores(f, v, err)) ||
+        (rc = load_types(f, v, err)) || (rc = load_specials(f, v, err)))
+        return rc;
+    if (v->kind == TOK_KIND_BPE) {
+        if ((rc = load_merges(f, v, err)) || (rc = tok_bpe_init(v, err)))
+            return rc;
+    }
+    find_byte_tokens(v);
+    find_eog(v);
+    return ATTND_OK;
+}
+
+int tok_load(const gguf_file *f, tok_vocab **out, attnd_err *err)
+{
+    if (!out)
+        return attnd_err_set(err, ATTND_EINVAL, "tok_load: no output pointer");
+    *out = NULL;
+    if (!f)
+        return attnd_err_set(err, ATTND_EINVAL, "tok_load: no gguf file");
+    tok_vocab *v = calloc(1, sizeof *v);
+    if (!v)
+        return attnd_err_set(err, ATTND_ENOMEM, "tokenizer: out of memory");
+    v->bos = v->eos = v->unk = v->pad = -1;
+    int rc = load_all(f, v, err);
+    if (rc != ATTND_OK) {
+        tok_free(v);
+        return rc;
+    }
+    *out = v;
+    return ATTND_OK;
+}
+
+void tok_free(tok_vocab *v)
+{
+    if (!v)
+        return;
+    if (v->bpe)
+        tok_bpe_fini(v);
+    tok_map_free(&v->tokens);
+    tok_map_free(&v->merges);
+    free(v->arena);
+    free(v->text_off);
+    free(v->types);
+    free(v->scores);
+    free(v->merge_arena);
+    free(v);
+}
+
+/* ============================================================ accessors */
+
+tok_kind tok_kind_of(const tok_vocab *v)
+{
+    return v->kind;
+}
+
+const char *tok_kind_name(tok_kind k)
+{
+    switch (k) {
+    case TOK_KIND_SPM: return "llama (SentencePiece BPE)";
+    case TOK_KIND_BPE: return "gpt2 (byte-level BPE)";
+    }
+    return "?";
+}
+
+int32_t tok_n_vocab(const tok_vocab *v)
+{
+    return v->n_vocab;
+}
+
+size_t tok_n_merges(const tok_vocab *v)
+{
+    return v->n_merges;
+}
+
+int32_t tok_bos(const tok_vocab *v)
+{
+    return v->bos;
+}
+
+int32_t tok_eos(const tok_vocab *v)
+{
+    return v->eos;
+}
+
+int32_t tok_unk(const tok_vocab *v)
+{
+    return v->unk;
+}
+
+int32_t tok_pad(const tok_vocab *v)
+{
+    return v->pad;
+}
+
+bool tok_adds_bos(const tok_vocab *v)
+{
+    return v->add_bos && v->bos >= 0;
+}
+
+bool tok_adds_eos(const tok_vocab *v)
+{
+    return v->add_eos && v->eos >= 0;
+}
+
+bool tok_is_eog(const tok_vocab *v, int32_t id)
+{
+    for (size_t i = 0; i < v->n_eog; i++)
+        if (v->eog[i] == id)
+            return true;
+    return false;
+}
+
+const char *tok_text(const tok_vocab *v, int32_t id, size_t *len)
+{
+    if (!v || id < 0 || id >= v->n_vocab) {
+        if (len)
+            *len = 0;
+        return NULL;
+    }
+    if (len)
+        *len = tok_len_of(v, id);
+    return tok_text_of(v, id);
+}
+
+tok_type tok_type_of(const tok_vocab *v, int32_t id)
+{
+    if (!v || id < 0 || id >= v->n_vocab)
+        return TOK_TYPE_UNDEFINED;
+    return (tok_type)v->types[id];
+}
+
+/* ============================================================ pieces */
+
+/* snprintf-like sink: counts everything, stores what fits. */
+typedef struct sink {
+    char *buf;
+    size_t cap, n;
+} sink;
+
+static void sink_put(sink *s, const char *p, size_t n)
+{
+    if (s->n < s->cap) {
+        size_t k = s->cap - s->n < n ? s->cap - s->n : n;
+        memcpy(s->buf + s->n, p, k);
+    }
+    s->n += n;
+}
+
+static void piece_spm_normal(sink *s, const char *t, size_t n)
+{
+    size_t run = 0; /* start of the bytes not yet written */
+    for (size_t i = 0; i + 3 <= n;) {
+        if (memcmp(t + i, "\xE2\x96\x81", 3) == 0) {
+            sink_put(s, t + run, i - run);
+            sink_put(s, " ", 1);
+            i += 3;
+            run = i;
+        } else {
+            i++;
+        }
+    }
+    sink_put(s, t + run, n - run);
+}
+
+static void piece_bpe_normal(sink *s, const char *t, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        int k = attnd_utf8_decode(t + i, n - i, &cp);
+        if (k > 0) {
+            int b = tok_bpe_cp_to_byte(cp);
+            if (b >= 0) {
+                char c = (char)(unsigned char)b;
+                sink_put(s, &c, 1);
+            } else {
+                /* Not from the byte mapping (e.g. a token added by hand):
+                 * the text stands for itself. */
+                sink_put(s, t + i, (size_t)k);
+            }
+            i += (size_t)k;
+        } else {
+            sink_put(s, t + i, 1);
+            i++;
+        }
+    }
+}
+
+long tok_piece(const tok_vocab *v, int32_t id, char *buf, size_t cap)
+{
+    if (!v || id < 0 || id >= v->n_vocab)
+        return -1;
+    sink s = {buf, buf ? cap : 0, 0};
+    const char *t = tok_text_of(v, id);
+    size_t n = tok_len_of(v, id);
+    unsigned byte;
+    /* As llama.cpp renders tokens when not showing special ones: control,
+     * unknown, unused and undefined tokens are invisible, user-defined tokens
+     * are their literal text. */
+    switch ((tok_type)v->types[id]) {
+    case TOK_TYPE_USER_DEFINED:
+        sink_put(&s, t, n);
+        break;
+    case TOK_TYPE_BYTE:
+    case TOK_TYPE_NORMAL:
+        if (v->types[id] == TOK_TYPE_BYTE && v->kind == TOK_KIND_SPM) {
+            if (is_byte_token_text(t, n, &byte)) {
+                char c = (char)(unsigned char)byte;
+                sink_put(&s, &c, 1);
+            } else {
+                sink_put(&s, t, n);
+            }
+        } else if (v->kind == TOK_KIND_SPM) {
+            piece_spm_normal(&s, t, n);
+        } else {
+            /* In a byte-level vocabulary even byte tokens are mapped text. */
+            piece_bpe_normal(&s, t, n);
+        }
+        break;
+    case TOK_TYPE_UNDEFINED:
+    case TOK_TYPE_UNKNOWN:
+    case TOK_TYPE_CONTROL:
+    case TOK_TYPE_UNUSED:
+        break;
+    }
+    return (long)s.n;
+}
+
+/* ============================================================ decode/encode */
+
+int tok_decode(const tok_vocab *v, const int32_t *ids, size_t n, bool at_text_start,
+               char **text, size_t *len, attnd_err *err)
+{
+    if (text)
+        *text = NULL;
+    if (len)
+        *len = 0;
+    if (!v || !text || !len || (!ids && n > 0))
+        return attnd_err_set(err, ATTND_EINVAL, "tok_decode: invalid arguments");
+    size_t cap = 64, used = 0;
+    char *buf = malloc(cap);
+    if (!buf)
+        return attnd_err_set(err, ATTND_ENOMEM, "tok_decode: out of memory");
+    bool strip = at_text_start && v->kind == TOK_KIND_SPM && v->add_space_prefix;
+    for (size_t i = 0; i < n; i++) {
+        long r = tok_piece(v, ids[i], buf + used, cap - used - 1);
+        if (r < 0) {
+            free(buf);
+            return attnd_err_set(err, ATTND_EINVAL,
+                                 "ids[%zu]: token id %ld is out of range (the vocabulary has %d "
+                                 "tokens)",
+                                 i, (long)ids[i], v->n_vocab);
+        }
+        size_t k = (size_t)r;
+        if (k > cap - used - 1) {
+            uint64_t want;
+            if (!attnd_ckd_add(used, k, &want) || !attnd_ckd_add(want, 1, &want) ||
+                want > SIZE_MAX / 2) {
+                free(buf);
+                return attnd_err_set(err, ATTND_ENOMEM, "tok_decode: text too long");
+            }
+            size_t ncap = cap * 2 > want ? cap * 2 : (size_t)want * 2;
+            char *nb = realloc(buf, ncap);
+            if (!nb) {
+                free(buf);
+                return attnd_err_set(err, ATTND_ENOMEM, "tok_decode: out of memory");
+            }
+            buf = nb;
+            cap = ncap;
+            (void)tok_piece(v, ids[i], buf + used, cap - used - 1);
+        }
+        if (strip && k > 0) {
+            /* The dummy prefix appears as the first produced byte, a space. */
+            if (buf[used] == ' ') {
+                memmove(buf + used, buf + used + 1, k - 1);
+                k--;
+            }
+            strip = false;
+        }
+        used += k;
+    }
+    buf[used] = '\0';
+    *text = buf;
+    *len = used;
+    return ATTND_OK;
+}
+
+int tok_encode(const tok_vocab *v, const char *text, size_t len, bool add_special,
+               int32_t **ids, size_t *n_ids, attnd_err *err)
+{
+    if (ids)
+        *ids = NULL;
+    if (n_ids)
+        *n_ids = 0;
+    if (!v || !ids || !n_ids || (!text && len > 0))
+        return attnd_err_set(err, ATTND_EINVAL, "tok_encode: invalid arguments");
+    tok_ids out = {NULL, 0, 0};
+    int rc = ATTND_OK;
+    if (add_special && tok_adds_bos(v))
+        rc = tok_ids_push(&out, v->bos, err);
+    if (rc == ATTND_OK && len > 0) {
+        if (v->kind == TOK_KIND_SPM)
+            rc = tok_spm_encode(v, text, len, &out, err);
+        else
+            rc = tok_bpe_encode(v, text, len, &out, err);
+    }
+    if (rc == ATTND_OK && add_special && tok_adds_eos(v))
+        rc = tok_ids_push(&out, v->eos, err);
+    if (rc == ATTND_OK && !out.v) {
+        /* Always hand back an allocation, so callers can free() without a check. */
+        out.v = malloc(sizeof *out.v);
+        if (!out.v)
+            rc = attnd_err_set(err, ATTND_ENOMEM, "tok_encode: out of memory");
+    }
+    if (rc != ATTND_OK) {
+        free(out.v);
+        return rc;
+    }
+    *ids = out.v;
+    *n_ids = out.n;
+    return ATTND_OK;
+}

@@ -1,0 +1,27 @@
+/* test_util.h - helpers shared by the Criterion suites: where ../shared is,
+ * reading whole files, temporary paths. */
+#ifndef ATTND_TEST_UTIL_H
+#define ATTND_TEST_UTIL_H
+
+#include <stddef.h>
+
+/* Path of REL inside the shared reference data: $ATTND_SHARED if set, else
+ * ../shared next to the source tree. Returns a static buffer per call slot;
+ * copy it if you need it past the next call. */
+const char *test_shared(const char *rel);
+
+/* Reads a whole file into a malloc'd, NUL-terminated buffer; NULL on error. */
+char *test_read_file(const char *path, size_t *len);
+
+/* A fresh path under the build's temporary directory, e.g. for written files.
+ * Returns a malloc'd string. */
+char *test_tmp_path(const char *name);
+
+/* Path of the attnd binary under test. */
+const char *test_attnd_bin(void);
+
+/* Runs a shell command, captures stdout (malloc'd) and returns the exit status
+ * (-1 if it could not run). */
+int test_run(const char *cmd, char **out);
+
+#endif
