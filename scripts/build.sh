@@ -6,10 +6,13 @@ cd "$(dirname "$0")/.."
 type=${1:-Release}
 dir=build/$(echo "$type" | tr '[:upper:]' '[:lower:]')
 extra=()
+target=()
 if [ "$type" = Fuzz ]; then
+  # clang's libFuzzer, with ASan+UBSan; only the fuzz targets are built.
   export CC=clang
   extra=(-DATTND_FUZZ=ON)
+  target=(--target fuzz_gguf)
   type=Debug
 fi
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE="$type" "${extra[@]}" >/dev/null
-cmake --build "$dir" -j"$(nproc)"
+cmake --build "$dir" -j"$(nproc)" "${target[@]}"
