@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "attnd_half.h"
 #include "gguf.h"
 
 /* One Q8_0 block: 32 values = d * qs[i], d stored as IEEE half. */
@@ -16,10 +17,6 @@ typedef struct dtype_q8_0 {
     int8_t qs[DTYPE_QK8_0];
 } dtype_q8_0;
 
-float dtype_f16_to_f32(uint16_t h);
-uint16_t dtype_f32_to_f16(float f);   /* round to nearest even */
-float dtype_bf16_to_f32(uint16_t h);
-uint16_t dtype_f32_to_bf16(float f);  /* round to nearest even; NaN stays NaN */
 
 /* Converts N floats to TYPE (F32, F16, BF16 or Q8_0; N a multiple of the block
  * size) into DST, which holds gguf_dtype_row_bytes(TYPE, N) bytes. Returns 0,

@@ -4,7 +4,6 @@
  * of the API (accessors, tok_piece, tok_decode, tok_encode's BOS/EOS). */
 #include "tok_internal.h"
 
-#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +78,8 @@ void tok_map_put(tok_map *m, const char *key, size_t len, int32_t val, bool over
 
 int32_t tok_map_get(const tok_map *m, const char *key, size_t len)
 {
+    if (!m->slots)
+        return -1;
     uint64_t h = fnv1a(FNV_OFFSET, key, len);
     for (size_t i = (size_t)h & m->mask;; i = (i + 1) & m->mask) {
         const tok_map_slot *s = &m->slots[i];
@@ -92,6 +93,8 @@ int32_t tok_map_get(const tok_map *m, const char *key, size_t len)
 int32_t tok_map_get_pair(const tok_map *m, const char *a, size_t alen, const char *b,
                          size_t blen)
 {
+    if (!m->slots)
+        return -1;
     uint64_t h = fnv1a(fnv1a(fnv1a(FNV_OFFSET, a, alen), " ", 1), b, blen);
     size_t len = alen + 1 + blen;
     for (size_t i = (size_t)h & m->mask;; i = (i + 1) & m->mask) {

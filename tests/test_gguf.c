@@ -756,13 +756,13 @@ Test(gguf_models, hparams_errors_name_the_key)
 Test(dtype, f16_round_trips_every_value)
 {
     for (uint32_t h = 0; h < 65536; h++) {
-        float f = dtype_f16_to_f32((uint16_t)h);
+        float f = attnd_f16_to_f32((uint16_t)h);
         if (isnan(f)) {
-            cr_assert(isnan(dtype_f16_to_f32(dtype_f32_to_f16(f))));
+            cr_assert(isnan(attnd_f16_to_f32(attnd_f32_to_f16(f))));
             continue;
         }
-        cr_assert_eq(dtype_f32_to_f16(f), h, "f16 0x%04x -> %g -> 0x%04x", h, (double)f,
-                     dtype_f32_to_f16(f));
+        cr_assert_eq(attnd_f32_to_f16(f), h, "f16 0x%04x -> %g -> 0x%04x", h, (double)f,
+                     attnd_f32_to_f16(f));
     }
 }
 
@@ -777,12 +777,12 @@ Test(dtype, f32_to_f16_rounds_to_nearest_even)
         memcpy(&f, &bits, 4);
         if (!isfinite(f) || fabsf(f) > 65504.0f)
             continue;
-        uint16_t h = dtype_f32_to_f16(f);
-        double err0 = fabs((double)dtype_f16_to_f32(h) - (double)f);
+        uint16_t h = attnd_f32_to_f16(f);
+        double err0 = fabs((double)attnd_f16_to_f32(h) - (double)f);
         /* No other half is strictly closer. */
         for (int dlt = -1; dlt <= 1; dlt += 2) {
             uint16_t n = (uint16_t)(h + dlt);
-            float g = dtype_f16_to_f32(n);
+            float g = attnd_f16_to_f32(n);
             if (isnan(g) || isinf(g) || (n & 0x7fff) == 0x7c00)
                 continue;
             if (((n ^ h) & 0x8000) != 0)
@@ -793,21 +793,21 @@ Test(dtype, f32_to_f16_rounds_to_nearest_even)
                 cr_assert((h & 1) == 0, "tie for %g not to even", (double)f);
         }
     }
-    cr_assert_eq(dtype_f32_to_f16(1e6f), 0x7c00);
-    cr_assert_eq(dtype_f32_to_f16(-1e6f), 0xfc00);
-    cr_assert_eq(dtype_f32_to_f16(65519.0f), 0x7bff);
-    cr_assert_eq(dtype_f32_to_f16(65520.0f), 0x7c00);
+    cr_assert_eq(attnd_f32_to_f16(1e6f), 0x7c00);
+    cr_assert_eq(attnd_f32_to_f16(-1e6f), 0xfc00);
+    cr_assert_eq(attnd_f32_to_f16(65519.0f), 0x7bff);
+    cr_assert_eq(attnd_f32_to_f16(65520.0f), 0x7c00);
 }
 
 Test(dtype, bf16_and_q8_0)
 {
     for (uint32_t h = 0; h < 65536; h++) {
-        float f = dtype_bf16_to_f32((uint16_t)h);
+        float f = attnd_bf16_to_f32((uint16_t)h);
         if (!isnan(f))
-            cr_assert_eq(dtype_f32_to_bf16(f), h);
+            cr_assert_eq(attnd_f32_to_bf16(f), h);
     }
-    cr_assert_eq(dtype_f32_to_bf16(1.00390625f), 0x3f80); /* tie -> even */
-    cr_assert_eq(dtype_f32_to_bf16(1.01171875f), 0x3f82); /* tie -> even (up) */
+    cr_assert_eq(attnd_f32_to_bf16(1.00390625f), 0x3f80); /* tie -> even */
+    cr_assert_eq(attnd_f32_to_bf16(1.01171875f), 0x3f82); /* tie -> even (up) */
 
     float x[96], y[96];
     uint64_t s = 7;
@@ -819,7 +819,7 @@ Test(dtype, bf16_and_q8_0)
     cr_assert_eq(dtype_from_f32(GGUF_DTYPE_Q8_0, x, q, 96), 0);
     cr_assert_eq(dtype_to_f32(GGUF_DTYPE_Q8_0, q, y, 96), 0);
     for (int b = 0; b < 3; b++) {
-        float d = dtype_f16_to_f32(q[b].d);
+        float d = attnd_f16_to_f32(q[b].d);
         for (int i = 0; i < 32; i++)
             cr_assert(fabsf(x[b * 32 + i] - y[b * 32 + i]) <= d * 0.5f + 1e-3f * d);
     }

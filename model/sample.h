@@ -1,0 +1,53 @@
+/* sample.h - choosing the next token from logits.
+ *
+ * Order of the transforms (as llama.cpp's default chain): repetition penalty
+ * over the last N accepted tokens -> greedy if temperature <= 0 -> top-k ->
+ * top-p -> min-p -> temperature -> softmax -> draw with the request's own
+ * seeded generator (same seed and inputs give the same tokens). With
+ * ignore_eos, the EOS token can never be drawn.
+ *
+ * A sampler belongs to one request and one thread at a time. */
+#ifndef ATTND_SAMPLE_H
+#define ATTND_SAMPLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "attnd_err.h"
+
+typedef struct sample_params {
+    float temperature;       /* <= 0: greedy (argmax, ties to the lowest id) */
+    int32_t top_k;           /* <= 0: off */
+    float top_p;             /* >= 1: off; else keep the smallest set with mass >= top_p */
+    float min_p;             /* <= 0: off; else drop tokens with p < min_p * p_max */
+    float repeat_penalty;    /* 1: off; logit > 0 divided by it, else multiplied */
+    uint32_t repeat_last_n;  /* how many recent tokens the penalty looks at */
+    uint64_t seed;
+    bool ignore_eos;
+} sample_params;
+
+/* Defaults: temperature 0.8, top_k 40, top_p 0.95, min_p 0.05,
+ * repeat_penalty 1.0, repeat_last_n 64, seed 0, ignore_eos false. */
+sample_params sample_params_default(void);
+
+typedef struct sampler sampler;
+
+/* Validates P (message names the bad field) for a vocabulary of N_VOCAB with
+ * end-of-sequence token EOS (-1: none). */
+int sampler_new(const sample_params *p, int32_t n_vocab, int32_t eos, sampler **out,
+                attnd_err *err);
+void sampler_free(sampler *s);
+
+/* Records a token (prompt or generated) in the penalty history. */
+void sampler_accept(sampler *s, int32_t token);
+
+/* Picks the next token from LOGITS[n_vocab] (not modified). */
+int32_t sampler_sample(sampler *s, const float *logits);
+
+/* The distribution sampler_sample would draw from, after every transform:
+ * PROBS[n_vocab], zero for removed tokens, summing to 1 (greedy: one-hot).
+ * For tests and for reporting probabilities. */
+void sampler_probs(sampler *s, const float *logits, float *probs);
+
+#endif
