@@ -1,1 +1,347 @@
-/* placeholder: being written */
+/* attn_tiled.c - the production attention kernel (attn.h): exact causal
+ * softmax(q·Kᵀ·scale)·V over a paged KV cache, one K/V tile at a time with an
+ * online softmax, so memory stays bounded by the scratch whatever the context.
+ *
+ * Work order, per KV head g in [kv_begin, kv_end) and per query tile (up to
+ * q_tile consecutive query rows):
+ *   for every KV tile the tile's causal/window mask leaves at least partly
+ *   visible (tiles hidden for the whole query tile are never visited):
+ *     - K is transposed (and converted from F16) into scratch once,
+ *       V is used in place (F32) or converted into scratch once (F16);
+ *     - every query row of the tile, for every query head of g's group, is
+ *       scored against it and folded into that row's running max m, running
+ *       sum l and accumulator acc.
+ * So each K/V tile is read once per group and query tile, not once per head.
+ *
+ * attn_tiled never allocates: everything it needs lives in the attn_scratch,
+ * whose size is fixed by the parameters at attn_scratch_new. */
+#include "attn.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attnd_half.h"
+
+/* Query rows per query tile: enough rows to amortize loading a K/V tile. */
+#define ATTN_Q_TILE 16u
+/* Upper bound on (heads per group) x (query rows) kept live at once, so a
+ * large MQA group shrinks the query tile instead of growing the scratch
+ * (the accumulators should stay cache-resident). */
+#define ATTN_MAX_ROWS 256u
+/* KV positions per tile: a whole block, or a slice of a larger block, so the
+ * scratch does not depend on the cache's block size either. */
+#define ATTN_KV_TILE 64u
+
+struct attn_scratch {
+    uint32_t head_dim; /* the largest head_dim this scratch serves */
+    uint32_t group;    /* the largest n_head / n_head_kv it serves */
+    uint32_t q_tile;   /* query rows per tile; q_tile * group rows fit */
+    size_t bytes;
+    float *acc; /* [q_tile * group][head_dim] unnormalized outputs */
+    float *m;   /* [q_tile * group] running max of the scores */
+    float *l;   /* [q_tile * group] running sum of exp(score - m) */
+    float *kt;  /* [head_dim][ATTN_KV_TILE] the K tile, transposed */
+    float *v;   /* [ATTN_KV_TILE][head_dim] the V tile, when converted from F16 */
+    float *s;   /* [ATTN_KV_TILE] one row's scores, then its probabilities */
+};
+
+/* Each array starts on a cache line so the vector loops start aligned. */
+static size_t line_floats(size_t n)
+{
+    return (n + 15u) & ~(size_t)15u;
+}
+
+static uint32_t q_tile_for(uint32_t group)
+{
+    uint32_t t = ATTN_MAX_ROWS / group;
+    if (t > ATTN_Q_TILE)
+        t = ATTN_Q_TILE;
+    return t ? t : 1u;
+}
+
+attn_scratch *attn_scratch_new(const attn_params *p)
+{
+    if (!p || !p->n_head || !p->n_head_kv || !p->head_dim || p->n_head % p->n_head_kv)
+        return NULL;
+    uint32_t group = p->n_head / p->n_head_kv;
+    uint32_t q_tile = q_tile_for(group);
+    size_t rows = (size_t)q_tile * group;
+    size_t hd = p->head_dim;
+    size_t n_acc = line_floats(rows * hd), n_row = line_floats(rows);
+    size_t n_tile = line_floats((size_t)ATTN_KV_TILE * hd), n_s = line_floats(ATTN_KV_TILE);
+    size_t n_floats = n_acc + 2 * n_row + 2 * n_tile + n_s;
+    attn_scratch *s = malloc(sizeof *s);
+    float *buf = aligned_alloc(64, n_floats * sizeof(float));
+    if (!s || !buf) {
+        free(s);
+        free(buf);
+        return NULL;
+    }
+    s->head_dim = p->head_dim;
+    s->group = group;
+    s->q_tile = q_tile;
+    s->bytes = sizeof *s + n_floats * sizeof(float);
+    s->acc = buf;
+    s->m = s->acc + n_acc;
+    s->l = s->m + n_row;
+    s->kt = s->l + n_row;
+    s->v = s->kt + n_tile;
+    s->s = s->v + n_tile;
+    return s;
+}
+
+void attn_scratch_free(attn_scratch *s)
+{
+    if (s) {
+        free(s->acc);
+        free(s);
+    }
+}
+
+size_t attn_scratch_bytes(const attn_scratch *s)
+{
+    return s ? s->bytes : 0;
+}
+
+/* ------------------------------------------------------------ validation */
+
+static int validate(const attn_params *p, const attn_kv_view *kv, const float *q, uint32_t n_q,
+                    uint32_t pos0, uint32_t kv_begin, uint32_t kv_end, const float *out,
+                    attnd_err *err)
+{
+    if (!p)
+        return attnd_err_set(err, ATTND_EINVAL, "attn: params is NULL");
+    if (!kv)
+        return attnd_err_set(err, ATTND_EINVAL, "attn: kv view is NULL");
+    if (!q)
+        return attnd_err_set(err, ATTND_EINVAL, "attn: q is NULL");
+    if (!out)
+        return attnd_err_set(err, ATTND_EINVAL, "attn: out is NULL");
+    if (!p->n_head)
+        return attnd_err_set(err, ATTND_EINVAL, "attn: n_head is 0");
+    if (!p->n_head_kv)
+        return attnd_err_set(err, ATTND_EINVAL, "attn: n_head_kv is 0");
+    if (!p->head_dim)
+        return attnd_err_set(err, ATTND_EINVAL, "attn: head_dim is 0");
+    if (p->n_head % p->n_head_kv)
+        return attnd_err_set(err, ATTND_EINVAL, "attn: n_head %u is not a multiple of n_head_kv %u",
+                             p->n_head, p->n_head_kv);
+    if (!isfinite(p->scale))
+        return attnd_err_set(err, ATTND_EINVAL, "attn: scale %g is not finite", (double)p->scale);
+    if (kv_begin >= kv_end || kv_end > p->n_head_kv)
+        return attnd_err_set(err, ATTND_EINVAL,
+                             "attn: kv head range [%u, %u) is empty or beyond n_head_kv %u",
+                             kv_begin, kv_end, p->n_head_kv);
+    if (!n_q)
+        return attnd_err_set(err, ATTND_EINVAL, "attn: n_q is 0");
+    uint64_t kv_len = (uint64_t)pos0 + n_q;
+    if (kv_len > UINT32_MAX)
+        return attnd_err_set(err, ATTND_EINVAL, "attn: pos0 %u + n_q %u overflows the position range",
+                             pos0, n_q);
+    if (kv->dtype != ATTN_DTYPE_F32 && kv->dtype != ATTN_DTYPE_F16)
+        return attnd_err_set(err, ATTND_EINVAL, "attn: kv dtype %d is neither F32 nor F16",
+                             (int)kv->dtype);
+    if (!kv->block_size)
+        return attnd_err_set(err, ATTND_EINVAL, "attn: kv block_size is 0");
+    if ((uint64_t)kv->n_blocks * kv->block_size < kv_len)
+        return attnd_err_set(err, ATTND_EINVAL, "attn: kv cache has %u blocks of %u, needs %llu positions",
+                             kv->n_blocks, kv->block_size, (unsigned long long)kv_len);
+    if (!kv->k_blocks || !kv->v_blocks)
+        return attnd_err_set(err, ATTND_EINVAL, "attn: kv %s block table is NULL",
+                             kv->k_blocks ? "V" : "K");
+    uint32_t need = (uint32_t)((kv_len + kv->block_size - 1) / kv->block_size);
+    for (uint32_t b = 0; b < need; b++)
+        if (!kv->k_blocks[b] || !kv->v_blocks[b])
+            return attnd_err_set(err, ATTND_EINVAL, "attn: kv %s block %u is NULL",
+                                 kv->k_blocks[b] ? "V" : "K", b);
+    return ATTND_OK;
+}
+
+/* ------------------------------------------------------------ tile loads */
+
+/* kt[d][j] = K[row0 + j][d] for j < n: transposed so that scoring one query
+ * against the tile is a contiguous, vectorizable loop over j for each d. */
+static void load_k_tile(float *restrict kt, const void *blk, attn_dtype dtype, size_t row0,
+                        uint32_t n, uint32_t hd)
+{
+    if (dtype == ATTN_DTYPE_F32) {
+        const float *restrict k = (const float *)blk + row0 * hd;
+        for (uint32_t j = 0; j < n; j++)
+            for (uint32_t d = 0; d < hd; d++)
+                kt[(size_t)d * n + j] = k[(size_t)j * hd + d];
+    } else {
+        const uint16_t *restrict k = (const uint16_t *)blk + row0 * hd;
+        for (uint32_t j = 0; j < n; j++)
+            for (uint32_t d = 0; d < hd; d++)
+                kt[(size_t)d * n + j] = attnd_f16_to_f32(k[(size_t)j * hd + d]);
+    }
+}
+
+static void load_v_tile(float *restrict v, const uint16_t *restrict src, uint32_t n, uint32_t hd)
+{
+    size_t total = (size_t)n * hd;
+    for (size_t i = 0; i < total; i++)
+        v[i] = attnd_f16_to_f32(src[i]);
+}
+
+/* ------------------------------------------------------------ one row */
+
+/* Folds tile positions [a, b) (of n) into one (query row, head): scores,
+ * online-softmax update of m and l, and acc += p·V with acc first rescaled
+ * by exp(m_old - m_new) when the max grows. */
+static void row_update(const float *restrict q, float scale, const float *restrict kt,
+                       const float *restrict v, uint32_t n, uint32_t a, uint32_t b, uint32_t hd,
+                       float *restrict s, float *restrict acc, float *restrict m,
+                       float *restrict l)
+{
+    for (uint32_t j = a; j < b; j++)
+        s[j] = 0.0f;
+    /* Four dimensions per pass: a quarter of the loads and stores of s. */
+    uint32_t d = 0;
+    for (; d + 4 <= hd; d += 4) {
+        float q0 = q[d] * scale, q1 = q[d + 1] * scale;
+        float q2 = q[d + 2] * scale, q3 = q[d + 3] * scale;
+        const float *restrict k0 = kt + (size_t)d * n;
+        const float *restrict k1 = k0 + n;
+        const float *restrict k2 = k1 + n;
+        const float *restrict k3 = k2 + n;
+        for (uint32_t j = a; j < b; j++)
+            s[j] += q0 * k0[j] + q1 * k1[j] + q2 * k2[j] + q3 * k3[j];
+    }
+    for (; d < hd; d++) {
+        float qd = q[d] * scale;
+        const float *restrict kd = kt + (size_t)d * n;
+        for (uint32_t j = a; j < b; j++)
+            s[j] += qd * kd[j];
+    }
+
+    float m_old = *m, m_new = m_old;
+    for (uint32_t j = a; j < b; j++)
+        m_new = s[j] > m_new ? s[j] : m_new;
+    float sum = 0.0f;
+    for (uint32_t j = a; j < b; j++) {
+        s[j] = expf(s[j] - m_new);
+        sum += s[j];
+    }
+    /* First tile: m_old is -inf, alpha is 0 and l, acc are still 0. */
+    float alpha = expf(m_old - m_new);
+    *m = m_new;
+    *l = *l * alpha + sum;
+    if (alpha != 1.0f)
+        for (uint32_t i = 0; i < hd; i++)
+            acc[i] *= alpha;
+
+    /* Four V rows per pass: a quarter of the loads and stores of acc. */
+    uint32_t j = a;
+    for (; j + 4 <= b; j += 4) {
+        float p0 = s[j], p1 = s[j + 1], p2 = s[j + 2], p3 = s[j + 3];
+        const float *restrict v0 = v + (size_t)j * hd;
+        const float *restrict v1 = v0 + hd;
+        const float *restrict v2 = v1 + hd;
+        const float *restrict v3 = v2 + hd;
+        for (uint32_t i = 0; i < hd; i++)
+            acc[i] += p0 * v0[i] + p1 * v1[i] + p2 * v2[i] + p3 * v3[i];
+    }
+    for (; j < b; j++) {
+        float pj = s[j];
+        const float *restrict vj = v + (size_t)j * hd;
+        for (uint32_t i = 0; i < hd; i++)
+            acc[i] += pj * vj[i];
+    }
+}
+
+/* ------------------------------------------------------------ the kernel */
+
+/* First position visible to the query at position P: (P - W, P]. */
+static uint32_t first_visible(uint32_t p, uint32_t window)
+{
+    return window && p >= window ? p - window + 1 : 0;
+}
+
+int attn_tiled(const attn_params *p, const attn_kv_view *kv, const float *q, uint32_t n_q,
+               uint32_t pos0, uint32_t kv_begin, uint32_t kv_end, float *out,
+               attn_scratch *scratch, attnd_err *err)
+{
+    int rc = validate(p, kv, q, n_q, pos0, kv_begin, kv_end, out, err);
+    if (rc != ATTND_OK)
+        return rc;
+    if (!scratch)
+        return attnd_err_set(err, ATTND_EINVAL, "attn: scratch is NULL");
+    const uint32_t hd = p->head_dim, n_head = p->n_head, group = n_head / p->n_head_kv;
+    if (hd > scratch->head_dim || group > scratch->group)
+        return attnd_err_set(err, ATTND_EINVAL,
+                             "attn: scratch was made for head_dim %u and %u heads per group, "
+                             "call has head_dim %u and %u",
+                             scratch->head_dim, scratch->group, hd, group);
+
+    const uint32_t bs = kv->block_size, window = p->window, q_tile = scratch->q_tile;
+    const float scale = p->scale;
+    float *restrict acc = scratch->acc, *restrict m = scratch->m, *restrict l = scratch->l;
+    float *restrict kt = scratch->kt, *restrict s = scratch->s;
+
+    for (uint32_t g = kv_begin; g < kv_end; g++) {
+        for (uint32_t t0 = 0; t0 < n_q; t0 += q_tile) {
+            const uint32_t nt = n_q - t0 < q_tile ? n_q - t0 : q_tile;
+            const uint32_t rows = nt * group;
+            const uint32_t p_min = pos0 + t0, p_max = p_min + nt - 1;
+            for (uint32_t r = 0; r < rows; r++) {
+                m[r] = -INFINITY;
+                l[r] = 0.0f;
+            }
+            memset(acc, 0, (size_t)rows * hd * sizeof *acc);
+
+            /* Only positions [first_visible(p_min), p_max] matter to this
+             * query tile: every tile outside is skipped without a look. */
+            uint32_t j1;
+            for (uint32_t j0 = first_visible(p_min, window); j0 <= p_max; j0 = j1) {
+                const uint32_t blk = j0 / bs, off = j0 % bs;
+                uint32_t n = bs - off;
+                if (n > ATTN_KV_TILE)
+                    n = ATTN_KV_TILE;
+                if (n > p_max - j0 + 1)
+                    n = p_max - j0 + 1;
+                j1 = j0 + n;
+
+                const size_t row0 = (size_t)g * bs + off;
+                load_k_tile(kt, kv->k_blocks[blk], kv->dtype, row0, n, hd);
+                const float *v;
+                if (kv->dtype == ATTN_DTYPE_F32) {
+                    v = (const float *)kv->v_blocks[blk] + row0 * hd;
+                } else {
+                    load_v_tile(scratch->v, (const uint16_t *)kv->v_blocks[blk] + row0 * hd, n, hd);
+                    v = scratch->v;
+                }
+
+                for (uint32_t i = 0; i < nt; i++) {
+                    /* The mask, as the visible slice [a, b) of this tile:
+                     * all of it unless the tile straddles the diagonal or
+                     * the window's edge for this row. */
+                    const uint32_t pos = p_min + i, lo = first_visible(pos, window);
+                    const uint32_t a = lo > j0 ? lo - j0 : 0;
+                    const uint32_t b = pos >= j1 - 1 ? n : pos + 1 > j0 ? pos + 1 - j0 : 0;
+                    if (a >= b)
+                        continue;
+                    for (uint32_t hg = 0; hg < group; hg++) {
+                        const uint32_t h = g * group + hg, r = i * group + hg;
+                        const float *qr = q + ((size_t)(t0 + i) * n_head + h) * hd;
+                        row_update(qr, scale, kt, v, n, a, b, hd, s, acc + (size_t)r * hd,
+                                   &m[r], &l[r]);
+                    }
+                }
+            }
+
+            /* Row p always sees position p itself, so l > 0. */
+            for (uint32_t i = 0; i < nt; i++)
+                for (uint32_t hg = 0; hg < group; hg++) {
+                    const uint32_t h = g * group + hg, r = i * group + hg;
+                    const float inv = 1.0f / l[r];
+                    const float *restrict ar = acc + (size_t)r * hd;
+                    float *restrict o = out + ((size_t)(t0 + i) * n_head + h) * hd;
+                    for (uint32_t d = 0; d < hd; d++)
+                        o[d] = ar[d] * inv;
+                }
+        }
+    }
+    return ATTND_OK;
+}

@@ -9,15 +9,21 @@
 
 #include "attnd_err.h"
 #include "gguf.h"
+#include "kv.h"
 
 int cli_info(int argc, char **argv);
 int cli_tokenize(int argc, char **argv);
 int cli_mkmodel(int argc, char **argv);
+int cli_logits(int argc, char **argv);
+int cli_generate(int argc, char **argv);
 
 /* Parses a decimal unsigned option value within [lo, hi]; prints a message
  * naming OPT and returns false when it is not one. */
 bool cli_parse_u32(const char *opt, const char *s, uint32_t lo, uint32_t hi, uint32_t *out);
 bool cli_parse_u64(const char *opt, const char *s, uint64_t *out);
+bool cli_parse_f32(const char *opt, const char *s, float *out);
+/* "f32" or "f16" for --kv-type. */
+bool cli_parse_kv_type(const char *s, kv_dtype *out);
 
 /* Adds a small built-in SentencePiece vocabulary (bytes, ASCII, common English
  * words) to W: the tokenizer of the demo model, so that it needs no data files. */

@@ -1,5 +1,7 @@
 /* cli_util.c - option value parsing shared by the subcommands. */
 #include <errno.h>
+#include <math.h>
+#include <string.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -33,5 +35,31 @@ bool cli_parse_u32(const char *opt, const char *s, uint32_t lo, uint32_t hi, uin
         return false;
     }
     *out = (uint32_t)v;
+    return true;
+}
+
+bool cli_parse_f32(const char *opt, const char *s, float *out)
+{
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !isfinite(v)) {
+        fprintf(stderr, "attnd: %s: '%s' is not a number\n", opt, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool cli_parse_kv_type(const char *s, kv_dtype *out)
+{
+    if (strcmp(s, "f32") == 0)
+        *out = KV_DTYPE_F32;
+    else if (strcmp(s, "f16") == 0)
+        *out = KV_DTYPE_F16;
+    else {
+        fprintf(stderr, "attnd: --kv-type: '%s' is not f32 or f16\n", s);
+        return false;
+    }
     return true;
 }

@@ -1,0 +1,612 @@
+/* engine.c - the batched forward pass (engine.h), Llama and GPT-2.
+ *
+ * One step, in the order the math runs:
+ *   x = embed(token) (+ pos_embed for gpt2)
+ *   per layer: h = norm(x); q,k,v = h·W (one matmul over all entries);
+ *              rope(q,k) (llama); store k,v in each entry's KV slot;
+ *              att = tiled_attention(q, the sequence's blocks);
+ *              x += att·Wo; x += ffn(norm(x))
+ *   logits (only rows that want them) = norm(x)·Wout
+ * A prompt chunk and ten decoding sequences are the same thing here: rows.
+ * Rows of one sequence form a group; attention runs per (group, KV head). */
+#include "engine.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attn.h"
+#include "attnd_ckd.h"
+#include "attnd_pool.h"
+#include "matmul.h"
+
+/* OpenBLAS's own thread count (a process-wide library setting). */
+void openblas_set_num_threads(int n);
+
+struct group {
+    uint32_t seq;
+    uint32_t first; /* index of its first entry */
+    uint32_t n;
+    uint32_t pos0;
+};
+
+struct engine {
+    const model *m;
+    const model_hparams *hp;
+    attnd_pool *pool;
+    kv_pool *kv;
+    uint32_t n_threads;
+    uint32_t max_entries;
+    uint32_t q_dim, kv_dim;
+
+    /* sequences, indexed by id */
+    uint32_t n_seq_slots;
+    kv_seq **seqs;     /* NULL: slot free */
+    uint32_t *seq_len;
+    uint64_t *seq_stamp; /* step counter when last seen, to catch split groups */
+    uint64_t step_no;
+
+    /* activations, [max_entries][...] */
+    float *x, *h, *q, *k, *v, *att, *ff_a, *ff_b, *rows;
+    float *rope_cos, *rope_sin; /* [max_entries][n_rot/2] */
+    double *inv_freq;           /* [n_rot/2] */
+
+    /* per thread */
+    float **mm_scratch;
+    attn_scratch **attn_scr;
+    int *task_rc;
+    attnd_err *task_err;
+
+    /* per step */
+    struct group *groups;
+    uint32_t n_groups;
+    attn_kv_view *views;
+    const void **blk_ptrs;
+    size_t blk_ptrs_cap;
+    attn_params ap;
+};
+
+/* ---------------------------------------------------------------- parallel parts */
+
+struct mm_job {
+    engine *e;
+    const model_weight *w;
+    const float *x;
+    uint32_t M;
+    float *y;
+    uint32_t ldy;
+    uint32_t chunk;
+};
+
+static void mm_task(void *ctx, uint32_t task, uint32_t thread)
+{
+    const struct mm_job *j = ctx;
+    uint32_t r0 = task * j->chunk;
+    uint32_t r1 = r0 + j->chunk < j->w->n_out ? r0 + j->chunk : j->w->n_out;
+    matmul_rows(j->w, j->x, j->M, j->y, j->ldy, r0, r1, j->e->mm_scratch[thread]);
+}
+
+/* y[M][ldy] (columns [0, n_out)) = x[M][n_in] · Wᵀ, split by output rows. */
+static void run_matmul(engine *e, const model_weight *w, const float *x, uint32_t M, float *y,
+                       uint32_t ldy)
+{
+    uint32_t tasks = e->n_threads * 4;
+    uint32_t chunk = (w->n_out + tasks - 1) / tasks;
+    chunk = (chunk + MATMUL_TILE_ROWS - 1) / MATMUL_TILE_ROWS * MATMUL_TILE_ROWS;
+    struct mm_job j = {e, w, x, M, y, ldy, chunk};
+    attnd_pool_run(e->pool, mm_task, &j, (w->n_out + chunk - 1) / chunk);
+}
+
+static void attn_task(void *ctx, uint32_t task, uint32_t thread)
+{
+    engine *e = ctx;
+    uint32_t g = task / e->hp->n_head_kv, kvh = task % e->hp->n_head_kv;
+    const struct group *gr = &e->groups[g];
+    const float *q = e->q + (size_t)gr->first * e->q_dim;
+    float *out = e->att + (size_t)gr->first * e->q_dim;
+    int rc = attn_tiled(&e->ap, &e->views[g], q, gr->n, gr->pos0, kvh, kvh + 1, out,
+                        e->attn_scr[thread], &e->task_err[thread]);
+    if (rc != ATTND_OK)
+        e->task_rc[thread] = rc;
+}
+
+/* ---------------------------------------------------------------- row math */
+
+static void rmsnorm(float *out, const float *x, const float *w, uint32_t n, float eps)
+{
+    double ss = 0.0;
+    for (uint32_t i = 0; i < n; i++)
+        ss += (double)x[i] * x[i];
+    float scale = (float)(1.0 / sqrt(ss / n + eps));
+    for (uint32_t i = 0; i < n; i++)
+        out[i] = x[i] * scale * w[i];
+}
+
+static void layernorm(float *out, const float *x, const float *w, const float *b, uint32_t n,
+                      float eps)
+{
+    double mean = 0.0, var = 0.0;
+    for (uint32_t i = 0; i < n; i++)
+        mean += x[i];
+    mean /= n;
+    for (uint32_t i = 0; i < n; i++)
+        var += ((double)x[i] - mean) * ((double)x[i] - mean);
+    float scale = (float)(1.0 / sqrt(var / n + eps));
+    for (uint32_t i = 0; i < n; i++)
+        out[i] = (float)((double)x[i] - mean) * scale * w[i] + b[i];
+}
+
+/* Rotates adjacent pairs (x[2i], x[2i+1]) of each head by pos·θ_i, the
+ * layout GGUF stores Llama weights in. */
+static void rope(float *x, uint32_t n_heads, uint32_t head_dim, uint32_t n_rot,
+                 const float *cos_t, const float *sin_t)
+{
+    for (uint32_t h = 0; h < n_heads; h++) {
+        float *v = x + (size_t)h * head_dim;
+        for (uint32_t i = 0; i < n_rot / 2; i++) {
+            float x0 = v[2 * i], x1 = v[2 * i + 1];
+            v[2 * i] = x0 * cos_t[i] - x1 * sin_t[i];
+            v[2 * i + 1] = x0 * sin_t[i] + x1 * cos_t[i];
+        }
+    }
+}
+
+static float gelu(float x)
+{
+    const float c = 0.7978845608028654f; /* sqrt(2/pi) */
+    return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
+}
+
+static float silu(float x)
+{
+    return x / (1.0f + expf(-x));
+}
+
+static void add_bias(float *y, const float *b, uint32_t rows, uint32_t n)
+{
+    for (uint32_t r = 0; r < rows; r++)
+        for (uint32_t i = 0; i < n; i++)
+            y[(size_t)r * n + i] += b[i];
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+uint32_t engine_n_threads(const engine *e) { return e->n_threads; }
+const kv_pool *engine_kv(const engine *e) { return e->kv; }
+
+void engine_free(engine *e)
+{
+    if (!e)
+        return;
+    for (uint32_t s = 0; s < e->n_seq_slots; s++)
+        if (e->seqs[s])
+            kv_seq_free(e->kv, e->seqs[s]);
+    free(e->seqs);
+    free(e->seq_len);
+    free(e->seq_stamp);
+    kv_pool_free(e->kv);
+    for (uint32_t t = 0; e->mm_scratch && t < e->n_threads; t++)
+        free(e->mm_scratch[t]);
+    for (uint32_t t = 0; e->attn_scr && t < e->n_threads; t++)
+        attn_scratch_free(e->attn_scr[t]);
+    free(e->mm_scratch);
+    free(e->attn_scr);
+    free(e->task_rc);
+    free(e->task_err);
+    attnd_pool_free(e->pool);
+    float *bufs[] = {e->x, e->h, e->q, e->k, e->v, e->att, e->ff_a, e->ff_b, e->rows,
+                     e->rope_cos, e->rope_sin};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        free(bufs[i]);
+    free(e->inv_freq);
+    free(e->groups);
+    free(e->views);
+    free(e->blk_ptrs);
+    free(e);
+}
+
+static float *alloc_rows(uint32_t rows, uint32_t width, bool *ok)
+{
+    float *p = malloc((size_t)rows * (width ? width : 1) * sizeof(float));
+    if (!p)
+        *ok = false;
+    return p;
+}
+
+int engine_new(const model *m, const engine_params *p, engine **out, attnd_err *err)
+{
+    *out = NULL;
+    engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return attnd_err_set(err, ATTND_ENOMEM, "engine: out of memory");
+    e->m = m;
+    e->hp = model_hparams_of(m);
+    const model_hparams *hp = e->hp;
+    e->max_entries = p->max_entries ? p->max_entries : 512;
+    if (e->max_entries > (1u << 16)) {
+        free(e);
+        return attnd_err_set(err, ATTND_EINVAL, "engine: max entries %u is above 65536",
+                             p->max_entries);
+    }
+    e->q_dim = hp->n_head * hp->head_dim;
+    e->kv_dim = hp->n_head_kv * hp->head_dim;
+
+    int rc = attnd_pool_new(p->n_threads, &e->pool, err);
+    if (rc != ATTND_OK) {
+        free(e);
+        return rc;
+    }
+    e->n_threads = attnd_pool_size(e->pool);
+    /* Our workers each call OpenBLAS on their own slice: OpenBLAS itself must
+     * not start more threads. */
+    openblas_set_num_threads(1);
+
+    kv_pool_params kp = {
+        .n_layer = hp->n_layer,
+        .n_head_kv = hp->n_head_kv,
+        .head_dim = hp->head_dim,
+        .block_size = p->kv_block_size ? p->kv_block_size : KV_DEFAULT_BLOCK_SIZE,
+        .dtype = p->kv_type,
+        .budget_bytes = p->kv_bytes,
+        .n_blocks = p->kv_blocks,
+    };
+    if (!kp.budget_bytes && !kp.n_blocks)
+        kp.n_blocks = 4 * ((hp->n_ctx + kp.block_size - 1) / kp.block_size);
+    if ((rc = kv_pool_new(&kp, &e->kv, err)) != ATTND_OK) {
+        engine_free(e);
+        return rc;
+    }
+
+    bool ok = true;
+    uint32_t n = e->max_entries, d = hp->n_embd;
+    uint32_t qkv = hp->arch == MODEL_ARCH_GPT2 ? 3 * d : e->q_dim;
+    uint32_t ff = hp->n_ff;
+    e->x = alloc_rows(n, d, &ok);
+    e->h = alloc_rows(n, d, &ok);
+    e->q = alloc_rows(n, qkv, &ok); /* gpt2: fused qkv output, split in place */
+    e->k = alloc_rows(n, e->kv_dim, &ok);
+    e->v = alloc_rows(n, e->kv_dim, &ok);
+    e->att = alloc_rows(n, e->q_dim, &ok);
+    e->ff_a = alloc_rows(n, ff, &ok);
+    e->ff_b = alloc_rows(n, ff, &ok);
+    e->rows = alloc_rows(n, d, &ok);
+    e->rope_cos = alloc_rows(n, hp->n_rot / 2, &ok);
+    e->rope_sin = alloc_rows(n, hp->n_rot / 2, &ok);
+    e->inv_freq = malloc((hp->n_rot / 2 + 1) * sizeof(double));
+    e->groups = calloc(n, sizeof *e->groups);
+    e->views = calloc(n, sizeof *e->views);
+    e->mm_scratch = calloc(e->n_threads, sizeof *e->mm_scratch);
+    e->attn_scr = calloc(e->n_threads, sizeof *e->attn_scr);
+    e->task_rc = calloc(e->n_threads, sizeof *e->task_rc);
+    e->task_err = calloc(e->n_threads, sizeof *e->task_err);
+    if (!e->inv_freq || !e->groups || !e->views || !e->mm_scratch || !e->attn_scr ||
+        !e->task_rc || !e->task_err)
+        ok = false;
+    e->ap = (attn_params){
+        .n_head = hp->n_head,
+        .n_head_kv = hp->n_head_kv,
+        .head_dim = hp->head_dim,
+        .scale = 1.0f / sqrtf((float)hp->head_dim),
+        .window = 0,
+    };
+    uint32_t widest = d > ff ? d : ff;
+    for (uint32_t t = 0; ok && t < e->n_threads; t++) {
+        e->mm_scratch[t] = malloc(matmul_scratch_floats(widest) * sizeof(float));
+        e->attn_scr[t] = attn_scratch_new(&e->ap);
+        if (!e->mm_scratch[t] || !e->attn_scr[t])
+            ok = false;
+    }
+    if (!ok) {
+        engine_free(e);
+        return attnd_err_set(err, ATTND_ENOMEM, "engine: out of memory for %u entries", n);
+    }
+    for (uint32_t i = 0; i < hp->n_rot / 2; i++)
+        e->inv_freq[i] = pow((double)hp->rope_freq_base, -2.0 * i / (double)hp->n_rot);
+    *out = e;
+    return ATTND_OK;
+}
+
+/* ---------------------------------------------------------------- sequences */
+
+int engine_seq_open(engine *e, uint32_t *seq, attnd_err *err)
+{
+    uint32_t s = 0;
+    while (s < e->n_seq_slots && e->seqs[s])
+        s++;
+    if (s == e->n_seq_slots) {
+        uint32_t cap = e->n_seq_slots ? e->n_seq_slots * 2 : 16;
+        kv_seq **seqs = realloc(e->seqs, cap * sizeof *seqs);
+        if (seqs)
+            e->seqs = seqs;
+        uint32_t *len = realloc(e->seq_len, cap * sizeof *len);
+        if (len)
+            e->seq_len = len;
+        uint64_t *stamp = realloc(e->seq_stamp, cap * sizeof *stamp);
+        if (stamp)
+            e->seq_stamp = stamp;
+        if (!seqs || !len || !stamp)
+            return attnd_err_set(err, ATTND_ENOMEM, "engine: out of memory for sequences");
+        for (uint32_t i = e->n_seq_slots; i < cap; i++) {
+            e->seqs[i] = NULL;
+            e->seq_len[i] = 0;
+            e->seq_stamp[i] = 0;
+        }
+        e->n_seq_slots = cap;
+    }
+    if (!(e->seqs[s] = kv_seq_new()))
+        return attnd_err_set(err, ATTND_ENOMEM, "engine: out of memory for a sequence");
+    e->seq_len[s] = 0;
+    e->seq_stamp[s] = 0;
+    *seq = s;
+    return ATTND_OK;
+}
+
+void engine_seq_close(engine *e, uint32_t seq)
+{
+    if (seq < e->n_seq_slots && e->seqs[seq]) {
+        kv_seq_free(e->kv, e->seqs[seq]);
+        e->seqs[seq] = NULL;
+        e->seq_len[seq] = 0;
+    }
+}
+
+uint32_t engine_seq_len(const engine *e, uint32_t seq)
+{
+    return seq < e->n_seq_slots && e->seqs[seq] ? e->seq_len[seq] : 0;
+}
+
+/* ---------------------------------------------------------------- the step */
+
+/* Splits entries into groups (one per sequence) and checks every rule. */
+static int make_groups(engine *e, const engine_entry *en, size_t n, attnd_err *err)
+{
+    const model_hparams *hp = e->hp;
+    e->step_no++;
+    e->n_groups = 0;
+    for (size_t i = 0; i < n; i++) {
+        const engine_entry *x = &en[i];
+        if (x->seq >= e->n_seq_slots || !e->seqs[x->seq])
+            return attnd_err_set(err, ATTND_EINVAL, "entry %zu: sequence %u is not open", i, x->seq);
+        if (x->token < 0 || (uint32_t)x->token >= hp->n_vocab)
+            return attnd_err_set(err, ATTND_EINVAL, "entry %zu: token %d is outside the vocabulary (%u)",
+                                 i, x->token, hp->n_vocab);
+        if (x->pos >= hp->n_ctx)
+            return attnd_err_set(err, ATTND_ERANGE,
+                                 "entry %zu: position %u is beyond the context length %u", i, x->pos,
+                                 hp->n_ctx);
+        struct group *g = e->n_groups ? &e->groups[e->n_groups - 1] : NULL;
+        if (g && g->seq == x->seq) {
+            if (x->pos != g->pos0 + g->n)
+                return attnd_err_set(err, ATTND_EINVAL,
+                                     "entry %zu: sequence %u position %u does not follow %u", i,
+                                     x->seq, x->pos, g->pos0 + g->n - 1);
+            g->n++;
+            continue;
+        }
+        if (e->seq_stamp[x->seq] == e->step_no)
+            return attnd_err_set(err, ATTND_EINVAL,
+                                 "entry %zu: entries of sequence %u are not adjacent", i, x->seq);
+        if (x->pos > e->seq_len[x->seq])
+            return attnd_err_set(err, ATTND_EINVAL,
+                                 "entry %zu: sequence %u has %u positions, cannot start at %u", i,
+                                 x->seq, e->seq_len[x->seq], x->pos);
+        e->seq_stamp[x->seq] = e->step_no;
+        e->groups[e->n_groups++] = (struct group){x->seq, (uint32_t)i, 1, x->pos};
+    }
+    return ATTND_OK;
+}
+
+/* Makes room in the KV cache for every group, all or nothing. */
+static int reserve_kv(engine *e, attnd_err *err)
+{
+    for (uint32_t g = 0; g < e->n_groups; g++) {
+        const struct group *gr = &e->groups[g];
+        int rc = kv_seq_reserve(e->kv, e->seqs[gr->seq], gr->pos0 + gr->n, err);
+        if (rc != ATTND_OK) {
+            for (uint32_t u = 0; u < g; u++) /* give back what this step took */
+                kv_seq_truncate(e->kv, e->seqs[e->groups[u].seq], e->seq_len[e->groups[u].seq]);
+            return rc;
+        }
+    }
+    return ATTND_OK;
+}
+
+/* Points each group's attention view at its blocks for LAYER. */
+static int build_views(engine *e, uint32_t layer, attnd_err *err)
+{
+    size_t need = 0;
+    for (uint32_t g = 0; g < e->n_groups; g++)
+        need += kv_seq_n_blocks(e->seqs[e->groups[g].seq]);
+    need *= 2;
+    if (need > e->blk_ptrs_cap) {
+        const void **p = realloc(e->blk_ptrs, need * sizeof *p);
+        if (!p)
+            return attnd_err_set(err, ATTND_ENOMEM, "engine: out of memory for block tables");
+        e->blk_ptrs = p;
+        e->blk_ptrs_cap = need;
+    }
+    const void **next = e->blk_ptrs;
+    for (uint32_t g = 0; g < e->n_groups; g++) {
+        const kv_seq *s = e->seqs[e->groups[g].seq];
+        uint32_t nb = kv_seq_n_blocks(s);
+        const uint32_t *blocks = kv_seq_blocks(s);
+        const void **kp = next, **vp = next + nb;
+        for (uint32_t i = 0; i < nb; i++) {
+            kp[i] = kv_block_k(e->kv, blocks[i], layer);
+            vp[i] = kv_block_v(e->kv, blocks[i], layer);
+        }
+        next += 2 * (size_t)nb;
+        e->views[g] = (attn_kv_view){
+            .k_blocks = kp,
+            .v_blocks = vp,
+            .n_blocks = nb,
+            .block_size = kv_pool_block_size(e->kv),
+            .dtype = kv_pool_dtype(e->kv) == KV_DTYPE_F16 ? ATTN_DTYPE_F16 : ATTN_DTYPE_F32,
+        };
+    }
+    return ATTND_OK;
+}
+
+static int attention(engine *e, uint32_t layer, const engine_entry *en, uint32_t n,
+                     const float *k, uint32_t k_stride, const float *v, uint32_t v_stride,
+                     attnd_err *err)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        int rc = kv_seq_write(e->kv, e->seqs[en[i].seq], layer, en[i].pos,
+                              k + (size_t)i * k_stride, v + (size_t)i * v_stride, err);
+        if (rc != ATTND_OK)
+            return rc;
+    }
+    int rc = build_views(e, layer, err);
+    if (rc != ATTND_OK)
+        return rc;
+    memset(e->task_rc, 0, e->n_threads * sizeof *e->task_rc);
+    attnd_pool_run(e->pool, attn_task, e, e->n_groups * e->hp->n_head_kv);
+    for (uint32_t t = 0; t < e->n_threads; t++)
+        if (e->task_rc[t] != ATTND_OK) {
+            *err = e->task_err[t];
+            return e->task_rc[t];
+        }
+    return ATTND_OK;
+}
+
+static int layer_llama(engine *e, uint32_t l, const engine_entry *en, uint32_t n, attnd_err *err)
+{
+    const model_hparams *hp = e->hp;
+    const model_layer *L = &e->m->layers[l];
+    uint32_t d = hp->n_embd, half = hp->n_rot / 2;
+    for (uint32_t i = 0; i < n; i++)
+        rmsnorm(e->h + (size_t)i * d, e->x + (size_t)i * d, L->attn_norm, d, hp->norm_eps);
+    run_matmul(e, &L->wq, e->h, n, e->q, e->q_dim);
+    run_matmul(e, &L->wk, e->h, n, e->k, e->kv_dim);
+    run_matmul(e, &L->wv, e->h, n, e->v, e->kv_dim);
+    for (uint32_t i = 0; i < n; i++) {
+        const float *c = e->rope_cos + (size_t)i * half, *s = e->rope_sin + (size_t)i * half;
+        rope(e->q + (size_t)i * e->q_dim, hp->n_head, hp->head_dim, hp->n_rot, c, s);
+        rope(e->k + (size_t)i * e->kv_dim, hp->n_head_kv, hp->head_dim, hp->n_rot, c, s);
+    }
+    int rc = attention(e, l, en, n, e->k, e->kv_dim, e->v, e->kv_dim, err);
+    if (rc != ATTND_OK)
+        return rc;
+    run_matmul(e, &L->wo, e->att, n, e->rows, d);
+    for (size_t i = 0; i < (size_t)n * d; i++)
+        e->x[i] += e->rows[i];
+
+    for (uint32_t i = 0; i < n; i++)
+        rmsnorm(e->h + (size_t)i * d, e->x + (size_t)i * d, L->ffn_norm, d, hp->norm_eps);
+    run_matmul(e, &L->w_gate, e->h, n, e->ff_a, hp->n_ff);
+    run_matmul(e, &L->w_up, e->h, n, e->ff_b, hp->n_ff);
+    for (size_t i = 0; i < (size_t)n * hp->n_ff; i++)
+        e->ff_a[i] = silu(e->ff_a[i]) * e->ff_b[i];
+    run_matmul(e, &L->w_down, e->ff_a, n, e->rows, d);
+    for (size_t i = 0; i < (size_t)n * d; i++)
+        e->x[i] += e->rows[i];
+    return ATTND_OK;
+}
+
+static int layer_gpt2(engine *e, uint32_t l, const engine_entry *en, uint32_t n, attnd_err *err)
+{
+    const model_hparams *hp = e->hp;
+    const model_layer *L = &e->m->layers[l];
+    uint32_t d = hp->n_embd;
+    for (uint32_t i = 0; i < n; i++)
+        layernorm(e->h + (size_t)i * d, e->x + (size_t)i * d, L->attn_norm, L->attn_norm_b, d,
+                  hp->norm_eps);
+    /* Fused QKV: rows of [q | k | v], 3d wide, in the q buffer (sized for it);
+     * k and v are copied out, then q rows are compacted to the kernel's layout. */
+    run_matmul(e, &L->wqkv, e->h, n, e->q, 3 * d);
+    add_bias(e->q, L->bqkv, n, 3 * d);
+    for (uint32_t i = 0; i < n; i++) {
+        const float *row = e->q + (size_t)i * 3 * d;
+        memcpy(e->k + (size_t)i * d, row + d, d * sizeof(float));
+        memcpy(e->v + (size_t)i * d, row + 2 * d, d * sizeof(float));
+    }
+    for (uint32_t i = 0; i < n; i++) /* compact q rows in place (row i moves left) */
+        memmove(e->q + (size_t)i * d, e->q + (size_t)i * 3 * d, d * sizeof(float));
+    int rc = attention(e, l, en, n, e->k, d, e->v, d, err);
+    if (rc != ATTND_OK)
+        return rc;
+    run_matmul(e, &L->wo, e->att, n, e->rows, d);
+    add_bias(e->rows, L->bo, n, d);
+    for (size_t i = 0; i < (size_t)n * d; i++)
+        e->x[i] += e->rows[i];
+
+    for (uint32_t i = 0; i < n; i++)
+        layernorm(e->h + (size_t)i * d, e->x + (size_t)i * d, L->ffn_norm, L->ffn_norm_b, d,
+                  hp->norm_eps);
+    run_matmul(e, &L->w_up, e->h, n, e->ff_a, hp->n_ff);
+    add_bias(e->ff_a, L->b_up, n, hp->n_ff);
+    for (size_t i = 0; i < (size_t)n * hp->n_ff; i++)
+        e->ff_a[i] = gelu(e->ff_a[i]);
+    run_matmul(e, &L->w_down, e->ff_a, n, e->rows, d);
+    add_bias(e->rows, L->b_down, n, d);
+    for (size_t i = 0; i < (size_t)n * d; i++)
+        e->x[i] += e->rows[i];
+    return ATTND_OK;
+}
+
+int engine_step(engine *e, const engine_entry *en, size_t n_entries, float *logits,
+                attnd_err *err)
+{
+    const model *m = e->m;
+    const model_hparams *hp = e->hp;
+    if (n_entries == 0)
+        return ATTND_OK;
+    if (n_entries > e->max_entries)
+        return attnd_err_set(err, ATTND_EINVAL, "step has %zu entries, at most %u allowed",
+                             n_entries, e->max_entries);
+    uint32_t n = (uint32_t)n_entries, d = hp->n_embd;
+    int rc = make_groups(e, en, n, err);
+    if (rc == ATTND_OK)
+        rc = reserve_kv(e, err);
+    if (rc != ATTND_OK)
+        return rc;
+    /* A group starting before its sequence's end rewinds it. */
+    for (uint32_t g = 0; g < e->n_groups; g++) {
+        const struct group *gr = &e->groups[g];
+        if (gr->pos0 < e->seq_len[gr->seq])
+            e->seq_len[gr->seq] = gr->pos0;
+    }
+
+    for (uint32_t i = 0; i < n; i++) {
+        float *xi = e->x + (size_t)i * d;
+        model_weight_row(&m->tok_embd, (uint32_t)en[i].token, xi);
+        if (hp->arch == MODEL_ARCH_GPT2) {
+            model_weight_row(&m->pos_embd, en[i].pos, e->rows);
+            for (uint32_t j = 0; j < d; j++)
+                xi[j] += e->rows[j];
+        } else {
+            for (uint32_t j = 0; j < hp->n_rot / 2; j++) {
+                double theta = (double)en[i].pos * e->inv_freq[j];
+                e->rope_cos[(size_t)i * (hp->n_rot / 2) + j] = (float)cos(theta);
+                e->rope_sin[(size_t)i * (hp->n_rot / 2) + j] = (float)sin(theta);
+            }
+        }
+    }
+    for (uint32_t l = 0; l < hp->n_layer; l++) {
+        rc = hp->arch == MODEL_ARCH_LLAMA ? layer_llama(e, l, en, n, err)
+                                          : layer_gpt2(e, l, en, n, err);
+        if (rc != ATTND_OK)
+            return rc;
+    }
+    for (uint32_t g = 0; g < e->n_groups; g++)
+        e->seq_len[e->groups[g].seq] = e->groups[g].pos0 + e->groups[g].n;
+
+    /* Final norm and the output projection, only for rows that want logits. */
+    uint32_t n_want = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!en[i].want_logits)
+            continue;
+        const float *xi = e->x + (size_t)i * d;
+        float *hi = e->h + (size_t)n_want * d;
+        if (hp->arch == MODEL_ARCH_LLAMA)
+            rmsnorm(hi, xi, m->out_norm, d, hp->norm_eps);
+        else
+            layernorm(hi, xi, m->out_norm, m->out_norm_b, d, hp->norm_eps);
+        n_want++;
+    }
+    if (n_want)
+        run_matmul(e, &m->output, e->h, n_want, logits, hp->n_vocab);
+    return ATTND_OK;
+}

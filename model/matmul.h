@@ -1,0 +1,29 @@
+/* matmul.h - weight matmuls: y = x · Wᵀ for a batch of M activation rows and a
+ * weight matrix stored in its file type (F32, F16, BF16, Q8_0).
+ *
+ * F32 goes to OpenBLAS sgemm; the other types are converted inside the kernel
+ * (a tile of rows at a time into per-thread scratch, then sgemm; or fused
+ * convert-and-dot when M is small), never as a whole tensor. Threads split
+ * the output rows: each call computes rows [r0, r1) of W. */
+#ifndef ATTND_MATMUL_H
+#define ATTND_MATMUL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model_internal.h"
+
+/* Rows of W converted per tile in the tiled path. */
+#define MATMUL_TILE_ROWS 32u
+
+/* Floats of scratch one thread needs for weights with n_in columns. */
+size_t matmul_scratch_floats(uint32_t n_in);
+
+/* y[m*ldy + r] = sum_k x[m*n_in + k] * W[r][k] for m < M, r0 <= r < r1. */
+void matmul_rows(const model_weight *w, const float *x, uint32_t M, float *y, uint32_t ldy,
+                 uint32_t r0, uint32_t r1, float *scratch);
+
+/* The plain reference: double accumulation over converted weights. */
+void matmul_ref(const model_weight *w, const float *x, uint32_t M, float *y, uint32_t ldy);
+
+#endif

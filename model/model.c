@@ -1,0 +1,213 @@
+/* model.c - loading a model: hyperparameters, tokenizer, and binding every
+ * weight by its llama.cpp name with shape and type checks, so the forward pass
+ * never meets a surprise. Errors name the tensor and what was wrong. */
+#include "model_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dtype.h"
+
+/* Vectors (norm weights, biases) are copied to F32 into one owned buffer;
+ * the loader counts them first, then fills. */
+struct binder {
+    model *m;
+    const char *path;
+    float *vec_next;
+    attnd_err *err;
+};
+
+static bool matrix_type_supported(gguf_dtype t)
+{
+    return t == GGUF_DTYPE_F32 || t == GGUF_DTYPE_F16 || t == GGUF_DTYPE_BF16 ||
+           t == GGUF_DTYPE_Q8_0;
+}
+
+static const gguf_tensor *find(struct binder *b, const char *name, bool required)
+{
+    const gguf_tensor *t = gguf_tensor_find(b->m->file, name);
+    if (!t && required)
+        attnd_err_set(b->err, ATTND_EFORMAT, "%s: tensor '%s' is missing", b->path, name);
+    return t;
+}
+
+static int bind_matrix(struct binder *b, const char *name, uint32_t n_in, uint32_t n_out,
+                       bool required, model_weight *w)
+{
+    const gguf_tensor *t = find(b, name, required);
+    if (!t)
+        return required ? ATTND_EFORMAT : ATTND_OK;
+    if (t->n_dims != 2 || t->ne[0] != n_in || t->ne[1] != n_out)
+        return attnd_err_set(b->err, ATTND_EFORMAT,
+                             "%s: tensor '%s' has shape [%llu, %llu] (%u dims), expected [%u, %u]",
+                             b->path, name, (unsigned long long)t->ne[0],
+                             (unsigned long long)t->ne[1], t->n_dims, n_in, n_out);
+    if (!matrix_type_supported(t->type))
+        return attnd_err_set(b->err, ATTND_EUNSUPPORTED,
+                             "%s: tensor '%s': unsupported tensor type %s (F32, F16, BF16 and "
+                             "Q8_0 are supported)",
+                             b->path, name, gguf_dtype_name(t->type));
+    w->type = t->type;
+    w->data = t->data;
+    w->n_in = n_in;
+    w->n_out = n_out;
+    gguf_dtype_row_bytes(t->type, n_in, &w->row_bytes);
+    return ATTND_OK;
+}
+
+static int bind_vector(struct binder *b, const char *name, uint32_t n, const float **out)
+{
+    const gguf_tensor *t = find(b, name, true);
+    if (!t)
+        return ATTND_EFORMAT;
+    if (t->n_elems != n || t->ne[0] != n)
+        return attnd_err_set(b->err, ATTND_EFORMAT,
+                             "%s: tensor '%s' has %llu elements, expected %u", b->path, name,
+                             (unsigned long long)t->n_elems, n);
+    if (t->type != GGUF_DTYPE_F32 && t->type != GGUF_DTYPE_F16 && t->type != GGUF_DTYPE_BF16)
+        return attnd_err_set(b->err, ATTND_EUNSUPPORTED,
+                             "%s: tensor '%s': unsupported tensor type %s for a vector", b->path,
+                             name, gguf_dtype_name(t->type));
+    dtype_to_f32(t->type, t->data, b->vec_next, n);
+    *out = b->vec_next;
+    b->vec_next += n;
+    return ATTND_OK;
+}
+
+/* The name of layer l's tensor S, in the local buffer `name`. */
+#define NAME(s) (snprintf(name, sizeof name, "blk.%u." s, l), name)
+
+static int bind_llama(struct binder *b)
+{
+    model *m = b->m;
+    const model_hparams *hp = &m->hp;
+    uint32_t d = hp->n_embd, kv_dim = hp->n_head_kv * hp->head_dim;
+    char name[96];
+    int rc;
+    for (uint32_t l = 0; l < hp->n_layer; l++) {
+        model_layer *L = &m->layers[l];
+        if ((rc = bind_vector(b, NAME("attn_norm.weight"), d, &L->attn_norm)) ||
+            (rc = bind_matrix(b, NAME("attn_q.weight"), d, d, true, &L->wq)) ||
+            (rc = bind_matrix(b, NAME("attn_k.weight"), d, kv_dim, true, &L->wk)) ||
+            (rc = bind_matrix(b, NAME("attn_v.weight"), d, kv_dim, true, &L->wv)) ||
+            (rc = bind_matrix(b, NAME("attn_output.weight"), d, d, true, &L->wo)) ||
+            (rc = bind_vector(b, NAME("ffn_norm.weight"), d, &L->ffn_norm)) ||
+            (rc = bind_matrix(b, NAME("ffn_gate.weight"), d, hp->n_ff, true, &L->w_gate)) ||
+            (rc = bind_matrix(b, NAME("ffn_up.weight"), d, hp->n_ff, true, &L->w_up)) ||
+            (rc = bind_matrix(b, NAME("ffn_down.weight"), hp->n_ff, d, true, &L->w_down)))
+            return rc;
+    }
+    return bind_vector(b, "output_norm.weight", d, &m->out_norm);
+}
+
+static int bind_gpt2(struct binder *b)
+{
+    model *m = b->m;
+    const model_hparams *hp = &m->hp;
+    uint32_t d = hp->n_embd;
+    char name[96];
+    int rc;
+    if ((rc = bind_matrix(b, "position_embd.weight", d, hp->n_ctx, true, &m->pos_embd)))
+        return rc;
+    for (uint32_t l = 0; l < hp->n_layer; l++) {
+        model_layer *L = &m->layers[l];
+        if ((rc = bind_vector(b, NAME("attn_norm.weight"), d, &L->attn_norm)) ||
+            (rc = bind_vector(b, NAME("attn_norm.bias"), d, &L->attn_norm_b)) ||
+            (rc = bind_matrix(b, NAME("attn_qkv.weight"), d, 3 * d, true, &L->wqkv)) ||
+            (rc = bind_vector(b, NAME("attn_qkv.bias"), 3 * d, &L->bqkv)) ||
+            (rc = bind_matrix(b, NAME("attn_output.weight"), d, d, true, &L->wo)) ||
+            (rc = bind_vector(b, NAME("attn_output.bias"), d, &L->bo)) ||
+            (rc = bind_vector(b, NAME("ffn_norm.weight"), d, &L->ffn_norm)) ||
+            (rc = bind_vector(b, NAME("ffn_norm.bias"), d, &L->ffn_norm_b)) ||
+            (rc = bind_matrix(b, NAME("ffn_up.weight"), d, hp->n_ff, true, &L->w_up)) ||
+            (rc = bind_vector(b, NAME("ffn_up.bias"), hp->n_ff, &L->b_up)) ||
+            (rc = bind_matrix(b, NAME("ffn_down.weight"), hp->n_ff, d, true, &L->w_down)) ||
+            (rc = bind_vector(b, NAME("ffn_down.bias"), d, &L->b_down)))
+            return rc;
+    }
+    if ((rc = bind_vector(b, "output_norm.weight", d, &m->out_norm)))
+        return rc;
+    return bind_vector(b, "output_norm.bias", d, &m->out_norm_b);
+}
+#undef NAME
+
+int model_load(const char *path, model **out, attnd_err *err)
+{
+    *out = NULL;
+    model *m = calloc(1, sizeof *m);
+    if (!m)
+        return attnd_err_set(err, ATTND_ENOMEM, "%s: out of memory", path);
+    int rc = gguf_open(path, &m->file, err);
+    if (rc == ATTND_OK)
+        rc = model_hparams_load(m->file, &m->hp, err);
+    if (rc == ATTND_OK)
+        rc = tok_load(m->file, &m->vocab, err);
+    if (rc == ATTND_OK && tok_n_vocab(m->vocab) != (int32_t)m->hp.n_vocab)
+        rc = attnd_err_set(err, ATTND_EFORMAT, "%s: tokenizer has %d tokens, model %u", path,
+                           tok_n_vocab(m->vocab), m->hp.n_vocab);
+    if (rc != ATTND_OK) {
+        model_free(m);
+        return rc;
+    }
+    const model_hparams *hp = &m->hp;
+    /* Upper bound of vector floats: per layer 2 norms (+ 2 biases) + qkv bias +
+     * output bias + ffn biases; plus the output norm and bias. */
+    size_t n_vec = (size_t)hp->n_layer * (4u * hp->n_embd + 3u * hp->n_embd + hp->n_embd +
+                                          hp->n_ff + hp->n_embd) + 2u * hp->n_embd;
+    m->vectors = malloc(n_vec * sizeof(float));
+    m->layers = calloc(hp->n_layer, sizeof *m->layers);
+    if (!m->vectors || !m->layers) {
+        model_free(m);
+        return attnd_err_set(err, ATTND_ENOMEM, "%s: out of memory", path);
+    }
+    struct binder b = {.m = m, .path = path, .vec_next = m->vectors, .err = err};
+    rc = bind_matrix(&b, "token_embd.weight", hp->n_embd, hp->n_vocab, true, &m->tok_embd);
+    if (rc == ATTND_OK)
+        rc = hp->arch == MODEL_ARCH_LLAMA ? bind_llama(&b) : bind_gpt2(&b);
+    if (rc == ATTND_OK)
+        rc = bind_matrix(&b, "output.weight", hp->n_embd, hp->n_vocab, false, &m->output);
+    if (rc == ATTND_OK && !m->output.data)
+        m->output = m->tok_embd; /* tied embeddings */
+    if (rc != ATTND_OK) {
+        model_free(m);
+        return rc;
+    }
+    *out = m;
+    return ATTND_OK;
+}
+
+void model_free(model *m)
+{
+    if (!m)
+        return;
+    tok_free(m->vocab);
+    gguf_close(m->file);
+    free(m->layers);
+    free(m->vectors);
+    free(m);
+}
+
+uint64_t model_weight_bytes(const model *m)
+{
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < gguf_tensor_count(m->file); i++)
+        bytes += gguf_tensor_at(m->file, i)->nbytes;
+    return bytes;
+}
+
+const model_hparams *model_hparams_of(const model *m)
+{
+    return &m->hp;
+}
+
+const tok_vocab *model_vocab(const model *m)
+{
+    return m->vocab;
+}
+
+void model_weight_row(const model_weight *w, uint32_t row, float *out)
+{
+    const uint8_t *p = (const uint8_t *)w->data + (size_t)row * w->row_bytes;
+    dtype_to_f32(w->type, p, out, w->n_in);
+}

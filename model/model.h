@@ -1,0 +1,29 @@
+/* model.h - a loaded model: the mapped GGUF file, hyperparameters, tokenizer
+ * and every weight bound by name with its shape and type checked.
+ *
+ * Weight matrices stay memory-mapped in their file type (F32, F16, BF16,
+ * Q8_0) and are converted inside the kernels, so a model needs about its file
+ * size of memory. Norm weights and biases (vectors) are small and are copied
+ * to F32 at load. A model is immutable after loading and may be shared by
+ * threads. */
+#ifndef ATTND_MODEL_H
+#define ATTND_MODEL_H
+
+#include <stdint.h>
+
+#include "attnd_err.h"
+#include "gguf.h"
+#include "hparams.h"
+#include "tok.h"
+
+typedef struct model model;
+
+int model_load(const char *path, model **out, attnd_err *err);
+void model_free(model *m);
+
+/* Bytes of all weight tensors (what a decode step reads at least once). */
+uint64_t model_weight_bytes(const model *m);
+const model_hparams *model_hparams_of(const model *m);
+const tok_vocab *model_vocab(const model *m);
+
+#endif
