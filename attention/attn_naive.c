@@ -9,16 +9,16 @@
 
 #include "attnd_half.h"
 
-/* Element D of the K (or V) row of KV head G at position POS, as stored. */
-static double kv_elem(const attn_kv_view *kv, const void *const *blocks, uint32_t head_dim,
-                      uint32_t g, uint32_t pos, uint32_t d)
+/* The K (or V) row of KV head G at position POS, as stored, into ROW. */
+static void kv_row(const attn_kv_view *kv, const void *const *blocks, uint32_t head_dim,
+                   uint32_t g, uint32_t pos, double *row)
 {
     const uint32_t bs = kv->block_size;
-    size_t i = ((size_t)g * bs + pos % bs) * head_dim + d;
+    const size_t at = ((size_t)g * bs + pos % bs) * head_dim;
     const void *blk = blocks[pos / bs];
-    if (kv->dtype == ATTN_DTYPE_F16)
-        return attnd_f16_to_f32(((const uint16_t *)blk)[i]);
-    return ((const float *)blk)[i];
+    for (uint32_t d = 0; d < head_dim; d++)
+        row[d] = kv->dtype == ATTN_DTYPE_F16 ? attnd_f16_to_f32(((const uint16_t *)blk)[at + d])
+                                             : ((const float *)blk)[at + d];
 }
 
 int attn_naive_f64(const attn_params *p, const attn_kv_view *kv, const float *q, uint32_t n_q,
@@ -41,9 +41,11 @@ int attn_naive_f64(const attn_params *p, const attn_kv_view *kv, const float *q,
     const uint32_t hd = p->head_dim, n_head = p->n_head, group = n_head / p->n_head_kv;
     double *score = malloc((size_t)kv_len * sizeof *score);
     double *o = malloc((size_t)hd * sizeof *o);
-    if (!score || !o) {
+    double *row = malloc((size_t)hd * sizeof *row);
+    if (!score || !o || !row) {
         free(score);
         free(o);
+        free(row);
         return attnd_err_set(err, ATTND_ENOMEM, "attn: out of memory for %llu scores",
                              (unsigned long long)kv_len);
     }
@@ -55,9 +57,10 @@ int attn_naive_f64(const attn_params *p, const attn_kv_view *kv, const float *q,
             const float *qr = q + ((size_t)i * n_head + h) * hd;
             double mx = -INFINITY;
             for (uint32_t j = lo; j <= pos; j++) {
+                kv_row(kv, kv->k_blocks, hd, g, j, row);
                 double dot = 0.0;
                 for (uint32_t d = 0; d < hd; d++)
-                    dot += (double)qr[d] * kv_elem(kv, kv->k_blocks, hd, g, j, d);
+                    dot += (double)qr[d] * row[d];
                 score[j] = dot * (double)p->scale;
                 if (score[j] > mx)
                     mx = score[j];
@@ -69,9 +72,11 @@ int attn_naive_f64(const attn_params *p, const attn_kv_view *kv, const float *q,
             }
             for (uint32_t d = 0; d < hd; d++)
                 o[d] = 0.0;
-            for (uint32_t j = lo; j <= pos; j++)
+            for (uint32_t j = lo; j <= pos; j++) {
+                kv_row(kv, kv->v_blocks, hd, g, j, row);
                 for (uint32_t d = 0; d < hd; d++)
-                    o[d] += score[j] * kv_elem(kv, kv->v_blocks, hd, g, j, d);
+                    o[d] += score[j] * row[d];
+            }
             float *orow = out + ((size_t)i * n_head + h) * hd;
             for (uint32_t d = 0; d < hd; d++)
                 orow[d] = (float)(o[d] / sum);
@@ -79,5 +84,6 @@ int attn_naive_f64(const attn_params *p, const attn_kv_view *kv, const float *q,
     }
     free(score);
     free(o);
+    free(row);
     return ATTND_OK;
 }

@@ -28,6 +28,12 @@
  * arbitrarily large (4 MiB at most); far longer than any context. */
 #define REPEAT_LAST_N_MAX (1u << 20)
 
+/* A candidate token: its (working) logit and id. */
+typedef struct item {
+    float v;
+    int32_t id;
+} item;
+
 struct sampler {
     sample_params p;
     int32_t n_vocab;
@@ -41,8 +47,8 @@ struct sampler {
 
     /* Scratch, n_vocab elements each. */
     float *w;      /* working logits */
-    int32_t *cand; /* candidate ids; also the heaps */
-    int32_t *keep; /* ids kept so far, best first where ordered */
+    item *cand;    /* candidates; also the heaps */
+    item *keep;    /* tokens kept so far, best first where ordered */
     double *wt;    /* final unnormalized weights of keep[] */
     uint8_t *mark; /* penalty: token already penalized in this call */
 };
@@ -181,22 +187,22 @@ void sampler_accept(sampler *s, int32_t token)
 
 /* ---- ordering: higher logit first, then lower id (a strict total order) ---- */
 
-static inline int better(const float *w, int32_t a, int32_t b)
+static inline int better(item a, item b)
 {
-    return w[a] > w[b] || (w[a] == w[b] && a < b);
+    return a.v > b.v || (a.v == b.v && a.id < b.id);
 }
 
 /* Max-heap (best at the root) sift-down. */
-static void sift_best(const float *w, int32_t *h, size_t n, size_t i)
+static void sift_best(item *h, size_t n, size_t i)
 {
-    int32_t x = h[i];
+    item x = h[i];
     for (;;) {
         size_t c = 2 * i + 1;
         if (c >= n)
             break;
-        if (c + 1 < n && better(w, h[c + 1], h[c]))
+        if (c + 1 < n && better(h[c + 1], h[c]))
             c++;
-        if (!better(w, h[c], x))
+        if (!better(h[c], x))
             break;
         h[i] = h[c];
         i = c;
@@ -205,40 +211,21 @@ static void sift_best(const float *w, int32_t *h, size_t n, size_t i)
 }
 
 /* Min-heap (worst at the root) sift-down. */
-static void sift_worst(const float *w, int32_t *h, size_t n, size_t i)
+static void sift_worst(item *h, size_t n, size_t i)
 {
-    int32_t x = h[i];
+    item x = h[i];
     for (;;) {
         size_t c = 2 * i + 1;
         if (c >= n)
             break;
-        if (c + 1 < n && better(w, h[c], h[c + 1]))
+        if (c + 1 < n && better(h[c], h[c + 1]))
             c++;
-        if (!better(w, x, h[c]))
+        if (!better(x, h[c]))
             break;
         h[i] = h[c];
         i = c;
     }
     h[i] = x;
-}
-
-/* The K best of CAND[0..N) (0 < K < N) into OUT[0..K), best first. Uses
- * CAND[0..K) as a heap of the K best seen so far. */
-static void select_top_k(const float *w, int32_t *cand, size_t n, size_t k, int32_t *out)
-{
-    for (size_t i = k / 2; i-- > 0;)
-        sift_worst(w, cand, k, i);
-    for (size_t j = k; j < n; j++) {
-        if (better(w, cand[j], cand[0])) {
-            cand[0] = cand[j];
-            sift_worst(w, cand, k, 0);
-        }
-    }
-    for (size_t hn = k; hn > 0; hn--) {
-        out[hn - 1] = cand[0];
-        cand[0] = cand[hn - 1];
-        sift_worst(w, cand, hn - 1, 0);
-    }
 }
 
 /* ---- the chain ---- */
@@ -271,7 +258,7 @@ static size_t prepare(sampler *s, const float *logits, double *total)
     const sample_params *p = &s->p;
     size_t v = (size_t)s->n_vocab;
     float *w = s->w;
-    int32_t *cand = s->cand, *keep = s->keep;
+    item *cand = s->cand, *keep = s->keep;
     double *wt = s->wt;
     int32_t banned = p->ignore_eos ? s->eos : -1;
 
@@ -280,85 +267,108 @@ static size_t prepare(sampler *s, const float *logits, double *total)
     if (banned >= 0)
         w[banned] = -INFINITY;
 
-    /* Candidates: every token with a logit above -inf. */
-    int pinf = 0;
+    /* The largest logit (NaN never compares greater), whether any NaN or
+     * -inf is present. Branch-free so that it vectorizes. */
+    float fmx = -INFINITY;
+    int any_nan = 0, any_ninf = 0;
     for (size_t i = 0; i < v; i++) {
-        if (isnan(w[i]))
-            w[i] = -INFINITY;
-        else if (w[i] == INFINITY)
-            pinf = 1;
+        float x = w[i];
+        fmx = x > fmx ? x : fmx;
+        any_nan |= x != x;
+        any_ninf |= x == -INFINITY;
     }
-    size_t n = 0;
-    for (size_t i = 0; i < v; i++) {
-        if (pinf)
+    if (any_nan) {
+        for (size_t i = 0; i < v; i++)
+            if (isnan(w[i]))
+                w[i] = -INFINITY;
+        any_ninf = 1;
+    }
+    if (fmx == INFINITY) { /* the +inf tokens share everything */
+        for (size_t i = 0; i < v; i++)
             w[i] = w[i] == INFINITY ? 0.0f : -INFINITY;
-        if (w[i] > -INFINITY)
-            cand[n++] = (int32_t)i;
-    }
-    if (n == 0) {
-        for (size_t i = 0; i < v; i++) {
-            if ((int32_t)i != banned) {
-                w[i] = 0.0f;
-                cand[n++] = (int32_t)i;
-            }
-        }
-        if (n == 0) { /* a one-token vocabulary whose only token is the banned EOS */
-            w[0] = 0.0f;
-            cand[n++] = 0;
-        }
+        fmx = 0.0f;
+        any_ninf = 1;
+    } else if (fmx == -INFINITY) { /* nothing left: uniform over the allowed */
+        for (size_t i = 0; i < v; i++)
+            w[i] = (int32_t)i == banned ? -INFINITY : 0.0f;
+        if (v == 1)
+            w[0] = 0.0f; /* the only token is the banned EOS: return it anyway */
+        fmx = 0.0f;
     }
 
-    if (p->temperature <= 0.0f) {
-        int32_t best = cand[0];
-        for (size_t j = 1; j < n; j++)
-            if (w[cand[j]] > w[best])
-                best = cand[j];
-        keep[0] = best;
+    if (p->temperature <= 0.0f) { /* greedy: the first (lowest) id at the max */
+        size_t i = 0;
+        while (w[i] != fmx)
+            i++;
+        keep[0] = (item){fmx, (int32_t)i};
         wt[0] = 1.0;
         *total = 1.0;
         return 1;
     }
 
-    /* ids[0..m) are the tokens still in; ordered best first when sorted. */
-    const int32_t *ids = cand;
-    size_t m = n;
+    /* ids[0..m) are the tokens still in; best first when sorted. */
+    const item *ids = cand;
+    size_t m = 0;
     int sorted = 0;
-    size_t heap_n = 0;      /* top-p without top-k: lazy max-heap in cand */
-    size_t n_sorted = 0;    /* keep[0..n_sorted) is ordered */
-    double mx;              /* the largest logit still in */
+    double mx = fmx; /* the largest logit; it survives every filter */
 
-    if (p->top_k > 0 && (size_t)p->top_k < n) {
-        m = (size_t)p->top_k;
-        select_top_k(w, cand, n, m, keep);
-        ids = keep;
-        sorted = 1;
-        n_sorted = m;
-        mx = w[keep[0]];
-    } else if (p->top_p < 1.0f) {
-        for (size_t i = n / 2; i-- > 0;)
-            sift_best(w, cand, n, i);
-        heap_n = n;
-        mx = w[cand[0]];
+    size_t k = p->top_k > 0 ? (size_t)p->top_k : 0;
+    if (k > 0 && k < v) {
+        /* The k best in a min-heap of the best seen so far. Ids only grow, so
+         * a later token displaces the root only with a strictly larger logit. */
+        size_t i = 0;
+        for (; i < v && m < k; i++)
+            if (w[i] > -INFINITY)
+                cand[m++] = (item){w[i], (int32_t)i};
+        if (m == k) {
+            for (size_t j = k / 2; j-- > 0;)
+                sift_worst(cand, k, j);
+            float thr = cand[0].v;
+            for (; i < v; i++) {
+                if (w[i] > thr) {
+                    cand[0] = (item){w[i], (int32_t)i};
+                    sift_worst(cand, k, 0);
+                    thr = cand[0].v;
+                }
+            }
+            for (size_t hn = k; hn > 0; hn--) {
+                keep[hn - 1] = cand[0];
+                cand[0] = cand[hn - 1];
+                sift_worst(cand, hn - 1, 0);
+            }
+            ids = keep;
+            sorted = 1;
+        } /* else fewer than k candidates: top-k keeps them all */
+    } else if (any_ninf) {
+        for (size_t i = 0; i < v; i++)
+            if (w[i] > -INFINITY)
+                cand[m++] = (item){w[i], (int32_t)i};
     } else {
-        mx = w[cand[0]];
-        for (size_t j = 1; j < n; j++)
-            if (w[cand[j]] > mx)
-                mx = w[cand[j]];
+        for (size_t i = 0; i < v; i++)
+            cand[i] = (item){w[i], (int32_t)i};
+        m = v;
     }
 
     if (p->top_p < 1.0f) {
         double z = 0.0;
         for (size_t j = 0; j < m; j++)
-            z += exp((double)w[ids[j]] - mx);
+            z += exp((double)ids[j].v - mx);
+        size_t n_sorted = m, heap_n = 0;
+        if (!sorted) { /* order lazily: a max-heap popped only as far as needed */
+            for (size_t j = m / 2; j-- > 0;)
+                sift_best(cand, m, j);
+            n_sorted = 0;
+            heap_n = m;
+        }
         double cum = 0.0;
         size_t c = 0;
         while (c < m) {
-            if (c == n_sorted) { /* pop the next best from the lazy heap */
+            if (c == n_sorted) {
                 keep[n_sorted++] = cand[0];
                 cand[0] = cand[--heap_n];
-                sift_best(w, cand, heap_n, 0);
+                sift_best(cand, heap_n, 0);
             }
-            cum += exp((double)w[keep[c]] - mx) / z;
+            cum += exp((double)keep[c].v - mx) / z;
             c++;
             if (cum >= (double)p->top_p)
                 break;
@@ -369,18 +379,18 @@ static size_t prepare(sampler *s, const float *logits, double *total)
     }
 
     if (p->min_p > 0.0f) {
-        /* p_i >= min_p * p_max  <=>  exp(l_i - l_max) >= min_p, on any
-         * renormalization of the surviving tokens. The max always stays. */
-        double minp = (double)p->min_p;
+        /* p_i >= min_p * p_max  <=>  l_i - l_max >= ln(min_p), on any
+         * renormalization of the surviving tokens. */
+        double lmin = log((double)p->min_p);
         if (sorted) {
             size_t c = 1;
-            while (c < m && exp((double)w[ids[c]] - mx) >= minp)
+            while (c < m && (double)ids[c].v - mx >= lmin)
                 c++;
             m = c;
         } else {
             size_t c = 0;
             for (size_t j = 0; j < m; j++)
-                if (exp((double)w[ids[j]] - mx) >= minp)
+                if ((double)ids[j].v - mx >= lmin)
                     keep[c++] = ids[j];
             ids = keep;
             m = c;
@@ -389,9 +399,9 @@ static size_t prepare(sampler *s, const float *logits, double *total)
 
     if (ids != keep)
         memcpy(keep, ids, m * sizeof *keep);
-    double t = (double)p->temperature, sum = 0.0;
+    double inv_t = 1.0 / (double)p->temperature, sum = 0.0;
     for (size_t j = 0; j < m; j++) {
-        wt[j] = exp(((double)w[keep[j]] - mx) / t);
+        wt[j] = exp(((double)keep[j].v - mx) * inv_t);
         sum += wt[j];
     }
     *total = sum;
@@ -403,7 +413,7 @@ int32_t sampler_sample(sampler *s, const float *logits)
     double total;
     size_t m = prepare(s, logits, &total);
     if (m == 1)
-        return s->keep[0];
+        return s->keep[0].id;
     double target = rng_uniform(s->rng) * total, cum = 0.0;
     size_t last = 0; /* last token with nonzero weight, against rounding */
     for (size_t j = 0; j < m; j++) {
@@ -412,9 +422,9 @@ int32_t sampler_sample(sampler *s, const float *logits)
         cum += s->wt[j];
         last = j;
         if (cum > target)
-            return s->keep[j];
+            return s->keep[j].id;
     }
-    return s->keep[last];
+    return s->keep[last].id;
 }
 
 void sampler_probs(sampler *s, const float *logits, float *probs)
@@ -423,5 +433,5 @@ void sampler_probs(sampler *s, const float *logits, float *probs)
     size_t m = prepare(s, logits, &total);
     memset(probs, 0, (size_t)s->n_vocab * sizeof *probs);
     for (size_t j = 0; j < m; j++)
-        probs[s->keep[j]] = (float)(s->wt[j] / total);
+        probs[s->keep[j].id] = (float)(s->wt[j] / total);
 }

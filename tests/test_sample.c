@@ -554,7 +554,7 @@ static void ref_probs(const sample_params *p, const float *l, int32_t n, int32_t
     }
     if (p->min_p > 0) {
         int32_t c = 1;
-        while (c < m && exp(l[idx[c]] - mx) >= p->min_p)
+        while (c < m && l[idx[c]] - mx >= log(p->min_p))
             c++;
         m = c;
     }

@@ -1,0 +1,543 @@
+/* test_engine.c - the forward pass against independent implementations
+ * (../shared/golden), batch independence, matmul kernels against their scalar
+ * reference, and load/step errors. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dtype.h"
+#include "engine.h"
+#include "matmul.h"
+#include "model_internal.h"
+#include "test_util.h"
+
+/* ------------------------------------------------------------ golden logits */
+
+/* Pulls the integer array KEY out of a golden JSON file (a flat list of ints). */
+static int32_t *json_ints(const char *json, const char *key, size_t *n)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(json, pat);
+    cr_assert(p, "golden file lacks %s", key);
+    p = strchr(p, '[');
+    cr_assert(p);
+    size_t cap = 64;
+    int32_t *v = malloc(cap * sizeof *v);
+    *n = 0;
+    for (p++; *p && *p != ']';) {
+        char *end;
+        long x = strtol(p, &end, 10);
+        if (end == p) {
+            p++;
+            continue;
+        }
+        if (*n == cap)
+            v = realloc(v, (cap *= 2) * sizeof *v);
+        v[(*n)++] = (int32_t)x;
+        p = end;
+    }
+    return v;
+}
+
+static long json_int(const char *json, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(json, pat);
+    cr_assert(p, "golden file lacks %s", key);
+    return strtol(p + strlen(pat), NULL, 10);
+}
+
+struct golden {
+    const char *name;
+    const char *model;
+    double tol;
+};
+
+static const struct golden k_golden[] = {
+    {"aidreams260K.echoes", "aidreams260K.gguf", 2e-4},
+    {"stories260K.bos", "stories260K.gguf", 2e-4},
+    {"llama-synth-64x2-gqa4.echoes", "llama-synth-64x2-gqa4.gguf", 1e-3},
+    {"llama-synth-128x2-q8_0.attn", "llama-synth-128x2-q8_0.gguf", 3e-2},
+    {"gpt2-synth-64x2.hello", "gpt2-synth-64x2.gguf", 1e-3},
+};
+
+static int32_t argmax(const float *x, size_t n)
+{
+    size_t best = 0;
+    for (size_t i = 1; i < n; i++)
+        if (x[i] > x[best])
+            best = i;
+    return (int32_t)best;
+}
+
+/* Runs the golden case through the engine: the prompt either one position per
+ * step or as one chunk, then greedily; checks tolerance and the greedy rule. */
+static void check_golden(const struct golden *g, bool chunk, kv_dtype kv_type, uint32_t threads)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "golden/%s.json", g->name);
+    char *json = test_read_file(test_shared(rel), NULL);
+    cr_assert(json, "cannot read %s", rel);
+    size_t n_prompt, n_argmax;
+    int32_t *prompt = json_ints(json, "prompt_tokens", &n_prompt);
+    int32_t *want_argmax = json_ints(json, "argmax", &n_argmax);
+    size_t n_input;
+    int32_t *input = json_ints(json, "input_tokens", &n_input);
+    uint32_t P = (uint32_t)json_int(json, "positions"), V = (uint32_t)json_int(json, "vocab");
+    snprintf(rel, sizeof rel, "golden/%s.logits.f32", g->name);
+    size_t bytes;
+    float *ref = (float *)(void *)test_read_file(test_shared(rel), &bytes);
+    cr_assert(ref && bytes == (size_t)P * V * sizeof(float));
+
+    attnd_err err = {0};
+    model *m;
+    snprintf(rel, sizeof rel, "models/%s", g->model);
+    cr_assert_eq(model_load(test_shared(rel), &m, &err), ATTND_OK, "%s", err.msg);
+    engine_params ep = {.n_threads = threads, .kv_type = kv_type, .kv_blocks = P / 16 + 2,
+                        .max_entries = (uint32_t)n_prompt};
+    engine *e;
+    uint32_t seq;
+    cr_assert_eq(engine_new(m, &ep, &e, &err), ATTND_OK, "%s", err.msg);
+    cr_assert_eq(engine_seq_open(e, &seq, &err), ATTND_OK);
+    float *out = malloc((size_t)P * V * sizeof(float));
+    uint32_t p = 0;
+    if (chunk) {
+        engine_entry *en = calloc(n_prompt, sizeof *en);
+        for (uint32_t i = 0; i < n_prompt; i++)
+            en[i] = (engine_entry){seq, prompt[i], i, true};
+        cr_assert_eq(engine_step(e, en, n_prompt, out, &err), ATTND_OK, "%s", err.msg);
+        free(en);
+        p = (uint32_t)n_prompt;
+    }
+    for (; p < P; p++) {
+        /* F32: continue greedily, as `attnd logits` does. F16 KV rounding can
+         * flip a near-tie and send greedy elsewhere, so it follows the
+         * reference's own tokens instead. */
+        int32_t tok = p < n_prompt ? prompt[p]
+                      : kv_type == KV_DTYPE_F16 ? input[p]
+                                                : argmax(out + (size_t)(p - 1) * V, V);
+        engine_entry en = {seq, tok, p, true};
+        cr_assert_eq(engine_step(e, &en, 1, out + (size_t)p * V, &err), ATTND_OK, "%s", err.msg);
+    }
+    /* F16 KV rounds every K and V (relative 5e-4); on the trained 260K
+     * models that moves logits by up to ~0.03. */
+    double tol = kv_type == KV_DTYPE_F16 ? (g->tol > 5e-2 ? g->tol : 5e-2) : g->tol;
+    double worst = 0;
+    for (uint32_t r = 0; r < P; r++) {
+        const float *a = out + (size_t)r * V, *b = ref + (size_t)r * V;
+        float top = -INFINITY, second = -INFINITY;
+        for (uint32_t i = 0; i < V; i++) {
+            double dlt = fabs((double)a[i] - (double)b[i]);
+            worst = dlt > worst ? dlt : worst;
+            if (b[i] > top) {
+                second = top;
+                top = b[i];
+            } else if (b[i] > second) {
+                second = b[i];
+            }
+        }
+        if (top - second > 2 * g->tol && kv_type == KV_DTYPE_F32)
+            cr_expect_eq(argmax(a, V), want_argmax[r], "%s row %u: greedy %d, reference %d",
+                         g->name, r, argmax(a, V), want_argmax[r]);
+    }
+    cr_expect(worst <= tol, "%s (%s): max |diff| %.3g > tolerance %.3g", g->name,
+              chunk ? "chunk" : "one at a time", worst, tol);
+    free(out);
+    engine_free(e);
+    model_free(m);
+    free(ref);
+    free(prompt);
+    free(want_argmax);
+    free(input);
+    free(json);
+}
+
+Test(golden, one_position_per_step)
+{
+    for (size_t i = 0; i < sizeof k_golden / sizeof k_golden[0]; i++)
+        check_golden(&k_golden[i], false, KV_DTYPE_F32, 2);
+}
+
+Test(golden, prompt_as_one_chunk)
+{
+    for (size_t i = 0; i < sizeof k_golden / sizeof k_golden[0]; i++)
+        check_golden(&k_golden[i], true, KV_DTYPE_F32, 2);
+}
+
+Test(golden, single_thread_and_f16_kv_cache)
+{
+    check_golden(&k_golden[0], true, KV_DTYPE_F32, 1);
+    check_golden(&k_golden[4], false, KV_DTYPE_F32, 1);
+    for (size_t i = 0; i < sizeof k_golden / sizeof k_golden[0]; i++)
+        check_golden(&k_golden[i], true, KV_DTYPE_F16, 2);
+}
+
+Test(golden, cli_generate_prints_the_reference_greedy_text)
+{
+    char *json = test_read_file(test_shared("golden/aidreams260K.echoes.json"), NULL);
+    const char *p = strstr(json, "\"greedy_text_60\": \"");
+    cr_assert(p);
+    p += strlen("\"greedy_text_60\": \"");
+    const char *end = strchr(p, '"');
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' generate -m '%s' -p 'Echoes of' -n 60 --temp 0 2>/dev/null",
+             test_attnd_bin(), test_shared("models/aidreams260K.gguf"));
+    char *out;
+    cr_assert_eq(test_run(cmd, &out), 0);
+    cr_expect(strlen(out) == (size_t)(end - p) && memcmp(out, p, (size_t)(end - p)) == 0,
+              "generate printed:\n%s\nexpected:\n%.*s", out, (int)(end - p), p);
+    free(out);
+    free(json);
+}
+
+Test(golden, cli_logits_writes_the_golden_layout)
+{
+    char *path = test_tmp_path("logits.f32");
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "'%s' logits -m '%s' --tokens 1 --steps 8 -o '%s' --chunk",
+             test_attnd_bin(), test_shared("models/stories260K.gguf"), path);
+    cr_assert_eq(test_run(cmd, NULL), 0);
+    size_t n, nref;
+    float *a = (float *)(void *)test_read_file(path, &n);
+    float *b = (float *)(void *)test_read_file(test_shared("golden/stories260K.bos.logits.f32"), &nref);
+    cr_assert(a && b && n == 8 * 512 * sizeof(float));
+    for (size_t i = 0; i < 8 * 512; i++)
+        cr_assert(fabsf(a[i] - b[i]) <= 2e-4f, "logit %zu: %g vs %g", i, (double)a[i], (double)b[i]);
+    free(a);
+    free(b);
+    remove(path);
+    free(path);
+    snprintf(cmd, sizeof cmd, "'%s' logits -m '%s' --tokens 1,x -o /dev/null 2>/dev/null",
+             test_attnd_bin(), test_shared("models/stories260K.gguf"));
+    cr_expect_eq(test_run(cmd, NULL), 2);
+    snprintf(cmd, sizeof cmd, "'%s' logits -m '%s' --tokens 99999 -o /dev/null 2>/dev/null",
+             test_attnd_bin(), test_shared("models/stories260K.gguf"));
+    cr_expect_eq(test_run(cmd, NULL), 1);
+}
+
+/* ------------------------------------------------------------ batch independence */
+
+/* K sequences with different prompts run together (joining and leaving
+ * between steps) must each get the logits they get alone. */
+static void batch_independence(const char *model_file, uint32_t K, float tol)
+{
+    attnd_err err = {0};
+    model *m;
+    cr_assert_eq(model_load(test_shared(model_file), &m, &err), ATTND_OK, "%s", err.msg);
+    const model_hparams *hp = model_hparams_of(m);
+    uint32_t V = hp->n_vocab;
+    enum { STEPS = 6 };
+    /* Sequence s: prompt of 1 + (s*7)%13 tokens, then STEPS decode tokens,
+     * joining at step s % 3. Tokens are a fixed pseudo-random stream. */
+    uint32_t plen[16], join[16], total = 0;
+    int32_t toks[16][32];
+    for (uint32_t s = 0; s < K; s++) {
+        plen[s] = 1 + (s * 7) % 13;
+        join[s] = s % 3;
+        for (uint32_t i = 0; i < plen[s] + STEPS; i++)
+            toks[s][i] = (int32_t)((s * 131 + i * 17 + 3) % V);
+        total += plen[s] + STEPS;
+    }
+    /* Alone: logits of the last position of each step of each sequence. */
+    float *alone = malloc((size_t)K * (STEPS + 1) * V * sizeof(float));
+    float *buf = malloc((size_t)32 * V * sizeof(float));
+    engine_params ep = {.n_threads = 2, .kv_blocks = 64, .max_entries = 256};
+    for (uint32_t s = 0; s < K; s++) {
+        engine *e;
+        uint32_t seq;
+        cr_assert_eq(engine_new(m, &ep, &e, &err), ATTND_OK, "%s", err.msg);
+        engine_seq_open(e, &seq, &err);
+        engine_entry en[32];
+        for (uint32_t i = 0; i < plen[s]; i++)
+            en[i] = (engine_entry){seq, toks[s][i], i, i + 1 == plen[s]};
+        cr_assert_eq(engine_step(e, en, plen[s], buf, &err), ATTND_OK, "%s", err.msg);
+        memcpy(alone + (size_t)s * (STEPS + 1) * V, buf, V * sizeof(float));
+        for (uint32_t t = 0; t < STEPS; t++) {
+            engine_entry one = {seq, toks[s][plen[s] + t], plen[s] + t, true};
+            cr_assert_eq(engine_step(e, &one, 1, buf, &err), ATTND_OK, "%s", err.msg);
+            memcpy(alone + ((size_t)s * (STEPS + 1) + t + 1) * V, buf, V * sizeof(float));
+        }
+        engine_free(e);
+    }
+    /* Together: at step t, sequences that joined at t send their prompt chunk,
+     * running ones their next token; a sequence leaves after its last token. */
+    engine *e;
+    cr_assert_eq(engine_new(m, &ep, &e, &err), ATTND_OK, "%s", err.msg);
+    uint32_t seq_of[16], done[16] = {0};
+    bool joined[16] = {0};
+    engine_entry *en = malloc(total * sizeof *en);
+    float *out = malloc((size_t)K * V * sizeof(float));
+    for (uint32_t t = 0; t < STEPS + 3; t++) {
+        uint32_t n = 0, owner[16], n_owner = 0;
+        for (uint32_t s = 0; s < K; s++) {
+            if (!joined[s] && join[s] == t) {
+                cr_assert_eq(engine_seq_open(e, &seq_of[s], &err), ATTND_OK);
+                joined[s] = true;
+                for (uint32_t i = 0; i < plen[s]; i++)
+                    en[n++] = (engine_entry){seq_of[s], toks[s][i], i, i + 1 == plen[s]};
+                owner[n_owner++] = s;
+            } else if (joined[s] && done[s] < STEPS) {
+                uint32_t pos = plen[s] + done[s];
+                en[n++] = (engine_entry){seq_of[s], toks[s][pos], pos, true};
+                done[s]++;
+                owner[n_owner++] = s;
+            }
+        }
+        if (n == 0)
+            continue;
+        cr_assert_eq(engine_step(e, en, n, out, &err), ATTND_OK, "%s", err.msg);
+        for (uint32_t o = 0; o < n_owner; o++) {
+            uint32_t s = owner[o];
+            /* joined now: row 0 of its stream; else row done[s] */
+            uint32_t row = join[s] == t ? 0 : done[s];
+            const float *a = out + (size_t)o * V, *b = alone + ((size_t)s * (STEPS + 1) + row) * V;
+            for (uint32_t i = 0; i < V; i++)
+                cr_assert(fabsf(a[i] - b[i]) <= tol, "%s K=%u seq %u step %u logit %u: %g alone %g",
+                          model_file, K, s, t, i, (double)a[i], (double)b[i]);
+            if (done[s] == STEPS)
+                engine_seq_close(e, seq_of[s]);
+        }
+    }
+    cr_expect_eq(kv_pool_n_free(engine_kv(e)), kv_pool_n_blocks(engine_kv(e)),
+                 "KV blocks leaked after every sequence left");
+    free(en);
+    free(out);
+    free(alone);
+    free(buf);
+    engine_free(e);
+    model_free(m);
+}
+
+Test(batch, sequences_together_equal_sequences_alone)
+{
+    for (uint32_t K = 1; K <= 16; K++)
+        batch_independence("models/stories260K.gguf", K, 1e-4f);
+    batch_independence("models/llama-synth-128x2-q8_0.gguf", 16, 1e-3f);
+    batch_independence("models/gpt2-synth-64x2.gguf", 9, 1e-4f);
+}
+
+/* ------------------------------------------------------------ step rules */
+
+Test(engine, step_rejects_bad_batches_and_survives_a_full_cache)
+{
+    attnd_err err = {0};
+    model *m;
+    cr_assert_eq(model_load(test_shared("models/stories260K.gguf"), &m, &err), ATTND_OK);
+    engine_params ep = {.n_threads = 2, .kv_blocks = 3, .kv_block_size = 16, .max_entries = 64};
+    engine *e;
+    cr_assert_eq(engine_new(m, &ep, &e, &err), ATTND_OK, "%s", err.msg);
+    uint32_t a, b;
+    engine_seq_open(e, &a, &err);
+    engine_seq_open(e, &b, &err);
+    float *logits = malloc(64 * 512 * sizeof(float));
+    engine_entry en[64];
+
+    en[0] = (engine_entry){a, 1, 0, true};
+    en[1] = (engine_entry){b, 1, 0, true};
+    en[2] = (engine_entry){a, 5, 1, true};
+    cr_expect_eq(engine_step(e, en, 3, logits, &err), ATTND_EINVAL);
+    cr_expect(strstr(err.msg, "not adjacent"), "%s", err.msg);
+    en[0] = (engine_entry){a, 600, 0, true};
+    cr_expect_eq(engine_step(e, en, 1, logits, &err), ATTND_EINVAL);
+    cr_expect(strstr(err.msg, "token 600"), "%s", err.msg);
+    en[0] = (engine_entry){a, 1, 3, true};
+    cr_expect_eq(engine_step(e, en, 1, logits, &err), ATTND_EINVAL);
+    en[0] = (engine_entry){a, 1, 0, true};
+    en[1] = (engine_entry){a, 1, 2, true};
+    cr_expect_eq(engine_step(e, en, 2, logits, &err), ATTND_EINVAL);
+    en[0] = (engine_entry){9, 1, 0, true};
+    cr_expect_eq(engine_step(e, en, 1, logits, &err), ATTND_EINVAL);
+    en[0] = (engine_entry){a, 1, 512, true};
+    cr_expect_eq(engine_step(e, en, 1, logits, &err), ATTND_ERANGE);
+
+    /* 3 blocks of 16: a takes 2 (20 tokens), b asks for 2 more: full. */
+    for (uint32_t i = 0; i < 20; i++)
+        en[i] = (engine_entry){a, (int32_t)(i + 1), i, i == 19};
+    cr_assert_eq(engine_step(e, en, 20, logits, &err), ATTND_OK, "%s", err.msg);
+    float keep[512];
+    memcpy(keep, logits, sizeof keep);
+    for (uint32_t i = 0; i < 20; i++)
+        en[i] = (engine_entry){b, (int32_t)(i + 1), i, i == 19};
+    cr_expect_eq(engine_step(e, en, 20, logits, &err), ATTND_ERANGE);
+    cr_expect(strstr(err.msg, "KV cache full"), "%s", err.msg);
+    cr_expect_eq(engine_seq_len(e, b), 0);
+    cr_expect_eq(kv_pool_n_free(engine_kv(e)), 1);
+    /* The caller frees a sequence (preemption) and the step goes through. */
+    engine_seq_close(e, a);
+    cr_assert_eq(engine_step(e, en, 20, logits, &err), ATTND_OK, "%s", err.msg);
+    for (int i = 0; i < 512; i++)
+        cr_assert_float_eq(logits[i], keep[i], 1e-5f);
+    /* Rewinding: feeding position 10 again gives the same logits as before. */
+    en[0] = (engine_entry){b, 11, 10, true};
+    cr_assert_eq(engine_step(e, en, 1, logits, &err), ATTND_OK, "%s", err.msg);
+    cr_expect_eq(engine_seq_len(e, b), 11);
+    engine_seq_close(e, b);
+    cr_expect_eq(kv_pool_n_free(engine_kv(e)), 3);
+    free(logits);
+    engine_free(e);
+    model_free(m);
+}
+
+/* ------------------------------------------------------------ model load errors */
+
+static char *write_model(const char *args)
+{
+    char *path = test_tmp_path("bad-model.gguf");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' mkmodel -o '%s' %s", test_attnd_bin(), path, args);
+    cr_assert_eq(test_run(cmd, NULL), 0, "%s", cmd);
+    return path;
+}
+
+/* Rewrites PATH keeping every key and tensor, except that tensor DROP is left
+ * out and tensor RETYPE (if any) is declared with type NEW_TYPE and shape
+ * [ne0, ne1]. */
+static void rewrite(const char *path, const char *drop, const char *reshape, uint64_t ne0,
+                    uint64_t ne1, const char *arch)
+{
+    attnd_err err = {0};
+    gguf_file *f;
+    cr_assert_eq(gguf_open(path, &f, &err), ATTND_OK);
+    gguf_writer *w = gguf_writer_new();
+    for (size_t i = 0; i < gguf_kv_count(f); i++) {
+        const char *k = gguf_kv_key(f, i);
+        if (arch && strcmp(k, "general.architecture") == 0)
+            gguf_writer_set_str(w, k, arch, &err);
+        else
+            cr_assert_eq(gguf_writer_copy(w, f, k, &err), ATTND_OK, "%s", err.msg);
+    }
+    static float zeros[1 << 16];
+    for (size_t i = 0; i < gguf_tensor_count(f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(f, i);
+        if (drop && strcmp(t->name, drop) == 0)
+            continue;
+        if (reshape && strcmp(t->name, reshape) == 0) {
+            uint64_t ne[2] = {ne0, ne1};
+            cr_assert(ne0 * ne1 <= (1 << 16));
+            gguf_writer_add_tensor(w, t->name, GGUF_DTYPE_F32, 2, ne, zeros, &err);
+            continue;
+        }
+        gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, &err);
+    }
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.new", path);
+    cr_assert_eq(gguf_writer_write(w, tmp, &err), ATTND_OK, "%s", err.msg);
+    gguf_writer_free(w);
+    gguf_close(f);
+    rename(tmp, path);
+}
+
+Test(engine, load_errors_name_the_tensor)
+{
+    attnd_err err = {0};
+    model *m;
+    const char *shape = "--dim 32 --heads 2 --layers 1 --ff 32 --ctx 16";
+    char *path = write_model(shape);
+    cr_assert_eq(model_load(path, &m, &err), ATTND_OK, "%s", err.msg);
+    model_free(m);
+
+    rewrite(path, "blk.0.attn_k.weight", NULL, 0, 0, NULL);
+    cr_assert_eq(model_load(path, &m, &err), ATTND_EFORMAT);
+    cr_expect(strstr(err.msg, "tensor 'blk.0.attn_k.weight' is missing"), "%s", err.msg);
+    free(path);
+
+    path = write_model(shape);
+    rewrite(path, NULL, "blk.0.ffn_up.weight", 32, 16, NULL);
+    cr_assert_eq(model_load(path, &m, &err), ATTND_EFORMAT);
+    cr_expect(strstr(err.msg, "'blk.0.ffn_up.weight' has shape [32, 16]"), "%s", err.msg);
+    free(path);
+
+    path = write_model(shape);
+    rewrite(path, NULL, NULL, 0, 0, "mamba");
+    cr_assert_eq(model_load(path, &m, &err), ATTND_EUNSUPPORTED);
+    cr_expect(strstr(err.msg, "unknown architecture 'mamba'"), "%s", err.msg);
+    remove(path);
+    free(path);
+
+    /* A Q4_0 matrix: recognised by the reader, refused at model load. */
+    path = write_model(shape);
+    {
+        gguf_file *f;
+        cr_assert_eq(gguf_open(path, &f, &err), ATTND_OK);
+        gguf_writer *w = gguf_writer_new();
+        for (size_t i = 0; i < gguf_kv_count(f); i++)
+            gguf_writer_copy(w, f, gguf_kv_key(f, i), &err);
+        static uint8_t q4[18 * 32];
+        for (size_t i = 0; i < gguf_tensor_count(f); i++) {
+            const gguf_tensor *t = gguf_tensor_at(f, i);
+            if (strcmp(t->name, "blk.0.attn_q.weight") == 0)
+                gguf_writer_add_tensor(w, t->name, GGUF_DTYPE_Q4_0, 2, t->ne, q4, &err);
+            else
+                gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, &err);
+        }
+        char tmp[1100];
+        snprintf(tmp, sizeof tmp, "%s.new", path);
+        cr_assert_eq(gguf_writer_write(w, tmp, &err), ATTND_OK, "%s", err.msg);
+        gguf_writer_free(w);
+        gguf_close(f);
+        rename(tmp, path);
+    }
+    cr_assert_eq(model_load(path, &m, &err), ATTND_EUNSUPPORTED);
+    cr_expect(strstr(err.msg, "'blk.0.attn_q.weight': unsupported tensor type Q4_0"), "%s", err.msg);
+    remove(path);
+    free(path);
+}
+
+/* ------------------------------------------------------------ matmul kernels */
+
+static float frand(uint64_t *s)
+{
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(*s >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+}
+
+Test(matmul, every_type_matches_the_reference_at_awkward_sizes)
+{
+    static const gguf_dtype types[] = {GGUF_DTYPE_F32, GGUF_DTYPE_F16, GGUF_DTYPE_BF16,
+                                       GGUF_DTYPE_Q8_0};
+    static const uint32_t ks[] = {32, 96, 160, 544};
+    static const uint32_t ns[] = {1, 7, 33, 70};
+    static const uint32_t ms[] = {1, 2, 3, 5, 17};
+    uint64_t seed = 99;
+    for (size_t ti = 0; ti < 4; ti++)
+        for (size_t ki = 0; ki < 4; ki++)
+            for (size_t ni = 0; ni < 4; ni++) {
+                uint32_t K = ks[ki], N = ns[ni];
+                float *wf = malloc((size_t)K * N * sizeof(float));
+                for (size_t i = 0; i < (size_t)K * N; i++)
+                    wf[i] = frand(&seed);
+                uint64_t row_bytes;
+                cr_assert(gguf_dtype_row_bytes(types[ti], K, &row_bytes));
+                void *wd = malloc(row_bytes * N);
+                cr_assert_eq(dtype_from_f32(types[ti], wf, wd, (size_t)K * N), 0);
+                model_weight w = {types[ti], wd, K, N, row_bytes};
+                for (size_t mi = 0; mi < 5; mi++) {
+                    uint32_t M = ms[mi];
+                    float *x = malloc((size_t)M * K * sizeof(float));
+                    for (size_t i = 0; i < (size_t)M * K; i++)
+                        x[i] = frand(&seed);
+                    float *y = malloc((size_t)M * N * sizeof(float));
+                    float *yr = malloc((size_t)M * N * sizeof(float));
+                    float *scratch = malloc(matmul_scratch_floats(K) * sizeof(float));
+                    /* two uneven row ranges, like two threads */
+                    uint32_t mid = N / 3;
+                    matmul_rows(&w, x, M, y, N, 0, mid, scratch);
+                    matmul_rows(&w, x, M, y, N, mid, N, scratch);
+                    matmul_ref(&w, x, M, yr, N);
+                    for (size_t i = 0; i < (size_t)M * N; i++)
+                        cr_assert(fabsf(y[i] - yr[i]) <= 1e-4f * (1.0f + fabsf(yr[i])),
+                                  "%s K=%u N=%u M=%u [%zu]: %g vs %g", gguf_dtype_name(types[ti]), K,
+                                  N, M, i, (double)y[i], (double)yr[i]);
+                    free(x);
+                    free(y);
+                    free(yr);
+                    free(scratch);
+                }
+                free(wf);
+                free(wd);
+            }
+}
