@@ -187,21 +187,24 @@ static void load_v_tile(float *restrict v, const uint16_t *restrict src, uint32_
 
 /* ------------------------------------------------------------ one row */
 
-/* Folds tile positions [a, b) (of n) into one (query row, head): scores,
- * online-softmax update of m and l, and acc += p·V with acc first rescaled
- * by exp(m_old - m_new) when the max grows. */
-static void row_update(const float *restrict q, float scale, const float *restrict kt,
-                       const float *restrict v, uint32_t n, uint32_t a, uint32_t b, uint32_t hd,
-                       float *restrict s, float *restrict acc, float *restrict m,
-                       float *restrict l)
+/* Width of the fixed-size partial sums below: small enough to live in
+ * vector registers across a whole loop, so the inner loops load K and V and
+ * store nothing. */
+#define ATTN_LANES 16u
+
+/* s[j] = scale * q·K[j] for j in [a, b), K given transposed (kt[d][j], row
+ * length n): each s[j] is its own sum, so the j loop vectorizes without
+ * reassociating anything. Four dimensions per pass: a quarter of the loads
+ * and stores of s. */
+static void scores(const float *restrict q, float scale, const float *restrict kt, uint32_t n,
+                   uint32_t a, uint32_t b, uint32_t hd, float *restrict s)
 {
     for (uint32_t j = a; j < b; j++)
         s[j] = 0.0f;
-    /* Four dimensions per pass: a quarter of the loads and stores of s. */
     uint32_t d = 0;
     for (; d + 4 <= hd; d += 4) {
-        float q0 = q[d] * scale, q1 = q[d + 1] * scale;
-        float q2 = q[d + 2] * scale, q3 = q[d + 3] * scale;
+        const float q0 = q[d] * scale, q1 = q[d + 1] * scale;
+        const float q2 = q[d + 2] * scale, q3 = q[d + 3] * scale;
         const float *restrict k0 = kt + (size_t)d * n;
         const float *restrict k1 = k0 + n;
         const float *restrict k2 = k1 + n;
@@ -210,12 +213,48 @@ static void row_update(const float *restrict q, float scale, const float *restri
             s[j] += q0 * k0[j] + q1 * k1[j] + q2 * k2[j] + q3 * k3[j];
     }
     for (; d < hd; d++) {
-        float qd = q[d] * scale;
+        const float qd = q[d] * scale;
         const float *restrict kd = kt + (size_t)d * n;
         for (uint32_t j = a; j < b; j++)
             s[j] += qd * kd[j];
     }
+}
 
+/* acc[i] = alpha * acc[i] + sum over j in [a, b) of p[j] * v[j][i]. */
+static void accumulate(float *restrict acc, float alpha, const float *restrict p,
+                       const float *restrict v, uint32_t a, uint32_t b, uint32_t hd)
+{
+    uint32_t i0 = 0;
+    for (; i0 + ATTN_LANES <= hd; i0 += ATTN_LANES) {
+        float t[ATTN_LANES];
+        for (uint32_t u = 0; u < ATTN_LANES; u++)
+            t[u] = acc[i0 + u] * alpha;
+        for (uint32_t j = a; j < b; j++) {
+            const float pj = p[j];
+            const float *restrict vj = v + (size_t)j * hd + i0;
+            for (uint32_t u = 0; u < ATTN_LANES; u++)
+                t[u] += pj * vj[u];
+        }
+        for (uint32_t u = 0; u < ATTN_LANES; u++)
+            acc[i0 + u] = t[u];
+    }
+    for (uint32_t i = i0; i < hd; i++) {
+        float t = acc[i] * alpha;
+        for (uint32_t j = a; j < b; j++)
+            t += p[j] * v[(size_t)j * hd + i];
+        acc[i] = t;
+    }
+}
+
+/* Folds tile positions [a, b) (of n) into one (query row, head): scores,
+ * online-softmax update of m and l, and acc += p·V with acc first rescaled
+ * by exp(m_old - m_new) when the max grows. */
+static void row_update(const float *restrict q, float scale, const float *restrict kt,
+                       const float *restrict v, uint32_t n, uint32_t a, uint32_t b, uint32_t hd,
+                       float *restrict s, float *restrict acc, float *restrict m,
+                       float *restrict l)
+{
+    scores(q, scale, kt, n, a, b, hd, s);
     float m_old = *m, m_new = m_old;
     for (uint32_t j = a; j < b; j++)
         m_new = s[j] > m_new ? s[j] : m_new;
@@ -225,30 +264,10 @@ static void row_update(const float *restrict q, float scale, const float *restri
         sum += s[j];
     }
     /* First tile: m_old is -inf, alpha is 0 and l, acc are still 0. */
-    float alpha = expf(m_old - m_new);
+    const float alpha = expf(m_old - m_new);
     *m = m_new;
     *l = *l * alpha + sum;
-    if (alpha != 1.0f)
-        for (uint32_t i = 0; i < hd; i++)
-            acc[i] *= alpha;
-
-    /* Four V rows per pass: a quarter of the loads and stores of acc. */
-    uint32_t j = a;
-    for (; j + 4 <= b; j += 4) {
-        float p0 = s[j], p1 = s[j + 1], p2 = s[j + 2], p3 = s[j + 3];
-        const float *restrict v0 = v + (size_t)j * hd;
-        const float *restrict v1 = v0 + hd;
-        const float *restrict v2 = v1 + hd;
-        const float *restrict v3 = v2 + hd;
-        for (uint32_t i = 0; i < hd; i++)
-            acc[i] += p0 * v0[i] + p1 * v1[i] + p2 * v2[i] + p3 * v3[i];
-    }
-    for (; j < b; j++) {
-        float pj = s[j];
-        const float *restrict vj = v + (size_t)j * hd;
-        for (uint32_t i = 0; i < hd; i++)
-            acc[i] += pj * vj[i];
-    }
+    accumulate(acc, alpha, s, v, a, b, hd);
 }
 
 /* ------------------------------------------------------------ the kernel */

@@ -38,6 +38,7 @@ struct engine {
     kv_pool *kv;
     uint32_t n_threads;
     uint32_t max_entries;
+    matmul_isa isa;
     uint32_t q_dim, kv_dim;
 
     /* sequences, indexed by id */
@@ -84,7 +85,7 @@ static void mm_task(void *ctx, uint32_t task, uint32_t thread)
     const struct mm_job *j = ctx;
     uint32_t r0 = task * j->chunk;
     uint32_t r1 = r0 + j->chunk < j->w->n_out ? r0 + j->chunk : j->w->n_out;
-    matmul_rows(j->w, j->x, j->M, j->y, j->ldy, r0, r1, j->e->mm_scratch[thread]);
+    matmul_rows(j->w, j->x, j->M, j->y, j->ldy, r0, r1, j->e->mm_scratch[thread], j->e->isa);
 }
 
 /* y[M][ldy] (columns [0, n_out)) = x[M][n_in] · Wᵀ, split by output rows. */
@@ -238,6 +239,7 @@ int engine_new(const model *m, const engine_params *p, engine **out, attnd_err *
         return rc;
     }
     e->n_threads = attnd_pool_size(e->pool);
+    e->isa = matmul_best_isa();
     /* Our workers each call OpenBLAS on their own slice: OpenBLAS itself must
      * not start more threads. */
     openblas_set_num_threads(1);

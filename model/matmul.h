@@ -16,12 +16,22 @@
 /* Rows of W converted per tile in the tiled path. */
 #define MATMUL_TILE_ROWS 32u
 
+/* Which dot-product kernels to use: chosen at run time from the CPU's
+ * features (the binary itself is built for baseline x86-64). */
+typedef enum matmul_isa {
+    MATMUL_ISA_SCALAR = 0,
+    MATMUL_ISA_AVX2 = 1, /* AVX2 + FMA + F16C */
+} matmul_isa;
+
+matmul_isa matmul_best_isa(void);
+const char *matmul_isa_name(matmul_isa isa);
+
 /* Floats of scratch one thread needs for weights with n_in columns. */
 size_t matmul_scratch_floats(uint32_t n_in);
 
 /* y[m*ldy + r] = sum_k x[m*n_in + k] * W[r][k] for m < M, r0 <= r < r1. */
 void matmul_rows(const model_weight *w, const float *x, uint32_t M, float *y, uint32_t ldy,
-                 uint32_t r0, uint32_t r1, float *scratch);
+                 uint32_t r0, uint32_t r1, float *scratch, matmul_isa isa);
 
 /* The plain reference: double accumulation over converted weights. */
 void matmul_ref(const model_weight *w, const float *x, uint32_t M, float *y, uint32_t ldy);

@@ -8,12 +8,13 @@
  * Top-p and min-p look at the temperature-1 distribution of the tokens the
  * earlier steps kept (llama.cpp's default chain applies temperature last).
  *
- * Cost per call is O(V) plus, only when a step needs an order, a bounded
- * selection: top-k uses a k-element heap (O(V log k)), and top-p without
- * top-k pops a max-heap built in O(V) only as far as the kept mass requires.
- * No full sort, no allocation: the scratch arrays are sized n_vocab in
- * sampler_new. Ties are broken by the lower token id everywhere, so results
- * depend only on the logits, the parameters, the history and the seed.
+ * Nothing is ever sorted as a whole: top-k keeps a k-element heap while
+ * scanning (about one comparison per token), top-p is a quickselect on
+ * probability mass (expected O(V)), min-p is a threshold on the logit, and the
+ * draw walks the survivors in whatever order they are. No allocation per call:
+ * the scratch arrays are sized n_vocab in sampler_new. Ties are broken by the
+ * lower token id everywhere, so results depend only on the logits, the
+ * parameters, the history and the seed.
  *
  * Logits that are NaN count as -inf. If some are +inf, those tokens share all
  * the mass. If nothing is left (every logit -inf), every token but a banned
@@ -28,10 +29,12 @@
  * arbitrarily large (4 MiB at most); far longer than any context. */
 #define REPEAT_LAST_N_MAX (1u << 20)
 
-/* A candidate token: its (working) logit and id. */
+/* A candidate token: its working logit, id and weight (exp of the logit
+ * relative to the largest; at the end, at the temperature). */
 typedef struct item {
     float v;
     int32_t id;
+    double e;
 } item;
 
 struct sampler {
@@ -47,9 +50,7 @@ struct sampler {
 
     /* Scratch, n_vocab elements each. */
     float *w;      /* working logits */
-    item *cand;    /* candidates; also the heaps */
-    item *keep;    /* tokens kept so far, best first where ordered */
-    double *wt;    /* final unnormalized weights of keep[] */
+    item *cand;    /* the tokens still in */
     uint8_t *mark; /* penalty: token already penalized in this call */
 };
 
@@ -146,12 +147,10 @@ int sampler_new(const sample_params *p, int32_t n_vocab, int32_t eos, sampler **
     size_t v = (size_t)n_vocab;
     s->w = calloc(v, sizeof *s->w);
     s->cand = calloc(v, sizeof *s->cand);
-    s->keep = calloc(v, sizeof *s->keep);
-    s->wt = calloc(v, sizeof *s->wt);
     s->mark = calloc(v, sizeof *s->mark);
     if (p->repeat_last_n > 0)
         s->hist = calloc(p->repeat_last_n, sizeof *s->hist);
-    if (!s->w || !s->cand || !s->keep || !s->wt || !s->mark ||
+    if (!s->w || !s->cand || !s->mark ||
         (p->repeat_last_n > 0 && !s->hist)) {
         sampler_free(s);
         return attnd_err_set(err, ATTND_ENOMEM, "sampler: out of memory for a vocabulary of %d",
@@ -167,8 +166,6 @@ void sampler_free(sampler *s)
         return;
     free(s->w);
     free(s->cand);
-    free(s->keep);
-    free(s->wt);
     free(s->mark);
     free(s->hist);
     free(s);
@@ -192,22 +189,11 @@ static inline int better(item a, item b)
     return a.v > b.v || (a.v == b.v && a.id < b.id);
 }
 
-/* Max-heap (best at the root) sift-down. */
-static void sift_best(item *h, size_t n, size_t i)
+static inline void swap_items(item *a, size_t i, size_t j)
 {
-    item x = h[i];
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n)
-            break;
-        if (c + 1 < n && better(h[c + 1], h[c]))
-            c++;
-        if (!better(h[c], x))
-            break;
-        h[i] = h[c];
-        i = c;
-    }
-    h[i] = x;
+    item t = a[i];
+    a[i] = a[j];
+    a[j] = t;
 }
 
 /* Min-heap (worst at the root) sift-down. */
@@ -226,6 +212,87 @@ static void sift_worst(item *h, size_t n, size_t i)
         i = c;
     }
     h[i] = x;
+}
+
+/* Sorts A[0..N) best first (heapsort: no recursion, O(n log n) worst case). */
+static void sort_best_first(item *a, size_t n)
+{
+    for (size_t i = n / 2; i-- > 0;)
+        sift_worst(a, n, i);
+    for (size_t hn = n; hn > 1; hn--) {
+        swap_items(a, 0, hn - 1);
+        sift_worst(a, hn - 1, 0);
+    }
+}
+
+/* Top-k: moves the K best of A[0..N) (0 < K < N) to A[0..K), in no particular
+ * order. A[0..K) serves as a min-heap of the best seen so far; later tokens
+ * have larger ids, so one displaces the root only with a strictly larger logit,
+ * and the scan mostly costs one comparison per token. */
+static void select_top_k(item *a, size_t n, size_t k)
+{
+    for (size_t i = k / 2; i-- > 0;)
+        sift_worst(a, k, i);
+    float thr = a[0].v;
+    for (size_t i = k; i < n; i++) {
+        if (a[i].v > thr) {
+            a[0] = a[i];
+            sift_worst(a, k, 0);
+            thr = a[0].v;
+        }
+    }
+}
+
+/* Top-p: with weights A[i].e, finds the smallest c such that the c best items
+ * weigh >= TARGET in total, moves them to A[0..c) (in no particular order) and
+ * returns c (1 <= c <= N; N if the target is never reached). A quickselect on
+ * weight: expected O(n); after too many uneven splits the rest is heapsorted,
+ * so the worst case is O(n log n). Needs TARGET > 0. */
+static size_t select_mass(item *a, size_t n, double target)
+{
+    size_t lo = 0, hi = n; /* A[0..lo) are in, A[hi..n) out, acc weighs A[0..lo) */
+    double acc = 0.0;
+    int budget = 16;
+    for (size_t x = n; x > 1; x >>= 1)
+        budget += 4;
+    while (hi - lo > 16 && budget-- > 0) {
+        /* Median of three as the pivot, moved to A[lo]. */
+        size_t i0 = lo, i1 = lo + (hi - lo) / 2, i2 = hi - 1;
+        if (better(a[i1], a[i0]))
+            swap_items(a, i0, i1);
+        if (better(a[i2], a[i1])) {
+            swap_items(a, i1, i2);
+            if (better(a[i1], a[i0]))
+                swap_items(a, i0, i1);
+        }
+        swap_items(a, lo, i1);
+        item piv = a[lo];
+        size_t st = lo + 1;
+        double up = 0.0;
+        for (size_t j = lo + 1; j < hi; j++) {
+            if (better(a[j], piv)) {
+                up += a[j].e;
+                swap_items(a, j, st++);
+            }
+        }
+        size_t pp = st - 1; /* the pivot's place: A[lo..pp) are better */
+        swap_items(a, lo, pp);
+        if (acc + up >= target) {
+            hi = pp; /* nonempty: acc < target */
+        } else if (acc + up + a[pp].e >= target) {
+            return pp + 1;
+        } else {
+            acc += up + a[pp].e;
+            lo = pp + 1;
+        }
+    }
+    sort_best_first(a + lo, hi - lo);
+    for (size_t j = lo; j < hi; j++) {
+        acc += a[j].e;
+        if (acc >= target)
+            return j + 1;
+    }
+    return hi > 0 ? hi : 1; /* rounding kept the sum just short: all of A[0..hi) */
 }
 
 /* ---- the chain ---- */
@@ -250,16 +317,15 @@ static void apply_penalty(sampler *s)
     }
 }
 
-/* Runs every transform on LOGITS. Leaves the surviving tokens in s->keep[0..m)
- * with their unnormalized final weights in s->wt[0..m) (sum in *TOTAL) and
- * returns m >= 1. */
+/* Runs every transform on LOGITS. Leaves the surviving tokens in s->cand[0..m)
+ * (in no particular order) with their unnormalized final weights in .e (sum
+ * in *TOTAL) and returns m >= 1. */
 static size_t prepare(sampler *s, const float *logits, double *total)
 {
     const sample_params *p = &s->p;
     size_t v = (size_t)s->n_vocab;
     float *w = s->w;
-    item *cand = s->cand, *keep = s->keep;
-    double *wt = s->wt;
+    item *a = s->cand;
     int32_t banned = p->ignore_eos ? s->eos : -1;
 
     memcpy(w, logits, v * sizeof *w);
@@ -267,7 +333,7 @@ static size_t prepare(sampler *s, const float *logits, double *total)
     if (banned >= 0)
         w[banned] = -INFINITY;
 
-    /* The largest logit (NaN never compares greater), whether any NaN or
+    /* The largest logit (NaN never compares greater), and whether any NaN or
      * -inf is present. Branch-free so that it vectorizes. */
     float fmx = -INFINITY;
     int any_nan = 0, any_ninf = 0;
@@ -300,109 +366,53 @@ static size_t prepare(sampler *s, const float *logits, double *total)
         size_t i = 0;
         while (w[i] != fmx)
             i++;
-        keep[0] = (item){fmx, (int32_t)i};
-        wt[0] = 1.0;
+        a[0] = (item){fmx, (int32_t)i, 1.0};
         *total = 1.0;
         return 1;
     }
 
-    /* ids[0..m) are the tokens still in; best first when sorted. */
-    const item *ids = cand;
+    /* Candidates: every token above -inf. */
     size_t m = 0;
-    int sorted = 0;
-    double mx = fmx; /* the largest logit; it survives every filter */
-
-    size_t k = p->top_k > 0 ? (size_t)p->top_k : 0;
-    if (k > 0 && k < v) {
-        /* The k best in a min-heap of the best seen so far. Ids only grow, so
-         * a later token displaces the root only with a strictly larger logit. */
-        size_t i = 0;
-        for (; i < v && m < k; i++)
-            if (w[i] > -INFINITY)
-                cand[m++] = (item){w[i], (int32_t)i};
-        if (m == k) {
-            for (size_t j = k / 2; j-- > 0;)
-                sift_worst(cand, k, j);
-            float thr = cand[0].v;
-            for (; i < v; i++) {
-                if (w[i] > thr) {
-                    cand[0] = (item){w[i], (int32_t)i};
-                    sift_worst(cand, k, 0);
-                    thr = cand[0].v;
-                }
-            }
-            for (size_t hn = k; hn > 0; hn--) {
-                keep[hn - 1] = cand[0];
-                cand[0] = cand[hn - 1];
-                sift_worst(cand, hn - 1, 0);
-            }
-            ids = keep;
-            sorted = 1;
-        } /* else fewer than k candidates: top-k keeps them all */
-    } else if (any_ninf) {
+    if (any_ninf) {
         for (size_t i = 0; i < v; i++)
             if (w[i] > -INFINITY)
-                cand[m++] = (item){w[i], (int32_t)i};
+                a[m++] = (item){w[i], (int32_t)i, 0.0};
     } else {
         for (size_t i = 0; i < v; i++)
-            cand[i] = (item){w[i], (int32_t)i};
+            a[i] = (item){w[i], (int32_t)i, 0.0};
         m = v;
     }
+    double mx = fmx; /* the largest logit; it survives every step */
 
-    if (p->top_p < 1.0f) {
-        double z = 0.0;
-        for (size_t j = 0; j < m; j++)
-            z += exp((double)ids[j].v - mx);
-        size_t n_sorted = m, heap_n = 0;
-        if (!sorted) { /* order lazily: a max-heap popped only as far as needed */
-            for (size_t j = m / 2; j-- > 0;)
-                sift_best(cand, m, j);
-            n_sorted = 0;
-            heap_n = m;
-        }
-        double cum = 0.0;
-        size_t c = 0;
-        while (c < m) {
-            if (c == n_sorted) {
-                keep[n_sorted++] = cand[0];
-                cand[0] = cand[--heap_n];
-                sift_best(cand, heap_n, 0);
-            }
-            cum += exp((double)keep[c].v - mx) / z;
-            c++;
-            if (cum >= (double)p->top_p)
-                break;
-        }
-        ids = keep;
-        sorted = 1;
-        m = c;
+    if (p->top_k > 0 && (size_t)p->top_k < m) {
+        select_top_k(a, m, (size_t)p->top_k);
+        m = (size_t)p->top_k;
     }
 
-    if (p->min_p > 0.0f) {
+    if (p->top_p < 1.0f && m > 1) {
+        double z = 0.0;
+        for (size_t j = 0; j < m; j++) {
+            a[j].e = exp((double)a[j].v - mx);
+            z += a[j].e;
+        }
+        m = select_mass(a, m, (double)p->top_p * z);
+    }
+
+    if (p->min_p > 0.0f && m > 1) {
         /* p_i >= min_p * p_max  <=>  l_i - l_max >= ln(min_p), on any
          * renormalization of the surviving tokens. */
         double lmin = log((double)p->min_p);
-        if (sorted) {
-            size_t c = 1;
-            while (c < m && (double)ids[c].v - mx >= lmin)
-                c++;
-            m = c;
-        } else {
-            size_t c = 0;
-            for (size_t j = 0; j < m; j++)
-                if ((double)ids[j].v - mx >= lmin)
-                    keep[c++] = ids[j];
-            ids = keep;
-            m = c;
-        }
+        size_t c = 0;
+        for (size_t j = 0; j < m; j++)
+            if ((double)a[j].v - mx >= lmin)
+                a[c++] = a[j];
+        m = c;
     }
 
-    if (ids != keep)
-        memcpy(keep, ids, m * sizeof *keep);
     double inv_t = 1.0 / (double)p->temperature, sum = 0.0;
     for (size_t j = 0; j < m; j++) {
-        wt[j] = exp(((double)keep[j].v - mx) * inv_t);
-        sum += wt[j];
+        a[j].e = exp(((double)a[j].v - mx) * inv_t);
+        sum += a[j].e;
     }
     *total = sum;
     return m;
@@ -412,19 +422,20 @@ int32_t sampler_sample(sampler *s, const float *logits)
 {
     double total;
     size_t m = prepare(s, logits, &total);
+    const item *a = s->cand;
     if (m == 1)
-        return s->keep[0].id;
+        return a[0].id;
     double target = rng_uniform(s->rng) * total, cum = 0.0;
     size_t last = 0; /* last token with nonzero weight, against rounding */
     for (size_t j = 0; j < m; j++) {
-        if (s->wt[j] <= 0.0)
+        if (a[j].e <= 0.0)
             continue;
-        cum += s->wt[j];
+        cum += a[j].e;
         last = j;
         if (cum > target)
-            return s->keep[j].id;
+            return a[j].id;
     }
-    return s->keep[last].id;
+    return a[last].id;
 }
 
 void sampler_probs(sampler *s, const float *logits, float *probs)
@@ -433,5 +444,5 @@ void sampler_probs(sampler *s, const float *logits, float *probs)
     size_t m = prepare(s, logits, &total);
     memset(probs, 0, (size_t)s->n_vocab * sizeof *probs);
     for (size_t j = 0; j < m; j++)
-        probs[s->keep[j].id] = (float)(s->wt[j] / total);
+        probs[s->cand[j].id] = (float)(s->cand[j].e / total);
 }

@@ -499,12 +499,12 @@ Test(matmul, every_type_matches_the_reference_at_awkward_sizes)
 {
     static const gguf_dtype types[] = {GGUF_DTYPE_F32, GGUF_DTYPE_F16, GGUF_DTYPE_BF16,
                                        GGUF_DTYPE_Q8_0};
-    static const uint32_t ks[] = {32, 96, 160, 544};
+    static const uint32_t ks[] = {32, 96, 160, 544, 1056};
     static const uint32_t ns[] = {1, 7, 33, 70};
     static const uint32_t ms[] = {1, 2, 3, 5, 17};
     uint64_t seed = 99;
     for (size_t ti = 0; ti < 4; ti++)
-        for (size_t ki = 0; ki < 4; ki++)
+        for (size_t ki = 0; ki < 5; ki++)
             for (size_t ni = 0; ni < 4; ni++) {
                 uint32_t K = ks[ki], N = ns[ni];
                 float *wf = malloc((size_t)K * N * sizeof(float));
@@ -525,13 +525,17 @@ Test(matmul, every_type_matches_the_reference_at_awkward_sizes)
                     float *scratch = malloc(matmul_scratch_floats(K) * sizeof(float));
                     /* two uneven row ranges, like two threads */
                     uint32_t mid = N / 3;
-                    matmul_rows(&w, x, M, y, N, 0, mid, scratch);
-                    matmul_rows(&w, x, M, y, N, mid, N, scratch);
                     matmul_ref(&w, x, M, yr, N);
-                    for (size_t i = 0; i < (size_t)M * N; i++)
-                        cr_assert(fabsf(y[i] - yr[i]) <= 1e-4f * (1.0f + fabsf(yr[i])),
-                                  "%s K=%u N=%u M=%u [%zu]: %g vs %g", gguf_dtype_name(types[ti]), K,
-                                  N, M, i, (double)y[i], (double)yr[i]);
+                    for (int isa = 0; isa <= (int)matmul_best_isa(); isa++) {
+                        memset(y, 0xff, (size_t)M * N * sizeof(float));
+                        matmul_rows(&w, x, M, y, N, 0, mid, scratch, (matmul_isa)isa);
+                        matmul_rows(&w, x, M, y, N, mid, N, scratch, (matmul_isa)isa);
+                        for (size_t i = 0; i < (size_t)M * N; i++)
+                            cr_assert(fabsf(y[i] - yr[i]) <= 1e-4f * (1.0f + fabsf(yr[i])),
+                                      "%s %s K=%u N=%u M=%u [%zu]: %g vs %g",
+                                      matmul_isa_name((matmul_isa)isa), gguf_dtype_name(types[ti]),
+                                      K, N, M, i, (double)y[i], (double)yr[i]);
+                    }
                     free(x);
                     free(y);
                     free(yr);
