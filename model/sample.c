@@ -150,8 +150,7 @@ int sampler_new(const sample_params *p, int32_t n_vocab, int32_t eos, sampler **
     s->mark = calloc(v, sizeof *s->mark);
     if (p->repeat_last_n > 0)
         s->hist = calloc(p->repeat_last_n, sizeof *s->hist);
-    if (!s->w || !s->cand || !s->mark ||
-        (p->repeat_last_n > 0 && !s->hist)) {
+    if (!s->w || !s->cand || !s->mark || (p->repeat_last_n > 0 && !s->hist)) {
         sampler_free(s);
         return attnd_err_set(err, ATTND_ENOMEM, "sampler: out of memory for a vocabulary of %d",
                              (int)n_vocab);
@@ -222,24 +221,6 @@ static void sort_best_first(item *a, size_t n)
     for (size_t hn = n; hn > 1; hn--) {
         swap_items(a, 0, hn - 1);
         sift_worst(a, hn - 1, 0);
-    }
-}
-
-/* Top-k: moves the K best of A[0..N) (0 < K < N) to A[0..K), in no particular
- * order. A[0..K) serves as a min-heap of the best seen so far; later tokens
- * have larger ids, so one displaces the root only with a strictly larger logit,
- * and the scan mostly costs one comparison per token. */
-static void select_top_k(item *a, size_t n, size_t k)
-{
-    for (size_t i = k / 2; i-- > 0;)
-        sift_worst(a, k, i);
-    float thr = a[0].v;
-    for (size_t i = k; i < n; i++) {
-        if (a[i].v > thr) {
-            a[0] = a[i];
-            sift_worst(a, k, 0);
-            thr = a[0].v;
-        }
     }
 }
 
@@ -334,14 +315,35 @@ static size_t prepare(sampler *s, const float *logits, double *total)
         w[banned] = -INFINITY;
 
     /* The largest logit (NaN never compares greater), and whether any NaN or
-     * -inf is present. Branch-free so that it vectorizes. */
+     * -inf is present. Eight independent lanes, so the max is not one long
+     * dependency chain. */
+    float lmx[8];
+    int lnan[8], lninf[8];
+    for (int l = 0; l < 8; l++) {
+        lmx[l] = -INFINITY;
+        lnan[l] = lninf[l] = 0;
+    }
+    size_t i8 = v & ~(size_t)7;
+    for (size_t i = 0; i < i8; i += 8) {
+        for (int l = 0; l < 8; l++) {
+            float x = w[i + l];
+            lmx[l] = x > lmx[l] ? x : lmx[l];
+            lnan[l] |= x != x;
+            lninf[l] |= x == -INFINITY;
+        }
+    }
+    for (size_t i = i8; i < v; i++) {
+        float x = w[i];
+        lmx[0] = x > lmx[0] ? x : lmx[0];
+        lnan[0] |= x != x;
+        lninf[0] |= x == -INFINITY;
+    }
     float fmx = -INFINITY;
     int any_nan = 0, any_ninf = 0;
-    for (size_t i = 0; i < v; i++) {
-        float x = w[i];
-        fmx = x > fmx ? x : fmx;
-        any_nan |= x != x;
-        any_ninf |= x == -INFINITY;
+    for (int l = 0; l < 8; l++) {
+        fmx = lmx[l] > fmx ? lmx[l] : fmx;
+        any_nan |= lnan[l];
+        any_ninf |= lninf[l];
     }
     if (any_nan) {
         for (size_t i = 0; i < v; i++)
@@ -371,9 +373,31 @@ static size_t prepare(sampler *s, const float *logits, double *total)
         return 1;
     }
 
-    /* Candidates: every token above -inf. */
+    double mx = fmx; /* the largest logit; it survives every step */
     size_t m = 0;
-    if (any_ninf) {
+    size_t k = p->top_k > 0 ? (size_t)p->top_k : 0;
+    if (k > 0 && k < v) {
+        /* Top-k, straight from the logits: A[0..k) is a min-heap of the k
+         * best seen so far. Later tokens have larger ids, so one displaces
+         * the root only with a strictly larger logit: mostly one comparison
+         * per token. With fewer than k candidates, all stay. */
+        size_t i = 0;
+        for (; i < v && m < k; i++)
+            if (w[i] > -INFINITY)
+                a[m++] = (item){w[i], (int32_t)i, 0.0};
+        if (m == k) {
+            for (size_t j = k / 2; j-- > 0;)
+                sift_worst(a, k, j);
+            float thr = a[0].v;
+            for (; i < v; i++) {
+                if (w[i] > thr) {
+                    a[0] = (item){w[i], (int32_t)i, 0.0};
+                    sift_worst(a, k, 0);
+                    thr = a[0].v;
+                }
+            }
+        }
+    } else if (any_ninf) {
         for (size_t i = 0; i < v; i++)
             if (w[i] > -INFINITY)
                 a[m++] = (item){w[i], (int32_t)i, 0.0};
@@ -381,12 +405,6 @@ static size_t prepare(sampler *s, const float *logits, double *total)
         for (size_t i = 0; i < v; i++)
             a[i] = (item){w[i], (int32_t)i, 0.0};
         m = v;
-    }
-    double mx = fmx; /* the largest logit; it survives every step */
-
-    if (p->top_k > 0 && (size_t)p->top_k < m) {
-        select_top_k(a, m, (size_t)p->top_k);
-        m = (size_t)p->top_k;
     }
 
     if (p->top_p < 1.0f && m > 1) {

@@ -2,7 +2,8 @@
  *
  * Order of the transforms (as llama.cpp's default chain): repetition penalty
  * over the last N accepted tokens -> greedy if temperature <= 0 -> top-k ->
- * top-p -> min-p -> temperature -> softmax -> draw with the request's own
+ * top-p -> min-p (both on the temperature-1 probabilities of what is left)
+ * -> temperature -> softmax -> draw with the request's own
  * seeded generator (same seed and inputs give the same tokens). With
  * ignore_eos, the EOS token can never be drawn.
  *
@@ -17,12 +18,12 @@
 #include "attnd_err.h"
 
 typedef struct sample_params {
-    float temperature;       /* <= 0: greedy (argmax, ties to the lowest id) */
+    float temperature;       /* >= 0; 0: greedy (argmax, ties to the lowest id) */
     int32_t top_k;           /* <= 0: off */
-    float top_p;             /* >= 1: off; else keep the smallest set with mass >= top_p */
-    float min_p;             /* <= 0: off; else drop tokens with p < min_p * p_max */
-    float repeat_penalty;    /* 1: off; logit > 0 divided by it, else multiplied */
-    uint32_t repeat_last_n;  /* how many recent tokens the penalty looks at */
+    float top_p;             /* (0, 1]; 1: off; else keep the smallest set with mass >= top_p */
+    float min_p;             /* [0, 1]; 0: off; else drop tokens with p < min_p * p_max */
+    float repeat_penalty;    /* > 0; 1: off; logit > 0 divided by it, else multiplied */
+    uint32_t repeat_last_n;  /* how many recent tokens the penalty looks at (<= 2^20) */
     uint64_t seed;
     bool ignore_eos;
 } sample_params;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Configures and builds attnd. Usage: scripts/build.sh [Release|Debug|Asan|Tsan|Fuzz]
+# Configures and builds attnd. Usage: scripts/build.sh [Release|Debug|Asan|Tsan|Fuzz] [TARGET]
 # Build trees go to build/<type> (lower case).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,6 +7,7 @@ type=${1:-Release}
 dir=build/$(echo "$type" | tr '[:upper:]' '[:lower:]')
 extra=()
 target=()
+[ -n "${2:-}" ] && target=(--target "$2")
 if [ "$type" = Fuzz ]; then
   # clang's libFuzzer, with ASan+UBSan; only the fuzz targets are built.
   export CC=clang

@@ -2,8 +2,9 @@
 # Sets up, builds and runs attnd on a default model.
 # Until a trained default model ships, the default is a small synthetic demo
 # model written by attnd's own GGUF writer (random weights, built-in
-# vocabulary). Until the HTTP server lands, "run" means: describe the model and
-# tokenize a sample text with it. Set ATTND_MODEL to use another GGUF file.
+# vocabulary, so its text is gibberish). Until the HTTP server lands, "run"
+# means: describe the model, tokenize a sample text and generate from a prompt.
+# Set ATTND_MODEL to use another GGUF file (e.g. ../shared/models/aidreams260K.gguf).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-deps.sh
@@ -18,3 +19,6 @@ fi
 "$bin" info "$model"
 echo "--- tokenize 'Hello world, this is attnd.':"
 printf 'Hello world, this is attnd.' | "$bin" tokenize -m "$model" --pieces
+echo "--- generate -p 'Hello world' -n 32 --temp 0:"
+"$bin" generate -m "$model" -p "Hello world" -n 32 --temp 0
+echo

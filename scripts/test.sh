@@ -2,7 +2,9 @@
 # Sets up, builds and runs every attnd test:
 #   1. the Criterion suite in a Release build,
 #   2. the same suite under ASan+UBSan,
-#   3. the GGUF-reader fuzzer for $ATTND_FUZZ_SECONDS (default 60) from a seed
+#   3. the threaded engine under TSan (Criterion itself cannot run under TSan,
+#      so the TSan-built binary runs multi-threaded steps on the shared models),
+#   4. the GGUF-reader fuzzer for $ATTND_FUZZ_SECONDS (default 60) from a seed
 #      corpus of small valid files.
 # Reference data is read from $ATTND_SHARED (default: ../shared beside the repo).
 set -euo pipefail
@@ -19,6 +21,21 @@ for type in Release Asan; do
   dir=build/$(echo "$type" | tr '[:upper:]' '[:lower:]')
   ATTND_BIN="$root/$dir/cli/attnd" ctest --test-dir "$dir" --output-on-failure
 done
+
+echo "== TSan: threaded engine steps"
+scripts/build.sh Tsan attnd
+tsan=build/tsan/cli/attnd
+export TSAN_OPTIONS="halt_on_error=1 exitcode=66"
+for m in stories260K gpt2-synth-64x2 llama-synth-128x2-q8_0 llama-synth-64x2-gqa4; do
+  "$tsan" logits -m "$ATTND_SHARED/models/$m.gguf" --tokens 1,2,3,4,5,6,7,8,9,10,11,12 \
+    --steps 40 --chunk --threads 2 -o /dev/null
+  "$tsan" logits -m "$ATTND_SHARED/models/$m.gguf" --tokens 1,2,3 --steps 20 --threads 2 \
+    --kv-type f16 -o /dev/null
+done
+"$tsan" generate -m "$ATTND_SHARED/models/aidreams260K.gguf" -p "Echoes of" -n 40 --threads 2 \
+  --seed 7 >/dev/null
+unset TSAN_OPTIONS
+echo "TSan: clean"
 
 echo "== fuzz: GGUF reader, ${ATTND_FUZZ_SECONDS:-60} s"
 scripts/build.sh Fuzz
