@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define HAVE_X86 1
 #endif
@@ -145,9 +146,11 @@ AVX2 static float dot_f32_avx2(const float *restrict w, const float *restrict x,
 matmul_isa matmul_best_isa(void)
 {
 #ifdef HAVE_X86
+    unsigned a, b, c, d;
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c"))
+    /* F16C is not a __builtin_cpu_supports name in every compiler: ask CPUID. */
+    bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c)
         return MATMUL_ISA_AVX2;
 #endif
     return MATMUL_ISA_SCALAR;
