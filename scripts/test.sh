@@ -15,11 +15,14 @@ export ATTND_SHARED=${ATTND_SHARED:-$root/../shared}
 
 scripts/setup-deps.sh
 
+suites=0
 for type in Release Asan; do
   echo "== build and test: $type"
   scripts/build.sh "$type"
   dir=build/$(echo "$type" | tr '[:upper:]' '[:lower:]')
-  ATTND_BIN="$root/$dir/cli/attnd" ctest --test-dir "$dir" --output-on-failure
+  ATTND_BIN="$root/$dir/cli/attnd" ctest --test-dir "$dir" --output-on-failure | tee build/ctest.log
+  n=$(sed -n 's/.*tests passed, 0 tests failed out of \([0-9]*\).*/\1/p' build/ctest.log)
+  suites=$((suites + ${n:-0}))
 done
 
 echo "== TSan: threaded engine steps"
@@ -36,6 +39,7 @@ done
   --seed 7 >/dev/null
 unset TSAN_OPTIONS
 echo "TSan: clean"
+suites=$((suites + 1))
 
 echo "== fuzz: GGUF reader, ${ATTND_FUZZ_SECONDS:-60} s"
 scripts/build.sh Fuzz
@@ -47,4 +51,6 @@ bin=build/release/cli/attnd
 "$bin" mkmodel -o "$corpus/gpt2-f16.gguf" --arch gpt2 --dim 16 --layers 1 --heads 2 --ff 16 --ctx 8 --type f16
 build/fuzz/tests/fuzz_gguf -max_total_time="${ATTND_FUZZ_SECONDS:-60}" -rss_limit_mb=4096 \
   -print_final_stats=1 "$corpus" 2>&1 | tail -n 12
-echo "test.sh: all tests passed"
+suites=$((suites + 1))
+echo "test.sh: all tests passed (Release and ASan+UBSan Criterion suites, TSan engine run, fuzzer)"
+echo "suites: $suites passed, 0 failed"

@@ -15,42 +15,6 @@
 
 /* ------------------------------------------------------------ golden logits */
 
-/* Pulls the integer array KEY out of a golden JSON file (a flat list of ints). */
-static int32_t *json_ints(const char *json, const char *key, size_t *n)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = strstr(json, pat);
-    cr_assert(p, "golden file lacks %s", key);
-    p = strchr(p, '[');
-    cr_assert(p);
-    size_t cap = 64;
-    int32_t *v = malloc(cap * sizeof *v);
-    *n = 0;
-    for (p++; *p && *p != ']';) {
-        char *end;
-        long x = strtol(p, &end, 10);
-        if (end == p) {
-            p++;
-            continue;
-        }
-        if (*n == cap)
-            v = realloc(v, (cap *= 2) * sizeof *v);
-        v[(*n)++] = (int32_t)x;
-        p = end;
-    }
-    return v;
-}
-
-static long json_int(const char *json, const char *key)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = strstr(json, pat);
-    cr_assert(p, "golden file lacks %s", key);
-    return strtol(p + strlen(pat), NULL, 10);
-}
-
 struct golden {
     const char *name;
     const char *model;
@@ -83,11 +47,11 @@ static void check_golden(const struct golden *g, bool chunk, kv_dtype kv_type, u
     char *json = test_read_file(test_shared(rel), NULL);
     cr_assert(json, "cannot read %s", rel);
     size_t n_prompt, n_argmax;
-    int32_t *prompt = json_ints(json, "prompt_tokens", &n_prompt);
-    int32_t *want_argmax = json_ints(json, "argmax", &n_argmax);
+    int32_t *prompt = test_json_ints(json, "prompt_tokens", &n_prompt);
+    int32_t *want_argmax = test_json_ints(json, "argmax", &n_argmax);
     size_t n_input;
-    int32_t *input = json_ints(json, "input_tokens", &n_input);
-    uint32_t P = (uint32_t)json_int(json, "positions"), V = (uint32_t)json_int(json, "vocab");
+    int32_t *input = test_json_ints(json, "input_tokens", &n_input);
+    uint32_t P = (uint32_t)test_json_int(json, "positions"), V = (uint32_t)test_json_int(json, "vocab");
     snprintf(rel, sizeof rel, "golden/%s.logits.f32", g->name);
     size_t bytes;
     float *ref = (float *)(void *)test_read_file(test_shared(rel), &bytes);
@@ -179,18 +143,15 @@ Test(golden, single_thread_and_f16_kv_cache)
 Test(golden, cli_generate_prints_the_reference_greedy_text)
 {
     char *json = test_read_file(test_shared("golden/aidreams260K.echoes.json"), NULL);
-    const char *p = strstr(json, "\"greedy_text_60\": \"");
-    cr_assert(p);
-    p += strlen("\"greedy_text_60\": \"");
-    const char *end = strchr(p, '"');
+    char *want = test_json_str(json, "greedy_text_60");
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "'%s' generate -m '%s' -p 'Echoes of' -n 60 --temp 0 2>/dev/null",
              test_attnd_bin(), test_shared("models/aidreams260K.gguf"));
     char *out;
     cr_assert_eq(test_run(cmd, &out), 0);
-    cr_expect(strlen(out) == (size_t)(end - p) && memcmp(out, p, (size_t)(end - p)) == 0,
-              "generate printed:\n%s\nexpected:\n%.*s", out, (int)(end - p), p);
+    cr_expect_str_eq(out, want, "generate printed:\n%s\nexpected:\n%s", out, want);
     free(out);
+    free(want);
     free(json);
 }
 
@@ -393,11 +354,16 @@ static char *write_model(const char *args)
     return path;
 }
 
-/* Rewrites PATH keeping every key and tensor, except that tensor DROP is left
- * out and tensor RETYPE (if any) is declared with type NEW_TYPE and shape
- * [ne0, ne1]. */
-static void rewrite(const char *path, const char *drop, const char *reshape, uint64_t ne0,
-                    uint64_t ne1, const char *arch)
+/* Rewrites PATH keeping every key and tensor, except: tensor DROP is left
+ * out; tensor CHANGE is declared with TYPE and shape [ne0, ne1] over zeros;
+ * ARCH (if set) replaces general.architecture. */
+struct change {
+    const char *drop, *change, *arch;
+    gguf_dtype type;
+    uint64_t ne0, ne1;
+};
+
+static void rewrite(const char *path, struct change c)
 {
     attnd_err err = {0};
     gguf_file *f;
@@ -405,20 +371,20 @@ static void rewrite(const char *path, const char *drop, const char *reshape, uin
     gguf_writer *w = gguf_writer_new();
     for (size_t i = 0; i < gguf_kv_count(f); i++) {
         const char *k = gguf_kv_key(f, i);
-        if (arch && strcmp(k, "general.architecture") == 0)
-            gguf_writer_set_str(w, k, arch, &err);
+        if (c.arch && strcmp(k, "general.architecture") == 0)
+            gguf_writer_set_str(w, k, c.arch, &err);
         else
             cr_assert_eq(gguf_writer_copy(w, f, k, &err), ATTND_OK, "%s", err.msg);
     }
     static float zeros[1 << 16];
     for (size_t i = 0; i < gguf_tensor_count(f); i++) {
         const gguf_tensor *t = gguf_tensor_at(f, i);
-        if (drop && strcmp(t->name, drop) == 0)
+        if (c.drop && strcmp(t->name, c.drop) == 0)
             continue;
-        if (reshape && strcmp(t->name, reshape) == 0) {
-            uint64_t ne[2] = {ne0, ne1};
-            cr_assert(ne0 * ne1 <= (1 << 16));
-            gguf_writer_add_tensor(w, t->name, GGUF_DTYPE_F32, 2, ne, zeros, &err);
+        if (c.change && strcmp(t->name, c.change) == 0) {
+            uint64_t ne[2] = {c.ne0, c.ne1}, bytes;
+            cr_assert(gguf_dtype_row_bytes(c.type, c.ne0, &bytes) && bytes * c.ne1 <= sizeof zeros);
+            gguf_writer_add_tensor(w, t->name, c.type, 2, ne, zeros, &err);
             continue;
         }
         gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, &err);
@@ -440,19 +406,20 @@ Test(engine, load_errors_name_the_tensor)
     cr_assert_eq(model_load(path, &m, &err), ATTND_OK, "%s", err.msg);
     model_free(m);
 
-    rewrite(path, "blk.0.attn_k.weight", NULL, 0, 0, NULL);
+    rewrite(path, (struct change){.drop = "blk.0.attn_k.weight"});
     cr_assert_eq(model_load(path, &m, &err), ATTND_EFORMAT);
     cr_expect(strstr(err.msg, "tensor 'blk.0.attn_k.weight' is missing"), "%s", err.msg);
     free(path);
 
     path = write_model(shape);
-    rewrite(path, NULL, "blk.0.ffn_up.weight", 32, 16, NULL);
+    rewrite(path, (struct change){.change = "blk.0.ffn_up.weight", .type = GGUF_DTYPE_F32,
+                                  .ne0 = 32, .ne1 = 16});
     cr_assert_eq(model_load(path, &m, &err), ATTND_EFORMAT);
     cr_expect(strstr(err.msg, "'blk.0.ffn_up.weight' has shape [32, 16]"), "%s", err.msg);
     free(path);
 
     path = write_model(shape);
-    rewrite(path, NULL, NULL, 0, 0, "mamba");
+    rewrite(path, (struct change){.arch = "mamba"});
     cr_assert_eq(model_load(path, &m, &err), ATTND_EUNSUPPORTED);
     cr_expect(strstr(err.msg, "unknown architecture 'mamba'"), "%s", err.msg);
     remove(path);
@@ -460,27 +427,8 @@ Test(engine, load_errors_name_the_tensor)
 
     /* A Q4_0 matrix: recognised by the reader, refused at model load. */
     path = write_model(shape);
-    {
-        gguf_file *f;
-        cr_assert_eq(gguf_open(path, &f, &err), ATTND_OK);
-        gguf_writer *w = gguf_writer_new();
-        for (size_t i = 0; i < gguf_kv_count(f); i++)
-            gguf_writer_copy(w, f, gguf_kv_key(f, i), &err);
-        static uint8_t q4[18 * 32];
-        for (size_t i = 0; i < gguf_tensor_count(f); i++) {
-            const gguf_tensor *t = gguf_tensor_at(f, i);
-            if (strcmp(t->name, "blk.0.attn_q.weight") == 0)
-                gguf_writer_add_tensor(w, t->name, GGUF_DTYPE_Q4_0, 2, t->ne, q4, &err);
-            else
-                gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, &err);
-        }
-        char tmp[1100];
-        snprintf(tmp, sizeof tmp, "%s.new", path);
-        cr_assert_eq(gguf_writer_write(w, tmp, &err), ATTND_OK, "%s", err.msg);
-        gguf_writer_free(w);
-        gguf_close(f);
-        rename(tmp, path);
-    }
+    rewrite(path, (struct change){.change = "blk.0.attn_q.weight", .type = GGUF_DTYPE_Q4_0,
+                                  .ne0 = 32, .ne1 = 32});
     cr_assert_eq(model_load(path, &m, &err), ATTND_EUNSUPPORTED);
     cr_expect(strstr(err.msg, "'blk.0.attn_q.weight': unsupported tensor type Q4_0"), "%s", err.msg);
     remove(path);

@@ -182,56 +182,15 @@ static uint64_t rng_next(uint64_t *s)
     return *s * 0x2545F4914F6CDD1Dull;
 }
 
-/* Reads the integer array under "KEY": [ ... ] of a golden JSON file. */
+/* Reads the integer array under KEY of a golden JSON file into IDS. */
 static size_t json_ids(const char *json, const char *key, int32_t *ids, size_t cap)
 {
-    char pat[128];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = strstr(json, pat);
-    cr_assert(p, "golden file has no %s", key);
-    p = strchr(p, '[');
-    cr_assert(p);
-    p++;
-    size_t n = 0;
-    for (;;) {
-        while (*p == ' ' || *p == '\n' || *p == ',' || *p == '\r' || *p == '\t')
-            p++;
-        if (*p == ']')
-            break;
-        char *end;
-        long x = strtol(p, &end, 10);
-        cr_assert_neq(end, p, "bad number in %s", key);
-        cr_assert_lt(n, cap);
-        ids[n++] = (int32_t)x;
-        p = end;
-    }
+    size_t n;
+    int32_t *v = test_json_ints(json, key, &n);
+    cr_assert_leq(n, cap);
+    memcpy(ids, v, n * sizeof *v);
+    free(v);
     return n;
-}
-
-/* The string under "KEY" of a golden JSON file (simple escapes only). */
-static char *json_str(const char *json, const char *key)
-{
-    char pat[128];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = strstr(json, pat);
-    cr_assert(p, "golden file has no %s", key);
-    p = strchr(p + strlen(pat), '"');
-    cr_assert(p);
-    p++;
-    char *out = malloc(strlen(p) + 1);
-    size_t n = 0;
-    for (; *p && *p != '"'; p++) {
-        if (*p == '\\') {
-            p++;
-            cr_assert(*p == '"' || *p == '\\' || *p == '/' || *p == 'n',
-                      "unsupported escape in %s", key);
-            out[n++] = *p == 'n' ? '\n' : *p;
-        } else {
-            out[n++] = *p;
-        }
-    }
-    out[n] = '\0';
-    return out;
 }
 
 /* ------------------------------------------------------------ test vectors */
@@ -377,7 +336,7 @@ static void check_golden_prompt(const char *model, const char *golden)
 {
     char *json = test_read_file(test_shared(golden), NULL);
     cr_assert(json, "cannot read %s", golden);
-    char *prompt = json_str(json, "prompt");
+    char *prompt = test_json_str(json, "prompt");
     int32_t want[256];
     size_t n_want = json_ids(json, "prompt_tokens", want, 256);
     tok_vocab *v = load_vocab(model);
@@ -463,7 +422,7 @@ Test(tok_decode, aidreams_golden_text)
     size_t nc = json_ids(json, "greedy_continuation", cont, 256);
     cr_assert_geq(nc, 60u);
     memcpy(ids + np, cont, 60 * sizeof *ids);
-    char *want = json_str(json, "greedy_text_60");
+    char *want = test_json_str(json, "greedy_text_60");
     t = decode(v, ids, np + 60, true, &len);
     cr_assert_str_eq(t, want);
     cr_assert_eq(len, strlen(want));

@@ -1,6 +1,9 @@
 /* test_util.c - see test_util.h. */
 #include "test_util.h"
 
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,4 +96,48 @@ int test_run(const char *cmd, char **out)
     else
         free(buf);
     return (st >= 0 && WIFEXITED(st)) ? WEXITSTATUS(st) : -1;
+}
+
+static cJSON *json_item(const char *json, const char *key, cJSON **root)
+{
+    *root = cJSON_Parse(json);
+    cr_assert(*root, "golden JSON does not parse");
+    cJSON *item = cJSON_GetObjectItemCaseSensitive(*root, key);
+    cr_assert(item, "golden JSON has no '%s'", key);
+    return item;
+}
+
+int32_t *test_json_ints(const char *json, const char *key, size_t *n)
+{
+    cJSON *root, *arr = json_item(json, key, &root);
+    cr_assert(cJSON_IsArray(arr), "'%s' is not an array", key);
+    *n = (size_t)cJSON_GetArraySize(arr);
+    int32_t *v = malloc((*n + 1) * sizeof *v);
+    size_t i = 0;
+    const cJSON *el;
+    cJSON_ArrayForEach(el, arr)
+    {
+        cr_assert(cJSON_IsNumber(el), "'%s' holds a non-number", key);
+        v[i++] = (int32_t)el->valuedouble;
+    }
+    cJSON_Delete(root);
+    return v;
+}
+
+char *test_json_str(const char *json, const char *key)
+{
+    cJSON *root, *item = json_item(json, key, &root);
+    cr_assert(cJSON_IsString(item), "'%s' is not a string", key);
+    char *s = strdup(item->valuestring);
+    cJSON_Delete(root);
+    return s;
+}
+
+long test_json_int(const char *json, const char *key)
+{
+    cJSON *root, *item = json_item(json, key, &root);
+    cr_assert(cJSON_IsNumber(item), "'%s' is not a number", key);
+    long v = (long)item->valuedouble;
+    cJSON_Delete(root);
+    return v;
 }

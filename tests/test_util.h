@@ -4,6 +4,7 @@
 #define ATTND_TEST_UTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Path of REL inside the shared reference data: $ATTND_SHARED if set, else
  * ../shared next to the source tree. Returns a static buffer per call slot;
@@ -23,5 +24,11 @@ const char *test_attnd_bin(void);
 /* Runs a shell command, captures stdout (malloc'd) and returns the exit status
  * (-1 if it could not run). */
 int test_run(const char *cmd, char **out);
+
+/* Golden-file JSON (parsed with cJSON). Each fails the test if KEY is
+ * missing or of the wrong type. Arrays and strings are malloc'd. */
+int32_t *test_json_ints(const char *json, const char *key, size_t *n);
+char *test_json_str(const char *json, const char *key);
+long test_json_int(const char *json, const char *key);
 
 #endif
