@@ -187,11 +187,6 @@ static void load_v_tile(float *restrict v, const uint16_t *restrict src, uint32_
 
 /* ------------------------------------------------------------ one row */
 
-/* Width of the fixed-size partial sums below: small enough to live in
- * vector registers across a whole loop, so the inner loops load K and V and
- * store nothing. */
-#define ATTN_LANES 16u
-
 /* s[j] = scale * q·K[j] for j in [a, b), K given transposed (kt[d][j], row
  * length n): each s[j] is its own sum, so the j loop vectorizes without
  * reassociating anything. Four dimensions per pass: a quarter of the loads
@@ -220,7 +215,12 @@ static void scores(const float *restrict q, float scale, const float *restrict k
     }
 }
 
-/* acc[i] = alpha * acc[i] + sum over j in [a, b) of p[j] * v[j][i]. */
+/* Width of accumulate's partial sums: small enough to stay in vector
+ * registers across the whole loop over V rows, so that loop only loads V. */
+#define ATTN_LANES 16u
+
+/* acc[i] = alpha * acc[i] + sum over j in [a, b) of p[j] * v[j][i]; the
+ * rescaling rides along in the same pass over acc. */
 static void accumulate(float *restrict acc, float alpha, const float *restrict p,
                        const float *restrict v, uint32_t a, uint32_t b, uint32_t hd)
 {

@@ -11,6 +11,7 @@ static const struct {
 } k_cmds[] = {
     {"info", cli_info, "describe a GGUF model: architecture, shapes, tokenizer, tensors, KV size"},
     {"tokenize", cli_tokenize, "tokenize standard input with a model's tokenizer, print ids"},
+    {"serve", cli_serve, "serve a model over HTTP (streaming, continuous batching)"},
     {"generate", cli_generate, "generate text from a prompt, streamed to stdout"},
     {"logits", cli_logits, "write raw logits for a token sequence (engine checks)"},
     {"mkmodel", cli_mkmodel, "write a synthetic GGUF model with random weights"},

@@ -1,0 +1,624 @@
+/* srv_api.c - the HTTP API's request parsing and validation, the error JSON
+ * and the stop-string matcher (see srv_api.h). Everything here sees bytes
+ * straight from clients, so every rule is checked before a value is used or
+ * converted, and the messages name the field a client got wrong. */
+#include "srv_api.h"
+
+#include <cjson/cJSON.h>
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attnd_utf8.h"
+
+/* Largest seed accepted: 2^53 - 1. JSON numbers arrive as doubles, and every
+ * integer below 2^53 is exact while 2^53 + 1 already rounds to 2^53; stopping
+ * just below makes any accepted seed the one the client wrote. */
+#define SEED_MAX 9007199254740991.0
+#define REPEAT_LAST_N_MAX 1048576.0
+
+/* ---- body and fields ---------------------------------------------------- */
+
+static bool json_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* cJSON decodes "\u0000" into a NUL inside valuestring, which C string
+ * handling would silently truncate (a key "prompt\u0000x" would even be read
+ * as "prompt"). cJSON keeps no lengths, so the escapes are looked for in the
+ * source text: it is valid JSON by the time this runs, and the members of the
+ * top-level object appear in it in the same order as the object's children.
+ * Returns whether the value of TARGET (a child of OBJ, or NULL) contains such
+ * an escape; *KEY_NUL tells whether any top-level key does. */
+static bool scan_nul(const char *s, size_t len, const cJSON *obj, const cJSON *target,
+                     bool *key_nul)
+{
+    int depth = 0;
+    bool want_key = false, found = false;
+    const cJSON *member = NULL;
+    size_t i = 0;
+    *key_nul = false;
+    while (i < len) {
+        char c = s[i++];
+        if (c == '{' || c == '[') {
+            if (++depth == 1)
+                want_key = c == '{';
+        } else if (c == '}' || c == ']') {
+            depth--;
+        } else if (c == ',' && depth == 1) {
+            want_key = true;
+        } else if (c == '"') {
+            bool is_key = depth == 1 && want_key;
+            if (is_key) {
+                member = member ? member->next : obj->child;
+                want_key = false;
+            }
+            bool nul = false;
+            while (i < len && s[i] != '"') {
+                if (s[i] == '\\') {
+                    if (i + 5 < len && s[i + 1] == 'u' && memcmp(s + i + 2, "0000", 4) == 0)
+                        nul = true;
+                    i += 2; /* the 4 hex digits of \u are never '"' or '\\' */
+                } else {
+                    i++;
+                }
+            }
+            i++;
+            if (nul && is_key)
+                *key_nul = true;
+            else if (nul && target && member == target)
+                found = true;
+        }
+    }
+    return found;
+}
+
+/* Parses BODY as a JSON object with nothing but whitespace after it. */
+static int parse_object(const char *body, size_t len, cJSON **out, attnd_err *err)
+{
+    *out = NULL;
+    if (len == 0 || !body)
+        return attnd_err_set(err, ATTND_EINVAL, "request body is empty");
+    /* No raw NUL can be part of JSON, and cJSON would stop reading at one. */
+    if (memchr(body, '\0', len))
+        return attnd_err_set(err, ATTND_EINVAL, "request body is not valid JSON");
+    /* cJSON releases have read a byte past the end of a length-bounded
+     * buffer (DaveGamble/cJSON#804, an unterminated string at the end); a
+     * NUL-terminated copy makes that harmless whatever version is installed. */
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return attnd_err_set(err, ATTND_ENOMEM, "out of memory reading the request body");
+    memcpy(copy, body, len);
+    copy[len] = '\0';
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(copy, len, &end, 0);
+    size_t off = root && end ? (size_t)(end - copy) : 0;
+    free(copy);
+    if (!root)
+        return attnd_err_set(err, ATTND_EINVAL, "request body is not valid JSON");
+    while (off < len && json_space(body[off]))
+        off++;
+    if (off != len) {
+        cJSON_Delete(root);
+        return attnd_err_set(err, ATTND_EINVAL,
+                             "request body is not valid JSON (unexpected data after the value)");
+    }
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return attnd_err_set(err, ATTND_EINVAL, "request body must be a JSON object");
+    }
+    bool key_nul;
+    scan_nul(body, len, root, NULL, &key_nul);
+    if (key_nul) {
+        cJSON_Delete(root);
+        return attnd_err_set(err, ATTND_EINVAL, "request field names must not contain NUL");
+    }
+    *out = root;
+    return ATTND_OK;
+}
+
+/* The member NAME of OBJ; NULL if absent or null (null means "use the
+ * default" for every optional field). */
+static const cJSON *field(const cJSON *obj, const char *name)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+    return it && !cJSON_IsNull(it) ? it : NULL;
+}
+
+/* A JSON number that must be a whole number in [LO, HI] (both exactly
+ * representable, within int64). The range is checked on the double, before
+ * any conversion, so huge values cannot overflow the cast. */
+static int get_int(const cJSON *it, const char *name, double lo, double hi, int64_t *out,
+                   attnd_err *err)
+{
+    if (!cJSON_IsNumber(it))
+        return attnd_err_set(err, ATTND_EINVAL, "%s must be an integer", name);
+    double d = it->valuedouble;
+    if (isfinite(d) && d != floor(d))
+        return attnd_err_set(err, ATTND_EINVAL, "%s must be an integer", name);
+    if (!(d >= lo && d <= hi))
+        return attnd_err_set(err, ATTND_EINVAL, "%s must be between %.0f and %.0f", name, lo,
+                             hi);
+    *out = (int64_t)d;
+    return ATTND_OK;
+}
+
+/* A JSON number for a float field: RULE says what is allowed ("in (0, 1]")
+ * and is the message for anything outside [LO, HI] (LO excluded if LO_OPEN).
+ * The range is checked on the double first, as converting a double beyond
+ * FLT_MAX is undefined, then on the float, since 1e-300 is > 0 but becomes 0. */
+static int get_float(const cJSON *it, const char *name, const char *rule, double lo,
+                     bool lo_open, double hi, float *out, attnd_err *err)
+{
+    if (!cJSON_IsNumber(it))
+        return attnd_err_set(err, ATTND_EINVAL, "%s must be %s", name, rule);
+    double d = it->valuedouble;
+    if (!(lo_open ? d > lo : d >= lo))
+        return attnd_err_set(err, ATTND_EINVAL, "%s must be %s", name, rule);
+    if (d > hi) {
+        if (hi == FLT_MAX)
+            return attnd_err_set(err, ATTND_EINVAL, "%s must be at most %g", name, hi);
+        return attnd_err_set(err, ATTND_EINVAL, "%s must be %s", name, rule);
+    }
+    float f = (float)d + 0.0f; /* + 0: -0 becomes 0 */
+    if (lo_open && !(f > (float)lo))
+        return attnd_err_set(err, ATTND_EINVAL, "%s must be %s", name, rule);
+    *out = f;
+    return ATTND_OK;
+}
+
+static int get_bool(const cJSON *it, const char *name, bool *out, attnd_err *err)
+{
+    if (!cJSON_IsBool(it))
+        return attnd_err_set(err, ATTND_EINVAL, "%s must be a boolean", name);
+    *out = cJSON_IsTrue(it);
+    return ATTND_OK;
+}
+
+/* A text field the rest of the server handles as a C string: it must be a
+ * string, hold no NUL and be valid UTF-8. Returns a malloc'd copy. */
+static int get_text(const char *body, size_t len, const cJSON *obj, const cJSON *it,
+                    const char *name, char **out, size_t *out_len, attnd_err *err)
+{
+    if (!cJSON_IsString(it) || !it->valuestring)
+        return attnd_err_set(err, ATTND_EINVAL, "%s must be a string", name);
+    bool key_nul;
+    if (scan_nul(body, len, obj, it, &key_nul))
+        return attnd_err_set(err, ATTND_EINVAL, "%s must not contain NUL", name);
+    size_t n = strlen(it->valuestring);
+    if (!attnd_utf8_valid(it->valuestring, n))
+        return attnd_err_set(err, ATTND_EINVAL, "%s is not valid UTF-8", name);
+    char *copy = malloc(n + 1);
+    if (!copy)
+        return attnd_err_set(err, ATTND_ENOMEM, "out of memory copying %s", name);
+    memcpy(copy, it->valuestring, n + 1);
+    *out = copy;
+    *out_len = n;
+    return ATTND_OK;
+}
+
+/* ---- /generate ----------------------------------------------------------- */
+
+static int add_stop(srv_gen_req *r, const cJSON *s, const char *name, attnd_err *err)
+{
+    if (!cJSON_IsString(s) || !s->valuestring)
+        return attnd_err_set(err, ATTND_EINVAL, "%s must be a non-empty string of at most %d bytes",
+                             name, SRV_MAX_STOP_LEN);
+    size_t n = strlen(s->valuestring); /* NUL escapes were ruled out before */
+    if (n == 0 || n > SRV_MAX_STOP_LEN)
+        return attnd_err_set(err, ATTND_EINVAL, "%s must be a non-empty string of at most %d bytes",
+                             name, SRV_MAX_STOP_LEN);
+    if (!attnd_utf8_valid(s->valuestring, n))
+        return attnd_err_set(err, ATTND_EINVAL, "%s is not valid UTF-8", name);
+    char *copy = malloc(n + 1);
+    if (!copy)
+        return attnd_err_set(err, ATTND_ENOMEM, "out of memory copying %s", name);
+    memcpy(copy, s->valuestring, n + 1);
+    r->stop[r->n_stop] = copy;
+    r->stop_len[r->n_stop] = n;
+    r->n_stop++;
+    return ATTND_OK;
+}
+
+static int parse_stop(const char *body, size_t len, const cJSON *obj, const cJSON *it,
+                      srv_gen_req *r, attnd_err *err)
+{
+    if (!cJSON_IsString(it) && !cJSON_IsArray(it))
+        return attnd_err_set(err, ATTND_EINVAL, "stop must be a string or an array of strings");
+    bool key_nul;
+    if (scan_nul(body, len, obj, it, &key_nul))
+        return attnd_err_set(err, ATTND_EINVAL, "stop must not contain NUL");
+    if (cJSON_IsString(it))
+        return add_stop(r, it, "stop", err);
+    size_t i = 0;
+    for (const cJSON *s = it->child; s; s = s->next, i++) {
+        if (i == SRV_MAX_STOP)
+            return attnd_err_set(err, ATTND_EINVAL, "stop has more than %d strings",
+                                 SRV_MAX_STOP);
+        char name[32];
+        snprintf(name, sizeof name, "stop[%zu]", i);
+        int rc = add_stop(r, s, name, err);
+        if (rc)
+            return rc;
+    }
+    return ATTND_OK;
+}
+
+static int parse_generate(const char *body, size_t len, const cJSON *obj, const srv_limits *lim,
+                          uint64_t random_seed, srv_gen_req *r, attnd_err *err)
+{
+    const cJSON *it;
+    int64_t v;
+    int rc;
+
+    it = field(obj, "prompt");
+    if (!it)
+        return attnd_err_set(err, ATTND_EINVAL, "prompt is required");
+    if ((rc = get_text(body, len, obj, it, "prompt", &r->prompt, &r->prompt_len, err)))
+        return rc;
+
+    r->max_tokens = lim->default_max_tokens < lim->max_tokens_cap ? lim->default_max_tokens
+                                                                   : lim->max_tokens_cap;
+    if ((it = field(obj, "max_tokens"))) {
+        if ((rc = get_int(it, "max_tokens", 1, (double)lim->max_tokens_cap, &v, err)))
+            return rc;
+        r->max_tokens = (uint32_t)v;
+    }
+
+    sample_params *p = &r->sample;
+    *p = sample_params_default();
+    if ((it = field(obj, "temperature"))) {
+        if ((rc = get_float(it, "temperature", "a number >= 0", 0, false, FLT_MAX,
+                            &p->temperature, err)))
+            return rc;
+    }
+    if ((it = field(obj, "top_k"))) {
+        if ((rc = get_int(it, "top_k", 0, (double)INT32_MAX, &v, err)))
+            return rc;
+        p->top_k = (int32_t)v;
+    }
+    if ((it = field(obj, "top_p"))) {
+        if ((rc = get_float(it, "top_p", "in (0, 1]", 0, true, 1, &p->top_p, err)))
+            return rc;
+    }
+    if ((it = field(obj, "min_p"))) {
+        if ((rc = get_float(it, "min_p", "in [0, 1]", 0, false, 1, &p->min_p, err)))
+            return rc;
+    }
+    if ((it = field(obj, "repeat_penalty"))) {
+        if ((rc = get_float(it, "repeat_penalty", "a number > 0", 0, true, FLT_MAX,
+                            &p->repeat_penalty, err)))
+            return rc;
+    }
+    if ((it = field(obj, "repeat_last_n"))) {
+        if ((rc = get_int(it, "repeat_last_n", 0, REPEAT_LAST_N_MAX, &v, err)))
+            return rc;
+        p->repeat_last_n = (uint32_t)v;
+    }
+    p->seed = random_seed;
+    r->seed_given = false;
+    if ((it = field(obj, "seed"))) {
+        if ((rc = get_int(it, "seed", 0, SEED_MAX, &v, err)))
+            return rc;
+        p->seed = (uint64_t)v;
+        r->seed_given = true;
+    }
+
+    if ((it = field(obj, "stop")) && (rc = parse_stop(body, len, obj, it, r, err)))
+        return rc;
+    if ((it = field(obj, "ignore_eos")) && (rc = get_bool(it, "ignore_eos", &r->ignore_eos, err)))
+        return rc;
+    p->ignore_eos = r->ignore_eos;
+    if ((it = field(obj, "stream")) && (rc = get_bool(it, "stream", &r->stream, err)))
+        return rc;
+    return ATTND_OK;
+}
+
+int srv_parse_generate(const char *body, size_t len, const srv_limits *lim,
+                       uint64_t random_seed, srv_gen_req *out, attnd_err *err)
+{
+    if (!out || !lim)
+        return attnd_err_set(err, ATTND_EINVAL, "srv_parse_generate: NULL argument");
+    memset(out, 0, sizeof *out);
+    cJSON *obj;
+    int rc = parse_object(body, len, &obj, err);
+    if (rc)
+        return rc;
+    rc = parse_generate(body, len, obj, lim, random_seed, out, err);
+    cJSON_Delete(obj);
+    if (rc)
+        srv_gen_req_free(out);
+    return rc;
+}
+
+void srv_gen_req_free(srv_gen_req *r)
+{
+    if (!r)
+        return;
+    free(r->prompt);
+    for (size_t i = 0; i < r->n_stop && i < SRV_MAX_STOP; i++)
+        free(r->stop[i]);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---- /tokenize, /detokenize --------------------------------------------- */
+
+int srv_parse_tokenize(const char *body, size_t len, char **text, size_t *text_len,
+                       attnd_err *err)
+{
+    if (!text || !text_len)
+        return attnd_err_set(err, ATTND_EINVAL, "srv_parse_tokenize: NULL argument");
+    *text = NULL;
+    *text_len = 0;
+    cJSON *obj;
+    int rc = parse_object(body, len, &obj, err);
+    if (rc)
+        return rc;
+    const cJSON *it = field(obj, "text");
+    if (!it)
+        rc = attnd_err_set(err, ATTND_EINVAL, "text is required");
+    else
+        rc = get_text(body, len, obj, it, "text", text, text_len, err);
+    cJSON_Delete(obj);
+    return rc;
+}
+
+int srv_parse_detokenize(const char *body, size_t len, int32_t n_vocab, int32_t **ids,
+                         size_t *n, attnd_err *err)
+{
+    if (!ids || !n)
+        return attnd_err_set(err, ATTND_EINVAL, "srv_parse_detokenize: NULL argument");
+    *ids = NULL;
+    *n = 0;
+    cJSON *obj;
+    int rc = parse_object(body, len, &obj, err);
+    if (rc)
+        return rc;
+    const cJSON *it = field(obj, "tokens");
+    if (!it) {
+        rc = attnd_err_set(err, ATTND_EINVAL, "tokens is required");
+        goto done;
+    }
+    if (!cJSON_IsArray(it)) {
+        rc = attnd_err_set(err, ATTND_EINVAL, "tokens must be an array of integers");
+        goto done;
+    }
+    size_t count = 0;
+    for (const cJSON *t = it->child; t; t = t->next)
+        count++;
+    /* At least one element, so that success always comes with a pointer. */
+    int32_t *v = malloc((count ? count : 1) * sizeof *v);
+    if (!v) {
+        rc = attnd_err_set(err, ATTND_ENOMEM, "out of memory for %zu tokens", count);
+        goto done;
+    }
+    double hi = (double)n_vocab - 1.0;
+    size_t i = 0;
+    for (const cJSON *t = it->child; t; t = t->next, i++) {
+        double d = cJSON_IsNumber(t) ? t->valuedouble : NAN;
+        if (!(d >= 0.0 && d <= hi && d == floor(d))) {
+            free(v);
+            rc = attnd_err_set(err, ATTND_EINVAL, "tokens[%zu] must be an integer between 0 and %.0f",
+                               i, hi < 0 ? -1.0 : hi);
+            goto done;
+        }
+        v[i] = (int32_t)d;
+    }
+    *ids = v;
+    *n = count;
+done:
+    cJSON_Delete(obj);
+    return rc;
+}
+
+/* ---- error JSON ---------------------------------------------------------- */
+
+/* A copy of S with every invalid UTF-8 sequence replaced by U+FFFD, so that
+ * the answer stays valid JSON text whatever a message quotes. */
+static char *utf8_clean(const char *s)
+{
+    size_t n = strlen(s);
+    char *out = malloc(n * 3 + 1); /* each bad byte may become 3 */
+    if (!out)
+        return NULL;
+    size_t o = 0, i = 0;
+    while (i < n) {
+        int k = attnd_utf8_decode(s + i, n - i, NULL);
+        if (k > 0) {
+            memcpy(out + o, s + i, (size_t)k);
+            o += (size_t)k;
+            i += (size_t)k;
+        } else {
+            o += attnd_utf8_encode(ATTND_UTF8_REPLACEMENT, out + o);
+            i += k < 0 ? (size_t)-k : n - i; /* 0: an unfinished tail */
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+char *srv_error_json(const char *type, const char *message)
+{
+    char *t = utf8_clean(type ? type : "error");
+    char *m = utf8_clean(message ? message : "");
+    cJSON *root = cJSON_CreateObject();
+    cJSON *e = cJSON_CreateObject();
+    char *s = NULL;
+    if (t && m && root && e && cJSON_AddStringToObject(e, "type", t) &&
+        cJSON_AddStringToObject(e, "message", m) && cJSON_AddItemToObject(root, "error", e)) {
+        e = NULL; /* root owns it now */
+        s = cJSON_PrintUnformatted(root);
+    }
+    cJSON_Delete(e);
+    cJSON_Delete(root);
+    free(t);
+    free(m);
+    return s;
+}
+
+/* ---- stop strings -------------------------------------------------------- */
+
+struct srv_stop {
+    char *stop[SRV_MAX_STOP];
+    size_t stop_len[SRV_MAX_STOP];
+    size_t n;
+    /* buf[0, len) is text not yet released; its first `emitted` bytes were
+     * handed out by the last call and are dropped at the next one, so the
+     * pointer given out stays valid until then. */
+    char *buf;
+    size_t len, cap, emitted;
+    bool stopped;
+};
+
+srv_stop *srv_stop_new(char *const *stop, const size_t *stop_len, size_t n)
+{
+    srv_stop *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    /* Past SRV_MAX_STOP (which srv_parse_generate enforces) strings are
+     * ignored. An empty stop string would end every generation before it
+     * began, so those are skipped too. */
+    for (size_t i = 0; i < n && s->n < SRV_MAX_STOP; i++) {
+        if (!stop[i] || stop_len[i] == 0)
+            continue;
+        s->stop[s->n] = malloc(stop_len[i]);
+        if (!s->stop[s->n]) {
+            srv_stop_free(s);
+            return NULL;
+        }
+        memcpy(s->stop[s->n], stop[i], stop_len[i]);
+        s->stop_len[s->n] = stop_len[i];
+        s->n++;
+    }
+    return s;
+}
+
+void srv_stop_free(srv_stop *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->n; i++)
+        free(s->stop[i]);
+    free(s->buf);
+    free(s);
+}
+
+/* Start of a UTF-8 character that begins in buf[0, end) and is still
+ * unfinished at END (END if there is none): such a character must not be
+ * released half-way. */
+static size_t utf8_cut(const char *buf, size_t end)
+{
+    size_t lim = end > ATTND_UTF8_MAX - 1 ? end - (ATTND_UTF8_MAX - 1) : 0;
+    for (size_t i = end; i-- > lim;) {
+        unsigned char c = (unsigned char)buf[i];
+        if ((c & 0xC0) != 0x80) /* the last lead (or ASCII) byte */
+            return end;
+    }
+    return end;
+}
+
+/* Where the stop string that ends first in buf[0, len) starts (of those
+ * ending at the same place, the longest), or len if there is none. Ending
+ * first, rather than starting first, is what a stream can decide without
+ * seeing the future, so the result does not depend on how the text was cut
+ * into feeds. No stop string ends within the first FROM bytes (the text held
+ * back from before, which was searched then). */
+static size_t find_stop(const srv_stop *s, size_t from)
+{
+    for (size_t end = from + 1; end <= s->len; end++) {
+        size_t best = s->len;
+        for (size_t k = 0; k < s->n; k++) {
+            size_t n = s->stop_len[k];
+            if (n <= end && end - n < best && s->buf[end - 1] == s->stop[k][n - 1] &&
+                memcmp(s->buf + end - n, s->stop[k], n) == 0)
+                best = end - n;
+        }
+        if (best < s->len)
+            return best;
+    }
+    return s->len;
+}
+
+/* Length of the longest tail of buf[0, len) that is a proper prefix of a
+ * stop string (the tail contains no whole stop string, or find_stop would
+ * have found it). */
+static size_t held_tail(const srv_stop *s)
+{
+    size_t max = 0;
+    for (size_t k = 0; k < s->n; k++)
+        if (s->stop_len[k] - 1 > max)
+            max = s->stop_len[k] - 1;
+    if (max > s->len)
+        max = s->len;
+    for (size_t t = max; t > 0; t--) {
+        const char *tail = s->buf + s->len - t;
+        for (size_t k = 0; k < s->n; k++)
+            if (s->stop_len[k] > t && s->stop[k][0] == tail[0] && memcmp(tail, s->stop[k], t) == 0)
+                return t;
+    }
+    return 0;
+}
+
+int srv_stop_feed(srv_stop *s, const char *text, size_t len, const char **emit,
+                  size_t *emit_len, bool *stopped)
+{
+    *emit = "";
+    *emit_len = 0;
+    *stopped = s->stopped;
+    if (s->stopped)
+        return ATTND_OK;
+    if (s->emitted) {
+        memmove(s->buf, s->buf + s->emitted, s->len - s->emitted);
+        s->len -= s->emitted;
+        s->emitted = 0;
+    }
+    size_t old = s->len;
+    if (len > 0) {
+        if (len > s->cap - s->len) {
+            size_t cap = s->cap ? s->cap : 64;
+            while (cap - s->len < len)
+                cap = cap > SIZE_MAX / 2 ? SIZE_MAX : cap * 2;
+            char *b = realloc(s->buf, cap);
+            if (!b)
+                return ATTND_ENOMEM;
+            s->buf = b;
+            s->cap = cap;
+        }
+        memcpy(s->buf + s->len, text, len);
+        s->len += len;
+    }
+    if (s->len == 0)
+        return ATTND_OK;
+    size_t at = find_stop(s, old);
+    size_t release;
+    if (at < s->len) {
+        s->stopped = true;
+        *stopped = true;
+        release = utf8_cut(s->buf, at);
+    } else {
+        release = utf8_cut(s->buf, s->len - held_tail(s));
+    }
+    s->emitted = release;
+    *emit = s->buf;
+    *emit_len = release;
+    if (s->stopped)
+        s->len = release; /* what followed the stop is gone for good */
+    return ATTND_OK;
+}
+
+void srv_stop_flush(srv_stop *s, const char **emit, size_t *emit_len)
+{
+    *emit = "";
+    *emit_len = 0;
+    if (s->stopped || s->emitted >= s->len) {
+        s->len = s->emitted = 0;
+        return;
+    }
+    *emit = s->buf + s->emitted;
+    *emit_len = s->len - s->emitted;
+    /* Dropped at the next feed or flush, like an ordinary emit. */
+    s->emitted = s->len;
+}

@@ -1,0 +1,77 @@
+/* srv_api.h - the HTTP API's request parsing and validation, and the JSON it
+ * answers with. Pure functions of their input: no sockets, no threads, so
+ * they can be tested and fuzzed on their own.
+ *
+ * Every parse function validates everything from the client and, on a bad
+ * request, returns ATTND_EINVAL with a message naming the field (for a 400).
+ * Unknown fields are ignored. */
+#ifndef ATTND_SRV_API_H
+#define ATTND_SRV_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "attnd_err.h"
+#include "sample.h"
+
+#define SRV_MAX_STOP 16          /* stop strings per request */
+#define SRV_MAX_STOP_LEN 256     /* bytes per stop string */
+
+typedef struct srv_limits {
+    uint32_t default_max_tokens;
+    uint32_t max_tokens_cap;
+} srv_limits;
+
+/* POST /generate. Owns its strings (free with srv_gen_req_free). */
+typedef struct srv_gen_req {
+    char *prompt;            /* NUL-terminated copy (may contain no NUL: rejected) */
+    size_t prompt_len;
+    uint32_t max_tokens;     /* 1..max_tokens_cap; default default_max_tokens */
+    sample_params sample;    /* defaults from sample_params_default(); seed random if absent */
+    bool seed_given;
+    char *stop[SRV_MAX_STOP];
+    size_t stop_len[SRV_MAX_STOP];
+    size_t n_stop;
+    bool ignore_eos;
+    bool stream;
+} srv_gen_req;
+
+/* Parses and validates a /generate body. Field rules: prompt string
+ * (required, valid UTF-8); max_tokens integer 1..cap; temperature number >= 0;
+ * top_k integer >= 0; top_p number in (0, 1]; min_p in [0, 1];
+ * repeat_penalty > 0; seed integer 0..2^53; stop string or array of up to
+ * SRV_MAX_STOP non-empty strings of at most SRV_MAX_STOP_LEN bytes;
+ * ignore_eos and stream booleans. A wrong type is an error naming the field
+ * ("max_tokens must be an integer"). RANDOM_SEED is used when no seed is given. */
+int srv_parse_generate(const char *body, size_t len, const srv_limits *lim,
+                       uint64_t random_seed, srv_gen_req *out, attnd_err *err);
+void srv_gen_req_free(srv_gen_req *r);
+
+/* POST /tokenize {"text": string} -> malloc'd copy in *text. */
+int srv_parse_tokenize(const char *body, size_t len, char **text, size_t *text_len,
+                       attnd_err *err);
+/* POST /detokenize {"tokens": [ints]} -> malloc'd ids, each in [0, n_vocab). */
+int srv_parse_detokenize(const char *body, size_t len, int32_t n_vocab, int32_t **ids,
+                         size_t *n, attnd_err *err);
+
+/* {"error": {"type": TYPE, "message": MESSAGE}} as a malloc'd string. */
+char *srv_error_json(const char *type, const char *message);
+
+/* Stop strings, matched across token boundaries and never emitted: text is
+ * fed as it is produced; what is returned for emission holds back any tail
+ * that could still be the start of a stop string. Output boundaries never
+ * split a UTF-8 character if the input does not. */
+typedef struct srv_stop srv_stop;
+
+srv_stop *srv_stop_new(char *const *stop, const size_t *stop_len, size_t n);
+void srv_stop_free(srv_stop *s);
+/* Feeds TEXT; *EMIT (valid until the next call) is what may be sent now;
+ * *STOPPED is set when a stop string was found (nothing after it is ever
+ * emitted; further feeds are ignored). */
+int srv_stop_feed(srv_stop *s, const char *text, size_t len, const char **emit,
+                  size_t *emit_len, bool *stopped);
+/* At the end of generation: whatever was held back. */
+void srv_stop_flush(srv_stop *s, const char **emit, size_t *emit_len);
+
+#endif

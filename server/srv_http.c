@@ -1,0 +1,659 @@
+/* srv_http.c - HTTP endpoints on libmicrohttpd (srv_http.h).
+ *
+ * Per connection a `struct conn` collects the body (up to max_body_bytes),
+ * then one route runs. /generate with stream=false suspends the connection
+ * until the scheduler finishes the request, then answers with one JSON body;
+ * with stream=true it answers at once with a chunked callback response whose
+ * reader drains the request's output buffer and suspends when it is empty.
+ * A request is released by the HTTP side when libmicrohttpd reports the
+ * connection's request completed (or failed: then it is also cancelled). */
+#include "srv_http.h"
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "attnd_utf8.h"
+#include "hparams.h"
+#include "srv_api.h"
+
+struct srv_http {
+    srv_http_ctx ctx;
+    const model_hparams *hp;
+    const tok_vocab *vocab;
+    struct MHD_Daemon *d;
+    atomic_size_t live;
+    atomic_uint_fast64_t seed_counter;
+};
+
+struct conn {
+    char *body;
+    size_t len, cap;
+    bool too_large;
+    uint64_t dropped;     /* body bytes read past the limit and dropped */
+    bool routed;
+    const char *endpoint; /* metrics label */
+    unsigned status;
+    double t_start;
+    srv_req *req;         /* /generate only */
+    bool streaming;
+    char method[12];
+    char path[64];        /* for the log line, truncated */
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ---------------------------------------------------------------- responses */
+
+static enum MHD_Result send_buf(struct MHD_Connection *c, struct conn *cn, unsigned status,
+                                const char *type, char *body, size_t len)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, body ? body : (char *)"", MHD_RESPMEM_MUST_COPY);
+    free(body);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", type);
+    if (status == 503)
+        MHD_add_response_header(r, "Retry-After", "1");
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    cn->status = status;
+    return ret;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, struct conn *cn, unsigned status,
+                                 cJSON *obj)
+{
+    char *txt = cJSON_PrintUnformatted(obj);
+    cJSON_Delete(obj);
+    return send_buf(c, cn, status, "application/json", txt, txt ? strlen(txt) : 0);
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, struct conn *cn, unsigned status,
+                                  const char *type, const char *msg)
+{
+    char *txt = srv_error_json(type, msg);
+    return send_buf(c, cn, status, "application/json", txt, txt ? strlen(txt) : 0);
+}
+
+/* ---------------------------------------------------------------- simple endpoints */
+
+static enum MHD_Result route_root(srv_http *h, struct MHD_Connection *c, struct conn *cn)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", "attnd");
+    cJSON_AddStringToObject(o, "model", h->ctx.c->model);
+    cJSON_AddStringToObject(o, "architecture", h->hp->arch_name);
+    cJSON_AddNumberToObject(o, "context_length", h->hp->n_ctx);
+    cJSON_AddNumberToObject(o, "vocab_size", h->hp->n_vocab);
+    cJSON *ep = cJSON_AddArrayToObject(o, "endpoints");
+    static const char *const eps[] = {
+        "POST /generate", "POST /tokenize", "POST /detokenize", "GET /v1/models",
+        "GET /health",    "GET /ready",     "GET /metrics",     "GET /",
+    };
+    for (size_t i = 0; i < sizeof eps / sizeof eps[0]; i++)
+        cJSON_AddItemToArray(ep, cJSON_CreateString(eps[i]));
+    return send_json(c, cn, 200, o);
+}
+
+static enum MHD_Result route_models(srv_http *h, struct MHD_Connection *c, struct conn *cn)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "object", "list");
+    cJSON *data = cJSON_AddArrayToObject(o, "data");
+    cJSON *mo = cJSON_CreateObject();
+    const char *base = strrchr(h->ctx.c->model, '/');
+    cJSON_AddStringToObject(mo, "id", base ? base + 1 : h->ctx.c->model);
+    cJSON_AddStringToObject(mo, "object", "model");
+    cJSON_AddStringToObject(mo, "owned_by", "attnd");
+    cJSON_AddNumberToObject(mo, "context_length", h->hp->n_ctx);
+    cJSON_AddItemToArray(data, mo);
+    return send_json(c, cn, 200, o);
+}
+
+static enum MHD_Result route_tokenize(srv_http *h, struct MHD_Connection *c, struct conn *cn)
+{
+    attnd_err err = {0};
+    char *text;
+    size_t len;
+    if (srv_parse_tokenize(cn->body, cn->len, &text, &len, &err) != ATTND_OK)
+        return send_error(c, cn, 400, "invalid_request", err.msg);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    int rc = tok_encode(h->vocab, text, len, false, &ids, &n, &err);
+    free(text);
+    if (rc != ATTND_OK)
+        return send_error(c, cn, 500, "internal", err.msg);
+    cJSON *o = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(o, "tokens");
+    for (size_t i = 0; i < n; i++)
+        cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids[i]));
+    free(ids);
+    return send_json(c, cn, 200, o);
+}
+
+static enum MHD_Result route_detokenize(srv_http *h, struct MHD_Connection *c, struct conn *cn)
+{
+    attnd_err err = {0};
+    int32_t *ids;
+    size_t n;
+    if (srv_parse_detokenize(cn->body, cn->len, tok_n_vocab(h->vocab), &ids, &n, &err) != ATTND_OK)
+        return send_error(c, cn, 400, "invalid_request", err.msg);
+    /* The streaming decoder yields valid UTF-8 (invalid bytes as U+FFFD), as
+     * JSON needs. */
+    tok_stream *ts = tok_stream_new(h->vocab, true);
+    char *text = NULL;
+    size_t len = 0, cap = 0;
+    for (size_t i = 0; ts && i <= n; i++) {
+        const char *p;
+        size_t pl;
+        if (i < n)
+            tok_stream_push(ts, ids[i], &p, &pl, &err);
+        else
+            tok_stream_flush(ts, &p, &pl);
+        if (len + pl + 1 > cap) {
+            cap = (len + pl + 1) * 2;
+            char *t = realloc(text, cap);
+            if (!t)
+                break;
+            text = t;
+        }
+        memcpy(text + len, p, pl);
+        len += pl;
+    }
+    tok_stream_free(ts);
+    free(ids);
+    if (!text && n > 0)
+        return send_error(c, cn, 500, "internal", "out of memory");
+    cJSON *o = cJSON_CreateObject();
+    if (text)
+        text[len] = '\0';
+    cJSON_AddStringToObject(o, "text", text ? text : "");
+    free(text);
+    return send_json(c, cn, 200, o);
+}
+
+static enum MHD_Result route_metrics(srv_http *h, struct MHD_Connection *c, struct conn *cn)
+{
+    size_t len;
+    char *txt = srv_metrics_render(h->ctx.metrics, &len);
+    return send_buf(c, cn, 200, "text/plain; version=0.0.4", txt, len);
+}
+
+/* ---------------------------------------------------------------- /generate */
+
+static cJSON *result_json(srv_req *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    pthread_mutex_lock(&r->mu);
+    char *text = malloc(r->out_len + 1);
+    if (text) {
+        memcpy(text, r->out, r->out_len);
+        text[r->out_len] = '\0';
+    }
+    cJSON_AddStringToObject(o, "text", text ? text : "");
+    free(text);
+    cJSON_AddStringToObject(o, "finish_reason", srv_finish_name(r->finish));
+    cJSON *u = cJSON_AddObjectToObject(o, "usage");
+    cJSON_AddNumberToObject(u, "prompt_tokens", r->n_prompt);
+    cJSON_AddNumberToObject(u, "completion_tokens", r->n_generated);
+    cJSON *t = cJSON_AddObjectToObject(o, "timings");
+    cJSON_AddNumberToObject(t, "queue_ms", round(r->queue_ms * 1000) / 1000);
+    cJSON_AddNumberToObject(t, "prefill_ms", round(r->prefill_ms * 1000) / 1000);
+    cJSON_AddNumberToObject(t, "decode_ms", round(r->decode_ms * 1000) / 1000);
+    pthread_mutex_unlock(&r->mu);
+    return o;
+}
+
+/* Content reader of a streamed /generate: drains the output buffer; when it
+ * is empty and the request is not done, parks the connection. */
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    struct conn *cn = cls;
+    srv_req *r = cn->req;
+    pthread_mutex_lock(&r->mu);
+    size_t avail = r->out_len - r->out_pos;
+    if (avail > 0) {
+        size_t n = avail < max ? avail : max;
+        memcpy(buf, r->out + r->out_pos, n);
+        r->out_pos += n;
+        if (r->out_pos == r->out_len)
+            r->out_pos = r->out_len = 0;
+        pthread_mutex_unlock(&r->mu);
+        return (ssize_t)n;
+    }
+    if (r->done) {
+        pthread_mutex_unlock(&r->mu);
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    }
+    /* Suspended under the lock, so the scheduler's resume cannot come first. */
+    r->suspended = true;
+    MHD_suspend_connection(r->conn);
+    pthread_mutex_unlock(&r->mu);
+    return 0;
+}
+
+static bool accepts_sse(struct MHD_Connection *c)
+{
+    const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Accept");
+    return a && strstr(a, "text/event-stream");
+}
+
+static enum MHD_Result route_generate(srv_http *h, struct MHD_Connection *c, struct conn *cn)
+{
+    attnd_err err = {0};
+    if (srv_sched_draining(h->ctx.sched))
+        return send_error(c, cn, 503, "unavailable", "the server is shutting down");
+    srv_limits lim = {h->ctx.c->default_max_tokens, h->ctx.c->max_tokens_cap};
+    uint64_t seed = atomic_fetch_add(&h->seed_counter, 0x9e3779b97f4a7c15ull) ^ (uint64_t)time(NULL);
+    srv_req *r = srv_req_new();
+    if (!r)
+        return send_error(c, cn, 500, "internal", "out of memory");
+    if (srv_parse_generate(cn->body, cn->len, &lim, seed, &r->in, &err) != ATTND_OK) {
+        srv_req_release(r);
+        return send_error(c, cn, 400, "invalid_request", err.msg);
+    }
+    size_t n_ids = 0;
+    if (tok_encode(h->vocab, r->in.prompt, r->in.prompt_len, true, &r->prompt_ids, &n_ids, &err) !=
+        ATTND_OK) {
+        srv_req_release(r);
+        return send_error(c, cn, 500, "internal", err.msg);
+    }
+    uint32_t cap = srv_sched_kv_token_capacity(h->ctx.sched);
+    if (n_ids == 0 || n_ids + 1 > h->hp->n_ctx || n_ids + 1 > cap) {
+        char msg[256];
+        snprintf(msg, sizeof msg,
+                 "prompt has %zu tokens; the context holds %u (and the KV pool %u) including at "
+                 "least one generated token",
+                 n_ids, h->hp->n_ctx, cap);
+        srv_req_release(r);
+        return send_error(c, cn, 400, "invalid_request", msg);
+    }
+    r->n_prompt = (uint32_t)n_ids;
+    r->sse = r->in.stream && accepts_sse(c);
+    r->conn = c;
+    r->t_submit = now_s();
+    /* Everything the scheduler will need, made here, off the loop thread. */
+    uint32_t room = h->hp->n_ctx;
+    r->tokens = malloc(room * sizeof *r->tokens);
+    r->cap_tokens = room;
+    r->ts = tok_stream_new(h->vocab, false);
+    if (r->in.n_stop)
+        r->stop = srv_stop_new(r->in.stop, r->in.stop_len, r->in.n_stop);
+    if (!r->tokens || !r->ts || (r->in.n_stop && !r->stop) ||
+        sampler_new(&r->in.sample, (int32_t)h->hp->n_vocab, tok_eos(h->vocab), &r->smp, &err) !=
+            ATTND_OK) {
+        srv_req_release(r);
+        return send_error(c, cn, 400, "invalid_request", err.msg[0] ? err.msg : "out of memory");
+    }
+    memcpy(r->tokens, r->prompt_ids, n_ids * sizeof *r->tokens);
+    r->n_tokens = (uint32_t)n_ids;
+    for (size_t i = 0; i < n_ids; i++)
+        sampler_accept(r->smp, r->prompt_ids[i]);
+
+    cn->req = r;
+    atomic_fetch_add(&h->live, 1);
+    int rc = srv_sched_submit(h->ctx.sched, r);
+    if (rc != ATTND_OK) {
+        cn->req = NULL;
+        atomic_fetch_sub(&h->live, 1);
+        srv_req_release(r);
+        return send_error(c, cn, 503, rc == ATTND_ERANGE ? "overloaded" : "unavailable",
+                          rc == ATTND_ERANGE ? "the request queue is full" : "the server is shutting down");
+    }
+    if (r->in.stream) {
+        cn->streaming = true;
+        struct MHD_Response *resp =
+            MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader, cn, NULL);
+        if (!resp)
+            return MHD_NO;
+        MHD_add_response_header(resp, "Content-Type",
+                                r->sse ? "text/event-stream" : "application/x-ndjson");
+        MHD_add_response_header(resp, "Cache-Control", "no-cache");
+        MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+        enum MHD_Result ret = MHD_queue_response(c, 200, resp);
+        MHD_destroy_response(resp);
+        cn->status = 200;
+        return ret;
+    }
+    /* Non-streamed: park until the scheduler is done (we are called again). */
+    pthread_mutex_lock(&r->mu);
+    if (!r->done) {
+        r->suspended = true;
+        MHD_suspend_connection(c);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return MHD_YES;
+}
+
+/* Called again after a non-streamed /generate was resumed. */
+static enum MHD_Result generate_resumed(struct MHD_Connection *c, struct conn *cn)
+{
+    srv_req *r = cn->req;
+    pthread_mutex_lock(&r->mu);
+    bool done = r->done;
+    if (!done) { /* spurious: park again */
+        r->suspended = true;
+        MHD_suspend_connection(c);
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (!done)
+        return MHD_YES;
+    return send_json(c, cn, 200, result_json(r));
+}
+
+/* ---------------------------------------------------------------- dispatch */
+
+static bool authorized(srv_http *h, struct MHD_Connection *c)
+{
+    const char *key = h->ctx.c->api_key;
+    if (!key[0])
+        return true;
+    const char *got = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (got && strncasecmp(got, "Bearer ", 7) == 0)
+        got += 7;
+    else
+        got = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-API-Key");
+    if (!got)
+        return false;
+    /* Compare in time independent of where the first difference is. */
+    size_t kl = strlen(key), gl = strlen(got);
+    unsigned diff = (unsigned)(kl ^ gl);
+    for (size_t i = 0; i < kl; i++)
+        diff |= (unsigned)(key[i] ^ (i < gl ? got[i] : 0));
+    return diff == 0;
+}
+
+struct route {
+    const char *path;
+    const char *method;
+    const char *label;
+    bool open; /* no API key needed */
+    enum MHD_Result (*fn)(srv_http *, struct MHD_Connection *, struct conn *);
+};
+
+static enum MHD_Result route_health(srv_http *h, struct MHD_Connection *c, struct conn *cn)
+{
+    (void)h;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", "ok");
+    return send_json(c, cn, 200, o);
+}
+
+static enum MHD_Result route_ready(srv_http *h, struct MHD_Connection *c, struct conn *cn)
+{
+    if (srv_sched_draining(h->ctx.sched))
+        return send_error(c, cn, 503, "unavailable", "draining");
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", "ready");
+    return send_json(c, cn, 200, o);
+}
+
+static const struct route k_routes[] = {
+    {"/generate", "POST", "generate", false, route_generate},
+    {"/tokenize", "POST", "tokenize", false, route_tokenize},
+    {"/detokenize", "POST", "detokenize", false, route_detokenize},
+    {"/health", "GET", "health", true, route_health},
+    {"/ready", "GET", "ready", true, route_ready},
+    {"/metrics", "GET", "metrics", false, route_metrics},
+    {"/v1/models", "GET", "models", false, route_models},
+    {"/", "GET", "root", false, route_root},
+};
+
+static enum MHD_Result dispatch(srv_http *h, struct MHD_Connection *c, struct conn *cn,
+                                const char *url, const char *method)
+{
+    const struct route *rt = NULL;
+    for (size_t i = 0; i < sizeof k_routes / sizeof k_routes[0]; i++)
+        if (strcmp(url, k_routes[i].path) == 0)
+            rt = &k_routes[i];
+    if (!rt) {
+        cn->endpoint = "other";
+        return send_error(c, cn, 404, "not_found", "no such endpoint");
+    }
+    cn->endpoint = rt->label;
+    bool head = strcmp(method, "HEAD") == 0 && strcmp(rt->method, "GET") == 0;
+    if (strcmp(method, rt->method) != 0 && !head) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "%s needs %s", rt->path, rt->method);
+        char *txt = srv_error_json("method_not_allowed", msg);
+        struct MHD_Response *r = MHD_create_response_from_buffer(
+            txt ? strlen(txt) : 0, txt ? txt : (char *)"", MHD_RESPMEM_MUST_COPY);
+        free(txt);
+        if (!r)
+            return MHD_NO;
+        MHD_add_response_header(r, "Content-Type", "application/json");
+        MHD_add_response_header(r, "Allow", rt->method);
+        enum MHD_Result ret = MHD_queue_response(c, 405, r);
+        MHD_destroy_response(r);
+        cn->status = 405;
+        return ret;
+    }
+    if (!rt->open && !authorized(h, c))
+        return send_error(c, cn, 401, "unauthorized", "missing or wrong API key");
+    return rt->fn(h, c, cn);
+}
+
+static void label_endpoint(struct conn *cn, const char *url)
+{
+    for (size_t i = 0; i < sizeof k_routes / sizeof k_routes[0]; i++)
+        if (strcmp(url, k_routes[i].path) == 0)
+            cn->endpoint = k_routes[i].label;
+}
+
+static enum MHD_Result send_too_large(srv_http *h, struct MHD_Connection *c, struct conn *cn)
+{
+    char msg[96];
+    snprintf(msg, sizeof msg, "request body is larger than %llu bytes",
+             (unsigned long long)h->ctx.c->max_body_bytes);
+    return send_error(c, cn, 413, "payload_too_large", msg);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    srv_http *h = cls;
+    struct conn *cn = *con_cls;
+    if (!cn) {
+        cn = calloc(1, sizeof *cn);
+        if (!cn)
+            return MHD_NO;
+        cn->t_start = now_s();
+        cn->endpoint = "other";
+        snprintf(cn->method, sizeof cn->method, "%s", method);
+        /* printable ASCII only: the path comes from the client */
+        size_t k = 0;
+        for (const char *p = url; *p && k + 1 < sizeof cn->path; p++)
+            cn->path[k++] = (*p > 32 && *p < 127) ? *p : '?';
+        cn->path[k] = '\0';
+        *con_cls = cn;
+        /* Refuse an announced oversize body before reading any of it: a
+         * response queued on the first call makes libmicrohttpd skip the body. */
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > h->ctx.c->max_body_bytes) {
+            cn->too_large = cn->routed = true;
+            label_endpoint(cn, url);
+            return send_too_large(h, c, cn);
+        }
+        return MHD_YES;
+    }
+    if (cn->req && !cn->streaming && cn->routed)
+        return generate_resumed(c, cn);
+    if (*upload_size > 0) {
+        if (!cn->too_large) {
+            size_t n = *upload_size;
+            if (cn->len + n > h->ctx.c->max_body_bytes) {
+                cn->too_large = true;
+            } else {
+                if (cn->len + n + 1 > cn->cap) {
+                    size_t cap = (cn->len + n + 1) * 2;
+                    if (cap > h->ctx.c->max_body_bytes + 1)
+                        cap = h->ctx.c->max_body_bytes + 1;
+                    char *t = realloc(cn->body, cap);
+                    if (!t)
+                        return MHD_NO;
+                    cn->body = t;
+                    cn->cap = cap;
+                }
+                memcpy(cn->body + cn->len, upload, n);
+                cn->len += n;
+            }
+        }
+        /* A chunked body without a length that outgrows the limit is read
+         * and dropped (a response cannot be queued mid-upload), up to a point. */
+        if (cn->too_large) {
+            cn->dropped += *upload_size;
+            if (cn->dropped > 16 * (uint64_t)h->ctx.c->max_body_bytes)
+                return MHD_NO;
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (cn->routed)
+        return MHD_YES;
+    cn->routed = true;
+    if (cn->too_large) {
+        label_endpoint(cn, url);
+        return send_too_large(h, c, cn);
+    }
+    return dispatch(h, c, cn, url, method);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)c;
+    srv_http *h = cls;
+    struct conn *cn = *con_cls;
+    if (!cn)
+        return;
+    *con_cls = NULL;
+    unsigned prompt = 0, gen = 0;
+    double q = 0, pf = 0, dc = 0;
+    if (cn->req) {
+        srv_req *r = cn->req;
+        pthread_mutex_lock(&r->mu);
+        bool done = r->done;
+        prompt = r->n_prompt;
+        gen = r->n_generated;
+        q = r->queue_ms;
+        pf = r->prefill_ms;
+        dc = r->decode_ms;
+        pthread_mutex_unlock(&r->mu);
+        if (!done || toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+            srv_sched_cancel(h->ctx.sched, r);
+        srv_req_release(r);
+        atomic_fetch_sub(&h->live, 1);
+    }
+    unsigned status = cn->status ? cn->status : 499; /* 499: closed before an answer */
+    srv_metrics_request(h->ctx.metrics, cn->endpoint, status);
+    bool log = h->ctx.c->log_level >= CFG_LOG_INFO ||
+               (status >= 500 && h->ctx.c->log_level >= CFG_LOG_WARN);
+    const char *early = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)";
+    double total = (now_s() - cn->t_start) * 1e3;
+    if (log && cn->req)
+        fprintf(stderr,
+                "attnd: %s %s %s %u prompt_tokens=%u generated_tokens=%u queue_ms=%.1f "
+                "prefill_ms=%.1f decode_ms=%.1f total_ms=%.1f%s\n",
+                cn->method, cn->path, cn->streaming ? "stream" : "json", status, prompt, gen, q,
+                pf, dc, total, early);
+    else if (log)
+        fprintf(stderr, "attnd: %s %s %u total_ms=%.1f%s\n", cn->method, cn->path, status, total,
+                early);
+    free(cn->body);
+    free(cn);
+}
+
+/* ---------------------------------------------------------------- start/stop */
+
+/* libmicrohttpd's own messages (clients vanishing, malformed requests) are
+ * routine for a server: shown at log level debug only. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    const srv_http *h = cls;
+    if (h->ctx.c->log_level < CFG_LOG_DEBUG)
+        return;
+    fputs("attnd: http: ", stderr);
+    vfprintf(stderr, fmt, ap);
+}
+
+void srv_http_wake(void *ctx, srv_req *r)
+{
+    (void)ctx;
+    MHD_resume_connection(r->conn);
+}
+
+size_t srv_http_live(srv_http *h)
+{
+    return atomic_load(&h->live);
+}
+
+int srv_http_start(const srv_http_ctx *ctx, srv_http **out, attnd_err *err)
+{
+    *out = NULL;
+    srv_http *h = calloc(1, sizeof *h);
+    if (!h)
+        return attnd_err_set(err, ATTND_ENOMEM, "http: out of memory");
+    h->ctx = *ctx;
+    h->hp = model_hparams_of(ctx->m);
+    h->vocab = model_vocab(ctx->m);
+    atomic_init(&h->live, 0);
+    atomic_init(&h->seed_counter, (uint64_t)time(NULL) * 0x2545F4914F6CDD1Dull);
+
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    char port[16];
+    snprintf(port, sizeof port, "%u", ctx->c->port);
+    int gai = getaddrinfo(ctx->c->host[0] ? ctx->c->host : NULL, port, &hints, &ai);
+    if (gai != 0) {
+        free(h);
+        return attnd_err_set(err, ATTND_EINVAL, "host: cannot resolve '%s': %s", ctx->c->host,
+                             gai_strerror(gai));
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL_LINUX_ONLY |
+                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    h->d = MHD_start_daemon(
+        flags, (uint16_t)ctx->c->port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)ctx->c->http_threads, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)ctx->c->conn_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)ctx->c->max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)128 * 1024,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
+        MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (!h->d) {
+        free(h);
+        return attnd_err_set(err, ATTND_EIO, "http: cannot listen on %s:%u (in use, or not allowed)",
+                             ctx->c->host, ctx->c->port);
+    }
+    *out = h;
+    return ATTND_OK;
+}
+
+void srv_http_stop(srv_http *h)
+{
+    if (!h)
+        return;
+    MHD_stop_daemon(h->d);
+    free(h);
+}

@@ -1,0 +1,66 @@
+/* srv_req.c - reference counting and the output buffer of a request (srv_req.h). */
+#include "srv_req.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "srv_api.h"
+
+const char *srv_finish_name(srv_finish f)
+{
+    switch (f) {
+    case SRV_FINISH_LENGTH: return "length";
+    case SRV_FINISH_STOP: return "stop";
+    case SRV_FINISH_EOS: return "eos";
+    case SRV_FINISH_CANCELLED: return "cancelled";
+    default: return "none";
+    }
+}
+
+srv_req *srv_req_new(void)
+{
+    srv_req *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    atomic_init(&r->refs, 1);
+    atomic_init(&r->cancelled, false);
+    pthread_mutex_init(&r->mu, NULL);
+    return r;
+}
+
+void srv_req_retain(srv_req *r)
+{
+    atomic_fetch_add(&r->refs, 1);
+}
+
+void srv_req_release(srv_req *r)
+{
+    if (!r || atomic_fetch_sub(&r->refs, 1) != 1)
+        return;
+    srv_gen_req_free(&r->in);
+    free(r->prompt_ids);
+    free(r->out);
+    free(r->tokens);
+    sampler_free(r->smp);
+    tok_stream_free(r->ts);
+    srv_stop_free(r->stop);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+int srv_req_append(srv_req *r, const char *p, size_t n)
+{
+    if (r->out_cap - r->out_len < n) {
+        size_t cap = r->out_cap ? r->out_cap : 1024;
+        while (cap - r->out_len < n)
+            cap *= 2;
+        char *t = realloc(r->out, cap);
+        if (!t)
+            return ATTND_ENOMEM;
+        r->out = t;
+        r->out_cap = cap;
+    }
+    memcpy(r->out + r->out_len, p, n);
+    r->out_len += n;
+    return ATTND_OK;
+}

@@ -1,0 +1,87 @@
+/* srv_req.h - a /generate request as the two threads that share it see it.
+ *
+ * Ownership: the HTTP side creates it and hands it to the scheduler through
+ * the submit queue; from then on both hold a reference (refs = 2) and it is
+ * freed when both have let go (srv_req_release). The fields are split by who
+ * may touch them:
+ *   - set before submission, read-only afterwards: the parsed request, the
+ *     prompt tokens, stream/SSE flags, the connection;
+ *   - scheduler only: the generation state (seq, tokens, sampler, ...);
+ *   - shared, under `mu`: the output buffer, done/finish/usage/timings, and
+ *     `suspended` (whether the HTTP side parked its connection waiting for
+ *     output: whoever produces output resumes it);
+ *   - `cancelled`: atomic, set by the HTTP side (client gone), read by the
+ *     scheduler at step boundaries. */
+#ifndef ATTND_SRV_REQ_H
+#define ATTND_SRV_REQ_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sample.h"
+#include "srv_api.h"
+#include "tok.h"
+
+struct MHD_Connection;
+typedef struct srv_stop srv_stop;
+
+typedef enum srv_finish {
+    SRV_FINISH_NONE = 0,
+    SRV_FINISH_LENGTH,    /* max_tokens or the context length reached */
+    SRV_FINISH_STOP,      /* a stop string */
+    SRV_FINISH_EOS,       /* the end-of-sequence token */
+    SRV_FINISH_CANCELLED, /* client went away, deadline, or shutdown */
+} srv_finish;
+
+const char *srv_finish_name(srv_finish f);
+
+typedef struct srv_req srv_req;
+struct srv_req {
+    /* --- immutable after submission */
+    srv_gen_req in;
+    int32_t *prompt_ids;
+    uint32_t n_prompt;
+    bool sse;                     /* stream as text/event-stream */
+    struct MHD_Connection *conn;
+    double t_submit;              /* seconds, monotonic */
+
+    /* --- shared */
+    atomic_int refs;
+    atomic_bool cancelled;
+    pthread_mutex_t mu;
+    char *out;                    /* stream: formatted lines; else: the text */
+    size_t out_len, out_cap, out_pos; /* out_pos: bytes the HTTP side has sent */
+    bool suspended;
+    bool done;
+    srv_finish finish;
+    uint32_t n_generated;
+    double queue_ms, prefill_ms, decode_ms;
+
+    /* --- scheduler only */
+    srv_req *next;                /* in whichever queue holds it */
+    int32_t *tokens;              /* prompt + generated (recomputed after preemption) */
+    uint32_t n_tokens, cap_tokens;
+    uint32_t n_computed;          /* tokens whose KV is in the cache */
+    uint32_t seq;
+    bool running;
+    uint64_t admit_order;
+    sampler *smp;
+    tok_stream *ts;
+    srv_stop *stop;
+    double t_admit, t_first, t_last_token;
+    bool have_first;
+};
+
+/* Allocates with refs = 1 (the HTTP side); the scheduler takes its own on
+ * submission. */
+srv_req *srv_req_new(void);
+void srv_req_retain(srv_req *r);
+/* Drops a reference; frees at zero. */
+void srv_req_release(srv_req *r);
+
+/* Appends to the output buffer (caller holds r->mu). */
+int srv_req_append(srv_req *r, const char *p, size_t n);
+
+#endif

@@ -1,0 +1,626 @@
+/* test_server.c - `attnd serve` as clients see it: a real server process on a
+ * free loopback port, HTTP through libcurl. ATTND_BIN selects the binary, so
+ * .ci/run also runs this suite against a TSan-built server. */
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "test_util.h"
+
+/* ------------------------------------------------------------ server process */
+
+struct server {
+    pid_t pid;
+    int port;
+    char base[64];
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    socklen_t len = sizeof a;
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+struct buf {
+    char *p;
+    size_t len;
+    int chunks;
+    double t_first, t_last;
+    size_t abort_after; /* stop reading after this many bytes (0: never) */
+};
+
+static size_t on_data(char *ptr, size_t size, size_t n, void *ud)
+{
+    struct buf *b = ud;
+    size_t len = size * n;
+    double t = now_s();
+    if (b->chunks++ == 0)
+        b->t_first = t;
+    b->t_last = t;
+    char *q = realloc(b->p, b->len + len + 1);
+    cr_assert(q);
+    b->p = q;
+    memcpy(b->p + b->len, ptr, len);
+    b->len += len;
+    b->p[b->len] = '\0';
+    if (b->abort_after && b->len >= b->abort_after)
+        return 0; /* makes curl drop the connection */
+    return len;
+}
+
+/* One request; returns the HTTP status (0 on a transport error). */
+static long http(const struct server *s, const char *method, const char *path, const char *body,
+                 const char *header, struct buf *out)
+{
+    CURL *c = curl_easy_init();
+    char url[256];
+    snprintf(url, sizeof url, "%s%s", s->base, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+    struct curl_slist *h = NULL;
+    if (header)
+        h = curl_slist_append(h, header);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+        h = curl_slist_append(h, "Content-Type: application/json");
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    struct buf tmp = {0};
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out ? out : &tmp);
+    long status = 0;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    free(tmp.p);
+    return status;
+}
+
+static void server_start(struct server *s, const char *model, const char *extra)
+{
+    s->port = free_port();
+    snprintf(s->base, sizeof s->base, "http://127.0.0.1:%d", s->port);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "exec '%s' serve -m '%s' --host 127.0.0.1 --port %d --threads 2 --log-level warn %s",
+             test_attnd_bin(), test_shared(model), s->port, extra ? extra : "");
+    s->pid = fork();
+    cr_assert(s->pid >= 0);
+    if (s->pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 1000; i++) {
+        if (http(s, "GET", "/ready", NULL, NULL, NULL) == 200)
+            return;
+        int st;
+        cr_assert_eq(waitpid(s->pid, &st, WNOHANG), 0, "server exited during startup: %s", cmd);
+        sleep_ms(20);
+    }
+    cr_assert_fail("server did not become ready: %s", cmd);
+}
+
+/* SIGTERM and wait; returns the exit status (-1 if it did not exit in time). */
+static int server_stop(struct server *s)
+{
+    kill(s->pid, SIGTERM);
+    for (int i = 0; i < 3000; i++) {
+        int st;
+        pid_t p = waitpid(s->pid, &st, WNOHANG);
+        if (p == s->pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        sleep_ms(10);
+    }
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, NULL, 0);
+    return -1;
+}
+
+/* The value of a Prometheus sample (first line starting with NAME). */
+static double metric(const struct server *s, const char *name)
+{
+    struct buf b = {0};
+    cr_assert_eq(http(s, "GET", "/metrics", NULL, NULL, &b), 200);
+    char pat[160];
+    snprintf(pat, sizeof pat, "\n%s ", name);
+    const char *p = strstr(b.p, pat);
+    double v = p ? strtod(p + strlen(pat), NULL) : -1;
+    free(b.p);
+    return v;
+}
+
+/* ------------------------------------------------------------ helpers on responses */
+
+static cJSON *json(const char *txt)
+{
+    cJSON *o = cJSON_Parse(txt);
+    cr_assert(o, "not JSON: %s", txt);
+    return o;
+}
+
+/* Parses an NDJSON (or SSE) stream: the concatenated text, token ids, and
+ * the final object. */
+struct stream {
+    char text[16384];
+    int32_t ids[1024];
+    size_t n_ids;
+    cJSON *done;
+    int lines;
+};
+
+static void parse_stream(const char *body, bool sse, struct stream *st)
+{
+    memset(st, 0, sizeof *st);
+    const char *p = body;
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        if (len > 0) {
+            char *line = strndup(p, len);
+            const char *obj = line;
+            if (sse) {
+                cr_assert(strncmp(line, "data: ", 6) == 0, "bad SSE line '%s'", line);
+                obj = line + 6;
+            }
+            cJSON *o = json(obj);
+            st->lines++;
+            cJSON *tok = cJSON_GetObjectItem(o, "token"), *txt = cJSON_GetObjectItem(o, "text");
+            if (cJSON_IsNumber(tok))
+                st->ids[st->n_ids++] = (int32_t)tok->valuedouble;
+            if (cJSON_IsString(txt))
+                strncat(st->text, txt->valuestring, sizeof st->text - strlen(st->text) - 1);
+            if (cJSON_IsTrue(cJSON_GetObjectItem(o, "done"))) {
+                cr_assert_null(st->done, "two done lines");
+                st->done = o;
+            } else {
+                cJSON_Delete(o);
+            }
+            free(line);
+        }
+        p = nl ? nl + 1 : p + len;
+    }
+}
+
+static char *golden_continuation(void)
+{
+    char *j = test_read_file(test_shared("golden/aidreams260K.echoes.json"), NULL);
+    char *full = test_json_str(j, "greedy_text_60");
+    free(j);
+    cr_assert(strncmp(full, "Echoes of", 9) == 0);
+    char *cont = strdup(full + 9);
+    free(full);
+    return cont;
+}
+
+/* ------------------------------------------------------------ tests */
+
+Test(server, greedy_text_matches_attnd_generate_streamed_and_not)
+{
+    struct server s;
+    server_start(&s, "models/aidreams260K.gguf", NULL);
+    char *want = golden_continuation();
+    const char *req = "{\"prompt\":\"Echoes of\",\"max_tokens\":60,\"temperature\":0,\"stream\":%s}";
+    char body[256];
+
+    snprintf(body, sizeof body, req, "false");
+    struct buf b = {0};
+    cr_assert_eq(http(&s, "POST", "/generate", body, NULL, &b), 200, "%s", b.p);
+    cJSON *o = json(b.p);
+    cr_expect_str_eq(cJSON_GetObjectItem(o, "text")->valuestring, want);
+    cr_expect_str_eq(cJSON_GetObjectItem(o, "finish_reason")->valuestring, "length");
+    cJSON *u = cJSON_GetObjectItem(o, "usage");
+    cr_expect_eq(cJSON_GetObjectItem(u, "prompt_tokens")->valuedouble, 5);
+    cr_expect_eq(cJSON_GetObjectItem(u, "completion_tokens")->valuedouble, 60);
+    cJSON *t = cJSON_GetObjectItem(o, "timings");
+    cr_expect(cJSON_IsNumber(cJSON_GetObjectItem(t, "queue_ms")) &&
+              cJSON_IsNumber(cJSON_GetObjectItem(t, "prefill_ms")) &&
+              cJSON_IsNumber(cJSON_GetObjectItem(t, "decode_ms")));
+    cJSON_Delete(o);
+    free(b.p);
+
+    for (int sse = 0; sse <= 1; sse++) {
+        snprintf(body, sizeof body, req, "true");
+        struct buf sb = {0};
+        cr_assert_eq(http(&s, "POST", "/generate", body, sse ? "Accept: text/event-stream" : NULL,
+                          &sb), 200);
+        struct stream st;
+        parse_stream(sb.p, sse, &st);
+        cr_expect_str_eq(st.text, want, "%s stream text differs", sse ? "SSE" : "NDJSON");
+        cr_expect_eq(st.n_ids, 60);
+        cr_assert(st.done, "no done line");
+        cr_expect_str_eq(cJSON_GetObjectItem(st.done, "finish_reason")->valuestring, "length");
+        cJSON_Delete(st.done);
+        free(sb.p);
+    }
+    free(want);
+    cr_expect_eq(server_stop(&s), 0);
+}
+
+Test(server, streaming_is_incremental)
+{
+    struct server s;
+    server_start(&s, "models/stories260K.gguf", NULL);
+    struct buf b = {0};
+    cr_assert_eq(http(&s, "POST", "/generate",
+                      "{\"prompt\":\"\",\"max_tokens\":400,\"temperature\":0,\"ignore_eos\":true,"
+                      "\"stream\":true}",
+                      NULL, &b),
+                 200);
+    struct stream st;
+    parse_stream(b.p, false, &st);
+    cr_expect_eq(st.n_ids, 400);
+    /* Each token is flushed as produced: curl sees many separate writes, and
+     * the first arrives before the last. */
+    cr_expect_gt(b.chunks, 20, "only %d chunks for 400 tokens", b.chunks);
+    cr_expect_lt(b.t_first, b.t_last);
+    cJSON_Delete(st.done);
+    free(b.p);
+    cr_expect_eq(server_stop(&s), 0);
+}
+
+/* ------------------------------------------------------------ concurrency */
+
+static const char *const k_prompts[16] = {
+    "Echoes of", "The sun", "A small", "Once upon", "In the", "I sense", "Light and", "Vectors",
+    "Deep in", "We are", "Time", "Hello", "Dreams of", "The quiet", "Under", "Stars",
+};
+
+/* Streams every prompt of K concurrently (curl multi); returns each stream. */
+static void run_concurrent(const struct server *s, size_t k, int max_tokens, struct stream *out,
+                           long *status)
+{
+    CURLM *m = curl_multi_init();
+    CURL *e[16];
+    struct buf b[16] = {{0}};
+    char body[16][256];
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    char url[128];
+    snprintf(url, sizeof url, "%s/generate", s->base);
+    for (size_t i = 0; i < k; i++) {
+        snprintf(body[i], sizeof body[i],
+                 "{\"prompt\":\"%s\",\"max_tokens\":%d,\"temperature\":0,\"ignore_eos\":true,"
+                 "\"stream\":true}",
+                 k_prompts[i], max_tokens);
+        e[i] = curl_easy_init();
+        curl_easy_setopt(e[i], CURLOPT_URL, url);
+        curl_easy_setopt(e[i], CURLOPT_POSTFIELDS, body[i]);
+        curl_easy_setopt(e[i], CURLOPT_HTTPHEADER, h);
+        curl_easy_setopt(e[i], CURLOPT_WRITEFUNCTION, on_data);
+        curl_easy_setopt(e[i], CURLOPT_WRITEDATA, &b[i]);
+        curl_easy_setopt(e[i], CURLOPT_TIMEOUT, 120L);
+        curl_multi_add_handle(m, e[i]);
+    }
+    int running = 1;
+    while (running) {
+        curl_multi_perform(m, &running);
+        if (running)
+            curl_multi_poll(m, NULL, 0, 100, NULL);
+    }
+    for (size_t i = 0; i < k; i++) {
+        curl_easy_getinfo(e[i], CURLINFO_RESPONSE_CODE, &status[i]);
+        if (status[i] == 200)
+            parse_stream(b[i].p ? b[i].p : "", false, &out[i]);
+        else
+            memset(&out[i], 0, sizeof out[i]);
+        curl_multi_remove_handle(m, e[i]);
+        curl_easy_cleanup(e[i]);
+        free(b[i].p);
+    }
+    curl_slist_free_all(h);
+    curl_multi_cleanup(m);
+}
+
+static void check_against_alone(const char *extra, int max_tokens, bool expect_preemption)
+{
+    struct server s;
+    server_start(&s, "models/aidreams260K.gguf", extra);
+    static struct stream alone[16], together[16];
+    long st[16];
+    /* alone, one prompt at a time */
+    for (size_t i = 0; i < 16; i++) {
+        char body[256];
+        snprintf(body, sizeof body,
+                 "{\"prompt\":\"%s\",\"max_tokens\":%d,\"temperature\":0,\"ignore_eos\":true,"
+                 "\"stream\":true}",
+                 k_prompts[i], max_tokens);
+        struct buf b = {0};
+        cr_assert_eq(http(&s, "POST", "/generate", body, NULL, &b), 200);
+        parse_stream(b.p, false, &alone[i]);
+        free(b.p);
+    }
+    run_concurrent(&s, 16, max_tokens, together, st);
+    for (size_t i = 0; i < 16; i++) {
+        cr_assert_eq(st[i], 200, "request %zu: status %ld", i, st[i]);
+        cr_assert(together[i].done, "request %zu did not finish", i);
+        cr_expect_eq(together[i].n_ids, alone[i].n_ids, "request %zu", i);
+        cr_expect(memcmp(together[i].ids, alone[i].ids, alone[i].n_ids * sizeof(int32_t)) == 0,
+                  "request %zu: tokens differ from running alone", i);
+        cJSON_Delete(together[i].done);
+        cJSON_Delete(alone[i].done);
+    }
+    if (expect_preemption)
+        cr_expect_gt(metric(&s, "attnd_preemptions_total"), 0, "the small pool never preempted");
+    cr_expect_eq(metric(&s, "attnd_kv_blocks_used"), 0);
+    cr_expect_eq(server_stop(&s), 0);
+}
+
+Test(server, sixteen_concurrent_streams_match_running_alone, .timeout = 240)
+{
+    check_against_alone(NULL, 40, false);
+}
+
+Test(server, tiny_kv_pool_queues_and_preempts_without_failing, .timeout = 240)
+{
+    /* 4 layers x 4 KV heads x 16 dims x 2 (K,V) x 2 bytes = 1 KiB per token:
+     * 96 KiB holds 96 tokens, far below 16 x 60. */
+    check_against_alone("--kv-bytes 98304 --kv-block-size 8", 50, true);
+}
+
+Test(server, disconnect_mid_stream_frees_kv_blocks)
+{
+    struct server s;
+    server_start(&s, "models/stories260K.gguf", NULL);
+    struct buf b = {.abort_after = 64};
+    http(&s, "POST", "/generate",
+         "{\"prompt\":\"\",\"max_tokens\":500,\"temperature\":0,\"ignore_eos\":true,\"stream\":true}",
+         NULL, &b);
+    free(b.p);
+    double used = -1;
+    for (int i = 0; i < 500; i++) {
+        used = metric(&s, "attnd_kv_blocks_used");
+        if (used == 0)
+            break;
+        sleep_ms(10);
+    }
+    cr_expect_eq(used, 0, "KV blocks still in use after the client left");
+    cr_expect_eq(metric(&s, "attnd_running_sequences"), 0);
+    cr_expect_eq(server_stop(&s), 0);
+}
+
+/* ------------------------------------------------------------ errors and limits */
+
+static void expect_error(const struct server *s, const char *method, const char *path,
+                         const char *body, const char *header, long want, const char *needle)
+{
+    struct buf b = {0};
+    long st = http(s, method, path, body, header, &b);
+    cr_expect_eq(st, want, "%s %s %s: status %ld, want %ld (%s)", method, path, body ? body : "",
+                 st, want, b.p ? b.p : "");
+    if (b.p && want != 200) {
+        cJSON *o = cJSON_Parse(b.p);
+        cJSON *e = o ? cJSON_GetObjectItem(o, "error") : NULL;
+        cr_expect(e && cJSON_IsString(cJSON_GetObjectItem(e, "type")) &&
+                      cJSON_IsString(cJSON_GetObjectItem(e, "message")),
+                  "error body is not {\"error\":{type,message}}: %s", b.p);
+        if (needle && e)
+            cr_expect(strstr(cJSON_GetObjectItem(e, "message")->valuestring, needle),
+                      "message '%s' lacks '%s'", cJSON_GetObjectItem(e, "message")->valuestring,
+                      needle);
+        cJSON_Delete(o);
+    }
+    free(b.p);
+}
+
+Test(server, every_error_case_answers_json_with_the_right_status)
+{
+    struct server s;
+    server_start(&s, "models/aidreams260K.gguf", "--max-body-bytes 4096 --max-tokens-cap 100 --default-max-tokens 50");
+    expect_error(&s, "POST", "/generate", "{\"prompt\": ", NULL, 400, NULL);
+    expect_error(&s, "POST", "/generate", "[1,2]", NULL, 400, NULL);
+    expect_error(&s, "POST", "/generate", "{\"prompt\": 5}", NULL, 400, "prompt");
+    expect_error(&s, "POST", "/generate", "{\"prompt\":\"a\",\"max_tokens\":\"x\"}", NULL, 400,
+                 "max_tokens");
+    expect_error(&s, "POST", "/generate", "{\"prompt\":\"a\",\"max_tokens\":101}", NULL, 400,
+                 "max_tokens");
+    expect_error(&s, "POST", "/generate", "{\"prompt\":\"a\",\"temperature\":-1}", NULL, 400,
+                 "temperature");
+    expect_error(&s, "POST", "/generate", "{\"prompt\":\"a\",\"stream\":1}", NULL, 400, "stream");
+    expect_error(&s, "POST", "/generate", "{}", NULL, 400, "prompt");
+    /* longer than the 128-token context */
+    char *longp = malloc(3000);
+    strcpy(longp, "{\"prompt\":\"");
+    for (int i = 0; i < 200; i++)
+        strcat(longp, "Echoes ");
+    strcat(longp, "\"}");
+    expect_error(&s, "POST", "/generate", longp, NULL, 400, "context");
+    free(longp);
+    char *big = malloc(8192);
+    memset(big, 'x', 8191);
+    big[8191] = '\0';
+    memcpy(big, "{\"prompt\":\"", 11);
+    expect_error(&s, "POST", "/generate", big, NULL, 413, NULL);
+    free(big);
+    expect_error(&s, "GET", "/generate", NULL, NULL, 405, NULL);
+    expect_error(&s, "DELETE", "/health", NULL, NULL, 405, NULL);
+    expect_error(&s, "GET", "/nope", NULL, NULL, 404, NULL);
+    expect_error(&s, "POST", "/detokenize", "{\"tokens\":[1,99999]}", NULL, 400, "tokens");
+    /* unknown fields are ignored */
+    expect_error(&s, "POST", "/generate",
+                 "{\"prompt\":\"Echoes\",\"max_tokens\":2,\"whatever\":{\"x\":[1]}}", NULL, 200, NULL);
+
+    /* the cheap endpoints */
+    struct buf b = {0};
+    cr_expect_eq(http(&s, "GET", "/health", NULL, NULL, NULL), 200);
+    cr_expect_eq(http(&s, "GET", "/v1/models", NULL, NULL, &b), 200);
+    cr_expect(strstr(b.p, "aidreams260K.gguf"), "%s", b.p);
+    free(b.p);
+    b = (struct buf){0};
+    cr_expect_eq(http(&s, "GET", "/", NULL, NULL, &b), 200);
+    cr_expect(strstr(b.p, "/generate"), "%s", b.p);
+    free(b.p);
+    b = (struct buf){0};
+    cr_expect_eq(http(&s, "POST", "/tokenize", "{\"text\":\"Echoes of\"}", NULL, &b), 200);
+    cr_expect(strstr(b.p, "[388,355,260,275]") || strstr(b.p, "[388, 355, 260, 275]"), "%s", b.p);
+    free(b.p);
+    b = (struct buf){0};
+    cr_expect_eq(http(&s, "POST", "/detokenize", "{\"tokens\":[388,355,260,275]}", NULL, &b), 200);
+    cr_expect(strstr(b.p, "\"Echoes of\""), "%s", b.p);
+    free(b.p);
+    b = (struct buf){0};
+    cr_expect_eq(http(&s, "GET", "/metrics", NULL, NULL, &b), 200);
+    static const char *const names[] = {
+        "attnd_requests_total{endpoint=\"generate\",status=\"400\"}",
+        "attnd_queue_depth", "attnd_running_sequences", "attnd_preemptions_total",
+        "attnd_kv_blocks_used", "attnd_kv_blocks_total", "attnd_prompt_tokens_total",
+        "attnd_generated_tokens_total", "attnd_time_to_first_token_seconds_bucket",
+        "attnd_inter_token_latency_seconds_bucket", "attnd_engine_step_seconds_bucket",
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        cr_expect(strstr(b.p, names[i]), "/metrics lacks %s", names[i]);
+    free(b.p);
+    cr_expect_eq(server_stop(&s), 0);
+}
+
+Test(server, api_key_guards_everything_but_health_and_ready)
+{
+    struct server s;
+    server_start(&s, "models/aidreams260K.gguf", "--api-key sekrit");
+    expect_error(&s, "POST", "/generate", "{\"prompt\":\"a\",\"max_tokens\":1}", NULL, 401, NULL);
+    expect_error(&s, "POST", "/generate", "{\"prompt\":\"a\",\"max_tokens\":1}",
+                 "Authorization: Bearer wrong", 401, NULL);
+    expect_error(&s, "GET", "/metrics", NULL, NULL, 401, NULL);
+    cr_expect_eq(http(&s, "POST", "/generate", "{\"prompt\":\"a\",\"max_tokens\":1}",
+                      "Authorization: Bearer sekrit", NULL), 200);
+    cr_expect_eq(http(&s, "GET", "/metrics", NULL, "X-API-Key: sekrit", NULL), 200);
+    cr_expect_eq(http(&s, "GET", "/health", NULL, NULL, NULL), 200);
+    cr_expect_eq(http(&s, "GET", "/ready", NULL, NULL, NULL), 200);
+    cr_expect_eq(server_stop(&s), 0);
+}
+
+Test(server, full_queue_answers_503_with_retry_after, .timeout = 120)
+{
+    struct server s;
+    server_start(&s, "models/stories260K.gguf", "--max-seqs 1 --queue-limit 1");
+    static struct stream out[16];
+    long st[16];
+    run_concurrent(&s, 8, 200, out, st);
+    int ok = 0, busy = 0;
+    for (int i = 0; i < 8; i++) {
+        ok += st[i] == 200;
+        busy += st[i] == 503;
+        cJSON_Delete(out[i].done);
+    }
+    cr_expect_eq(ok + busy, 8);
+    cr_expect_geq(ok, 1);
+    cr_expect_geq(busy, 1, "no request was refused with 8 against a queue of 1");
+    cr_expect_eq(server_stop(&s), 0);
+}
+
+Test(server, sigterm_drains_requests_in_flight, .timeout = 120)
+{
+    struct server s;
+    server_start(&s, "models/stories260K.gguf", "--drain-timeout-s 60");
+    /* Start a long streamed request in a child, then SIGTERM the server. */
+    int fds[2];
+    cr_assert(pipe(fds) == 0);
+    pid_t child = fork();
+    if (child == 0) {
+        close(fds[0]);
+        struct buf b = {0};
+        long st = http(&s, "POST", "/generate",
+                       "{\"prompt\":\"\",\"max_tokens\":300,\"temperature\":0,\"ignore_eos\":true,"
+                       "\"stream\":true}",
+                       NULL, &b);
+        int complete = st == 200 && b.p && strstr(b.p, "\"done\":true") != NULL;
+        (void)!write(fds[1], &complete, sizeof complete);
+        _exit(0);
+    }
+    close(fds[1]);
+    sleep_ms(100);
+    kill(s.pid, SIGTERM);
+    /* draining: not ready, new work refused */
+    long ready = 0;
+    for (int i = 0; i < 100; i++) {
+        ready = http(&s, "GET", "/ready", NULL, NULL, NULL);
+        if (ready == 503 || ready == 0)
+            break;
+        sleep_ms(5);
+    }
+    cr_expect(ready == 503 || ready == 0, "/ready answered %ld while draining", ready);
+    long late = http(&s, "POST", "/generate", "{\"prompt\":\"x\",\"max_tokens\":1}", NULL, NULL);
+    cr_expect(late == 503 || late == 0, "new request during drain: %ld", late);
+    int complete = 0;
+    cr_assert_eq(read(fds[0], &complete, sizeof complete), (ssize_t)sizeof complete);
+    cr_expect(complete, "the in-flight stream did not finish");
+    waitpid(child, NULL, 0);
+    int st;
+    for (int i = 0; i < 3000 && waitpid(s.pid, &st, WNOHANG) == 0; i++)
+        sleep_ms(10);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "server did not exit 0 after draining");
+}
+
+Test(server, slow_and_abandoned_connections_do_not_hurt, .timeout = 120)
+{
+    struct server s;
+    server_start(&s, "models/aidreams260K.gguf", NULL);
+    /* 200 connections opened and abandoned: some mid-headers, some silent. */
+    for (int i = 0; i < 200; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s.port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0 && i % 2)
+            (void)!write(fd, "POST /generate HTTP/1.1\r\nContent-Length: 100\r\n", 47);
+        close(fd);
+    }
+    cr_expect_eq(http(&s, "GET", "/health", NULL, NULL, NULL), 200);
+
+    /* A body sent one byte at a time. */
+    const char *body = "{\"prompt\":\"Echoes of\",\"max_tokens\":3,\"temperature\":0}";
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s.port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    char head[256];
+    int hl = snprintf(head, sizeof head,
+                      "POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                      strlen(body));
+    for (int i = 0; i < hl; i++)
+        (void)!write(fd, head + i, 1);
+    for (size_t i = 0; i < strlen(body); i++) {
+        (void)!write(fd, body + i, 1);
+        sleep_ms(2);
+    }
+    char resp[4096] = {0};
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof resp - 1 && (n = read(fd, resp + got, sizeof resp - 1 - got)) > 0)
+        got += (size_t)n;
+    close(fd);
+    cr_expect(strncmp(resp, "HTTP/1.1 200", 12) == 0, "%s", resp);
+    cr_expect(strstr(resp, "\"text\""), "%s", resp);
+    cr_expect_eq(http(&s, "GET", "/health", NULL, NULL, NULL), 200);
+    cr_expect_eq(server_stop(&s), 0);
+}
