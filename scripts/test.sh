@@ -2,10 +2,13 @@
 # Sets up, builds and runs every attnd test:
 #   1. the Criterion suite in a Release build,
 #   2. the same suite under ASan+UBSan,
-#   3. the threaded engine under TSan (Criterion itself cannot run under TSan,
-#      so the TSan-built binary runs multi-threaded steps on the shared models),
-#   4. the GGUF-reader fuzzer for $ATTND_FUZZ_SECONDS (default 60) from a seed
-#      corpus of small valid files.
+#   3. the threaded code under TSan: Criterion itself cannot run under TSan, so
+#      a TSan-built attnd runs multi-threaded engine steps on the shared models
+#      and serves the whole server suite (test_server with ATTND_BIN pointing
+#      at it),
+#   4. two libFuzzer targets for $ATTND_FUZZ_SECONDS each (default 60): the
+#      GGUF reader (seeded with small valid models) and the HTTP request
+#      parsing and validation (seeded with valid bodies).
 # Reference data is read from $ATTND_SHARED (default: ../shared beside the repo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,20 +40,28 @@ for m in stories260K gpt2-synth-64x2 llama-synth-128x2-q8_0 llama-synth-64x2-gqa
 done
 "$tsan" generate -m "$ATTND_SHARED/models/aidreams260K.gguf" -p "Echoes of" -n 40 --threads 2 \
   --seed 7 >/dev/null
+ATTND_BIN="$root/$tsan" build/release/tests/test_server --jobs 1
 unset TSAN_OPTIONS
 echo "TSan: clean"
 suites=$((suites + 1))
 
-echo "== fuzz: GGUF reader, ${ATTND_FUZZ_SECONDS:-60} s"
+secs=${ATTND_FUZZ_SECONDS:-60}
+echo "== fuzz: GGUF reader and HTTP request parsing, $secs s each"
 scripts/build.sh Fuzz
 corpus=build/fuzz/corpus
-rm -rf "$corpus" && mkdir -p "$corpus"
+rm -rf "$corpus" && mkdir -p "$corpus/gguf" "$corpus/request"
 bin=build/release/cli/attnd
-"$bin" mkmodel -o "$corpus/llama-f32.gguf" --dim 16 --layers 1 --heads 2 --kv-heads 1 --ff 16 --ctx 8
-"$bin" mkmodel -o "$corpus/llama-q8.gguf" --dim 32 --layers 1 --heads 2 --ff 32 --ctx 8 --type q8_0
-"$bin" mkmodel -o "$corpus/gpt2-f16.gguf" --arch gpt2 --dim 16 --layers 1 --heads 2 --ff 16 --ctx 8 --type f16
-build/fuzz/tests/fuzz_gguf -max_total_time="${ATTND_FUZZ_SECONDS:-60}" -rss_limit_mb=4096 \
-  -print_final_stats=1 "$corpus" 2>&1 | tail -n 12
-suites=$((suites + 1))
-echo "test.sh: all tests passed (Release and ASan+UBSan Criterion suites, TSan engine run, fuzzer)"
+"$bin" mkmodel -o "$corpus/gguf/llama-f32.gguf" --dim 16 --layers 1 --heads 2 --kv-heads 1 --ff 16 --ctx 8
+"$bin" mkmodel -o "$corpus/gguf/llama-q8.gguf" --dim 32 --layers 1 --heads 2 --ff 32 --ctx 8 --type q8_0
+"$bin" mkmodel -o "$corpus/gguf/gpt2-f16.gguf" --arch gpt2 --dim 16 --layers 1 --heads 2 --ff 16 --ctx 8 --type f16
+printf '%s' '{"prompt":"Hello","max_tokens":8,"temperature":0.7,"top_k":40,"top_p":0.9,"min_p":0.05,"repeat_penalty":1.1,"seed":42,"stop":["\n","END"],"ignore_eos":false,"stream":true}' > "$corpus/request/full.json"
+printf '%s' '{"prompt":"a","stop":"x"}' > "$corpus/request/min.json"
+printf '%s' '{"text":"caf\u00e9 \ud83d\ude00"}' > "$corpus/request/tokenize.json"
+printf '%s' '{"tokens":[1,2,3]}' > "$corpus/request/detokenize.json"
+build/fuzz/tests/fuzz_gguf -max_total_time="$secs" -rss_limit_mb=4096 -print_final_stats=1 \
+  "$corpus/gguf" 2>&1 | tail -n 8
+build/fuzz/tests/fuzz_request -max_total_time="$secs" -rss_limit_mb=4096 -print_final_stats=1 \
+  "$corpus/request" 2>&1 | tail -n 8
+suites=$((suites + 2))
+echo "test.sh: all tests passed (Criterion suites in Release and ASan+UBSan, TSan engine and server, two fuzzers)"
 echo "suites: $suites passed, 0 failed"

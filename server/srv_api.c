@@ -515,7 +515,7 @@ static size_t utf8_cut(const char *buf, size_t end)
     for (size_t i = end; i-- > lim;) {
         unsigned char c = (unsigned char)buf[i];
         if ((c & 0xC0) != 0x80) /* the last lead (or ASCII) byte */
-            return end;
+            return attnd_utf8_decode(buf + i, end - i, NULL) == 0 ? i : end;
     }
     return end;
 }

@@ -40,7 +40,7 @@ typedef struct srv_gen_req {
 /* Parses and validates a /generate body. Field rules: prompt string
  * (required, valid UTF-8); max_tokens integer 1..cap; temperature number >= 0;
  * top_k integer >= 0; top_p number in (0, 1]; min_p in [0, 1];
- * repeat_penalty > 0; seed integer 0..2^53; stop string or array of up to
+ * repeat_penalty > 0; seed integer 0..2^53-1; stop string or array of up to
  * SRV_MAX_STOP non-empty strings of at most SRV_MAX_STOP_LEN bytes;
  * ignore_eos and stream booleans. A wrong type is an error naming the field
  * ("max_tokens must be an integer"). RANDOM_SEED is used when no seed is given. */
