@@ -374,15 +374,19 @@ static uint32_t build_batch(srv_sched *s, uint32_t *n_rows)
     return n;
 }
 
-static void step(srv_sched *s)
+/* One engine step; false when there was nothing to run (e.g. every running
+ * stream is paused behind a slow reader). */
+static bool step(srv_sched *s)
 {
     double t0 = now_s();
+    bool ran = false;
     take_incoming(s);
     admit(s, t0);
     for (;;) {
         uint32_t n_rows, n = build_batch(s, &n_rows);
         if (n == 0)
             break;
+        ran = true;
         attnd_err err;
         int rc = engine_step(s->eng, s->entries, n, s->logits, &err);
         if (rc == ATTND_ERANGE && s->n_running > 1) {
@@ -422,6 +426,7 @@ static void step(srv_sched *s)
     pthread_mutex_unlock(&s->qmu);
     srv_metrics_gauges(s->metrics, queued, s->n_running, kv_pool_n_blocks(kv) - kv_pool_n_free(kv),
                        kv_pool_n_blocks(kv));
+    return ran;
 }
 
 /* ---------------------------------------------------------------- loop callbacks */
@@ -447,8 +452,8 @@ static void close_all(srv_sched *s)
 static void on_idle(uv_idle_t *h)
 {
     srv_sched *s = h->data;
-    step(s);
-    if (!has_work(s)) {
+    /* Without progress, stop spinning: the tick looks again in 100 ms. */
+    if (!step(s) || !has_work(s)) {
         uv_idle_stop(&s->idle);
         s->idle_on = false;
     }
