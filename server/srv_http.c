@@ -11,7 +11,6 @@
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
-#include <math.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <stdarg.h>
@@ -208,14 +207,7 @@ static cJSON *result_json(srv_req *r)
     }
     cJSON_AddStringToObject(o, "text", text ? text : "");
     free(text);
-    cJSON_AddStringToObject(o, "finish_reason", srv_finish_name(r->finish));
-    cJSON *u = cJSON_AddObjectToObject(o, "usage");
-    cJSON_AddNumberToObject(u, "prompt_tokens", r->n_prompt);
-    cJSON_AddNumberToObject(u, "completion_tokens", r->n_generated);
-    cJSON *t = cJSON_AddObjectToObject(o, "timings");
-    cJSON_AddNumberToObject(t, "queue_ms", round(r->queue_ms * 1000) / 1000);
-    cJSON_AddNumberToObject(t, "prefill_ms", round(r->prefill_ms * 1000) / 1000);
-    cJSON_AddNumberToObject(t, "decode_ms", round(r->decode_ms * 1000) / 1000);
+    srv_req_add_result(r, o);
     pthread_mutex_unlock(&r->mu);
     return o;
 }

@@ -1,6 +1,8 @@
 /* srv_req.c - reference counting and the output buffer of a request (srv_req.h). */
 #include "srv_req.h"
 
+#include <cjson/cJSON.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,4 +65,17 @@ int srv_req_append(srv_req *r, const char *p, size_t n)
     memcpy(r->out + r->out_len, p, n);
     r->out_len += n;
     return ATTND_OK;
+}
+
+void srv_req_add_result(const srv_req *r, void *obj)
+{
+    cJSON *o = obj;
+    cJSON_AddStringToObject(o, "finish_reason", srv_finish_name(r->finish));
+    cJSON *u = cJSON_AddObjectToObject(o, "usage");
+    cJSON_AddNumberToObject(u, "prompt_tokens", r->n_prompt);
+    cJSON_AddNumberToObject(u, "completion_tokens", r->n_generated);
+    cJSON *t = cJSON_AddObjectToObject(o, "timings");
+    cJSON_AddNumberToObject(t, "queue_ms", round(r->queue_ms * 1000) / 1000);
+    cJSON_AddNumberToObject(t, "prefill_ms", round(r->prefill_ms * 1000) / 1000);
+    cJSON_AddNumberToObject(t, "decode_ms", round(r->decode_ms * 1000) / 1000);
 }

@@ -81,6 +81,10 @@ void srv_req_retain(srv_req *r);
 /* Drops a reference; frees at zero. */
 void srv_req_release(srv_req *r);
 
+/* Adds "finish_reason", "usage" and "timings" to the cJSON object O (a
+ * cJSON *; the caller holds r->mu or is the scheduler, their only writer). */
+void srv_req_add_result(const srv_req *r, void *o);
+
 /* Appends to the output buffer (caller holds r->mu). */
 int srv_req_append(srv_req *r, const char *p, size_t n);
 

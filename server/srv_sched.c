@@ -8,7 +8,6 @@
 #include "srv_sched.h"
 
 #include <cjson/cJSON.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,14 +177,7 @@ static void finish(srv_sched *s, srv_req *r, srv_finish why)
     if (r->in.stream) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddBoolToObject(o, "done", 1);
-        cJSON_AddStringToObject(o, "finish_reason", srv_finish_name(why));
-        cJSON *u = cJSON_AddObjectToObject(o, "usage");
-        cJSON_AddNumberToObject(u, "prompt_tokens", r->n_prompt);
-        cJSON_AddNumberToObject(u, "completion_tokens", r->n_generated);
-        cJSON *tm = cJSON_AddObjectToObject(o, "timings");
-        cJSON_AddNumberToObject(tm, "queue_ms", round(r->queue_ms * 1000) / 1000);
-        cJSON_AddNumberToObject(tm, "prefill_ms", round(r->prefill_ms * 1000) / 1000);
-        cJSON_AddNumberToObject(tm, "decode_ms", round(r->decode_ms * 1000) / 1000);
+        srv_req_add_result(r, o); /* fields only this thread writes */
         emit_json(s, r, o, true);
         cJSON_Delete(o);
     } else {
