@@ -17,6 +17,7 @@ int cli_mkmodel(int argc, char **argv);
 int cli_logits(int argc, char **argv);
 int cli_generate(int argc, char **argv);
 int cli_serve(int argc, char **argv);
+int cli_bench(int argc, char **argv);
 
 /* Parses a decimal unsigned option value within [lo, hi]; prints a message
  * naming OPT and returns false when it is not one. */

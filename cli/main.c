@@ -1,6 +1,8 @@
 /* main.c - entry point of the attnd binary: dispatches to subcommands. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -14,6 +16,7 @@ static const struct {
     {"serve", cli_serve, "serve a model over HTTP (streaming, continuous batching)"},
     {"generate", cli_generate, "generate text from a prompt, streamed to stdout"},
     {"logits", cli_logits, "write raw logits for a token sequence (engine checks)"},
+    {"bench", cli_bench, "measure the engine against this machine's ceilings"},
     {"mkmodel", cli_mkmodel, "write a synthetic GGUF model with random weights"},
 };
 
@@ -28,8 +31,30 @@ static void usage(FILE *out)
                  "'attnd --version' prints the version.\n");
 }
 
+/* Debian's OpenBLAS (0.3.21) takes AVX-512 CPUs it does not know (Zen 4/5)
+ * for Haswell and runs its AVX2 kernels at half the speed. It reads
+ * OPENBLAS_CORETYPE only when it loads, before main: so when the CPU has
+ * AVX-512 and the user has not chosen a core type, set it and re-exec. */
+static void pick_openblas_kernels(char **argv)
+{
+#if defined(__x86_64__)
+    if (getenv("OPENBLAS_CORETYPE"))
+        return;
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+        !__builtin_cpu_supports("avx512vl"))
+        return;
+    setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+    execv("/proc/self/exe", argv);
+    /* exec failed (no /proc): run on with the library's own choice */
+#else
+    (void)argv;
+#endif
+}
+
 int main(int argc, char **argv)
 {
+    pick_openblas_kernels(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

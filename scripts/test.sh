@@ -45,6 +45,12 @@ unset TSAN_OPTIONS
 echo "TSan: clean"
 suites=$((suites + 1))
 
+echo "== benchmark smoke run (figures are not checked: speed is never asserted)"
+build/release/cli/attnd bench -m "$ATTND_SHARED/models/stories260K.gguf" --quick --json > build/bench.json
+grep -q '"decode, 1 stream"' build/bench.json
+build/release/cli/attnd bench -m "$ATTND_SHARED/models/gpt2-synth-64x2.gguf" --quick
+suites=$((suites + 1))
+
 secs=${ATTND_FUZZ_SECONDS:-60}
 echo "== fuzz: GGUF reader and HTTP request parsing, $secs s each"
 scripts/build.sh Fuzz

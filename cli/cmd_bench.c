@@ -1,0 +1,439 @@
+/* cmd_bench.c - `attnd bench`: engine figures without HTTP, each next to the
+ * machine ceiling measured in the same run, so a number says how far it is
+ * from what the hardware allows:
+ *   prefill tokens/s      vs  f32 sgemm GFLOP/s   (2 x weights x tokens FLOPs)
+ *   decode tokens/s       vs  memory read GB/s    (weight bytes read per token)
+ *   attention throughput  vs  memory read GB/s    (K/V bytes read per query)
+ * Speeds are measured, never asserted: CI runs this only as a smoke check. */
+#include <cblas.h>
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "attn.h"
+#include "attnd_pool.h"
+#include "cli.h"
+#include "engine.h"
+
+void openblas_set_num_threads(int n);
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: attnd bench -m MODEL.gguf [OPTIONS]\n\n"
+            "Measures the engine without HTTP: prefill tokens/s (prompts of 128 and 512),\n"
+            "single-stream decode tokens/s, aggregate decode tokens/s at 4, 8 and 16\n"
+            "concurrent sequences, attention kernel throughput at contexts 512, 2048 and\n"
+            "8192, and this machine's ceilings in the same run (memory read GB/s, f32 sgemm\n"
+            "GFLOP/s), with each figure as a fraction of its ceiling.\n\n"
+            "options:\n"
+            "  -m, --model PATH   GGUF model\n"
+            "  --threads N        worker threads (default: number of cores)\n"
+            "  --kv-type T        f16 (default) or f32 KV cache elements\n"
+            "  --quick            small sizes and few repetitions (a smoke run)\n"
+            "  --json             one JSON object instead of the table\n"
+            "  -h, --help         show this help\n");
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ---------------------------------------------------------------- ceilings */
+
+struct bw_job {
+    const uint64_t *buf;
+    size_t words_per_task;
+    uint64_t *sums;
+};
+
+static void bw_task(void *ctx, uint32_t task, uint32_t thread)
+{
+    const struct bw_job *j = ctx;
+    const uint64_t *p = j->buf + (size_t)task * j->words_per_task;
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    for (size_t i = 0; i + 4 <= j->words_per_task; i += 4) {
+        a += p[i];
+        b += p[i + 1];
+        c += p[i + 2];
+        d += p[i + 3];
+    }
+    j->sums[thread] += a ^ b ^ c ^ d; /* keeps the loads from being optimized away */
+}
+
+/* Read bandwidth with every pool thread streaming its share of a buffer much
+ * larger than the caches. */
+static double measure_bandwidth(attnd_pool *pool, size_t bytes, int reps)
+{
+    size_t words = bytes / 8;
+    uint64_t *buf = malloc(words * sizeof *buf);
+    uint64_t sums[1024] = {0};
+    if (!buf)
+        return 0;
+    for (size_t i = 0; i < words; i++)
+        buf[i] = i;
+    uint32_t tasks = attnd_pool_size(pool) * 8;
+    struct bw_job j = {buf, words / tasks, sums};
+    double best = 0;
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_s();
+        attnd_pool_run(pool, bw_task, &j, tasks);
+        double gbs = (double)(j.words_per_task * tasks * 8) / (now_s() - t0) / 1e9;
+        best = gbs > best ? gbs : best;
+    }
+    free(buf);
+    return sums[0] == 42 ? best + 1e-12 : best;
+}
+
+struct gemm_job {
+    float *a[1024], *b[1024], *c[1024];
+    int n;
+    int reps;
+};
+
+static void gemm_task(void *ctx, uint32_t task, uint32_t thread)
+{
+    (void)task;
+    struct gemm_job *j = ctx;
+    for (int r = 0; r < j->reps; r++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, j->n, j->n, 1.0f, j->a[thread],
+                    j->n, j->b[thread], j->n, 0.0f, j->c[thread], j->n);
+}
+
+/* f32 sgemm peak: every thread multiplies its own n x n matrices. */
+static double measure_sgemm(attnd_pool *pool, int n, int reps)
+{
+    uint32_t nt = attnd_pool_size(pool);
+    struct gemm_job j = {.n = n, .reps = reps};
+    size_t sz = (size_t)n * n;
+    for (uint32_t t = 0; t < nt; t++) {
+        j.a[t] = malloc(sz * sizeof(float));
+        j.b[t] = malloc(sz * sizeof(float));
+        j.c[t] = malloc(sz * sizeof(float));
+        for (size_t i = 0; j.a[t] && j.b[t] && i < sz; i++) {
+            j.a[t][i] = (float)(i % 7) * 0.1f;
+            j.b[t][i] = (float)(i % 5) * 0.1f;
+        }
+    }
+    attnd_pool_run(pool, gemm_task, &j, nt); /* warm up */
+    double t0 = now_s();
+    attnd_pool_run(pool, gemm_task, &j, nt);
+    double dt = now_s() - t0;
+    for (uint32_t t = 0; t < nt; t++) {
+        free(j.a[t]);
+        free(j.b[t]);
+        free(j.c[t]);
+    }
+    return 2.0 * n * n * (double)n * reps * nt / dt / 1e9;
+}
+
+/* ---------------------------------------------------------------- engine figures */
+
+struct bench {
+    const model *m;
+    const model_hparams *hp;
+    engine_params ep;
+    float *logits;
+};
+
+/* Tokens/s of one P-token prompt as a single chunk (best of REPS). */
+static double bench_prefill(struct bench *b, uint32_t p, int reps, attnd_err *err)
+{
+    engine *e;
+    if (engine_new(b->m, &b->ep, &e, err) != ATTND_OK)
+        return -1;
+    engine_entry *en = calloc(p, sizeof *en);
+    double best = 0;
+    for (int r = 0; en && r < reps; r++) {
+        uint32_t seq;
+        engine_seq_open(e, &seq, err);
+        for (uint32_t i = 0; i < p; i++)
+            en[i] = (engine_entry){seq, (int32_t)((i * 7 + 1) % b->hp->n_vocab), i, i + 1 == p};
+        double t0 = now_s();
+        if (engine_step(e, en, p, b->logits, err) != ATTND_OK) {
+            best = -1;
+            break;
+        }
+        double tps = p / (now_s() - t0);
+        best = tps > best ? tps : best;
+        engine_seq_close(e, seq);
+    }
+    free(en);
+    engine_free(e);
+    return best;
+}
+
+/* Aggregate decode tokens/s with K sequences stepping together, after a short
+ * prompt each. */
+static double bench_decode(struct bench *b, uint32_t k, uint32_t steps, attnd_err *err)
+{
+    engine *e;
+    if (engine_new(b->m, &b->ep, &e, err) != ATTND_OK)
+        return -1;
+    uint32_t seqs[64];
+    engine_entry en[64];
+    const uint32_t prompt = 8;
+    double tps = -1;
+    for (uint32_t s = 0; s < k; s++)
+        engine_seq_open(e, &seqs[s], err);
+    for (uint32_t pos = 0; pos < prompt; pos++) {
+        for (uint32_t s = 0; s < k; s++)
+            en[s] = (engine_entry){seqs[s], (int32_t)((s * 31 + pos + 1) % b->hp->n_vocab), pos, true};
+        if (engine_step(e, en, k, b->logits, err) != ATTND_OK)
+            goto out;
+    }
+    double t0 = now_s();
+    for (uint32_t t = 0; t < steps; t++) {
+        for (uint32_t s = 0; s < k; s++)
+            en[s] = (engine_entry){seqs[s], (int32_t)((s + t * 13 + 5) % b->hp->n_vocab),
+                                   prompt + t, true};
+        if (engine_step(e, en, k, b->logits, err) != ATTND_OK)
+            goto out;
+    }
+    tps = (double)k * steps / (now_s() - t0);
+out:
+    engine_free(e);
+    return tps;
+}
+
+struct attn_job {
+    const attn_params *p;
+    const attn_kv_view *kv;
+    const float *q;
+    float *out;
+    uint32_t ctx;
+    attn_scratch **scr;
+};
+
+static void attn_bench_task(void *c, uint32_t task, uint32_t thread)
+{
+    const struct attn_job *j = c;
+    attnd_err err;
+    attn_tiled(j->p, j->kv, j->q, 1, j->ctx - 1, task, task + 1, j->out, j->scr[thread], &err);
+}
+
+/* One decode query against CTX positions of F16 K/V with the model's head
+ * layout, heads split over the pool like the engine does: queries/s. */
+static double bench_attention(const model_hparams *hp, attnd_pool *pool, uint32_t ctx, int reps,
+                              double *kv_gbs)
+{
+    attn_params p = {hp->n_head, hp->n_head_kv, hp->head_dim, 1.0f / sqrtf((float)hp->head_dim), 0};
+    const uint32_t bs = 16, nb = (ctx + bs - 1) / bs;
+    size_t blk = (size_t)hp->n_head_kv * bs * hp->head_dim;
+    uint16_t *k = malloc((size_t)nb * blk * 2), *v = malloc((size_t)nb * blk * 2);
+    const void **kp = malloc(nb * sizeof *kp), **vp = malloc(nb * sizeof *vp);
+    float *q = malloc((size_t)hp->n_head * hp->head_dim * sizeof(float));
+    float *out = malloc((size_t)hp->n_head * hp->head_dim * sizeof(float));
+    attn_scratch *scr[1024] = {0};
+    double qps = -1;
+    if (!k || !v || !kp || !vp || !q || !out)
+        goto out;
+    for (size_t i = 0; i < (size_t)nb * blk; i++) {
+        k[i] = (uint16_t)(0x3000 + (i * 37) % 0x800); /* small positive halves */
+        v[i] = (uint16_t)(0x3000 + (i * 53) % 0x800);
+    }
+    for (uint32_t i = 0; i < nb; i++) {
+        kp[i] = k + (size_t)i * blk;
+        vp[i] = v + (size_t)i * blk;
+    }
+    for (uint32_t i = 0; i < hp->n_head * hp->head_dim; i++)
+        q[i] = (float)((i * 7) % 11) * 0.01f;
+    for (uint32_t t = 0; t < attnd_pool_size(pool); t++)
+        if (!(scr[t] = attn_scratch_new(&p)))
+            goto out;
+    attn_kv_view view = {kp, vp, nb, bs, ATTN_DTYPE_F16};
+    struct attn_job j = {&p, &view, q, out, ctx, scr};
+    attnd_pool_run(pool, attn_bench_task, &j, hp->n_head_kv);
+    double t0 = now_s();
+    for (int r = 0; r < reps; r++)
+        attnd_pool_run(pool, attn_bench_task, &j, hp->n_head_kv);
+    double dt = (now_s() - t0) / reps;
+    qps = 1.0 / dt;
+    *kv_gbs = 2.0 * ctx * hp->n_head_kv * hp->head_dim * 2 / dt / 1e9;
+out:
+    for (uint32_t t = 0; t < attnd_pool_size(pool); t++)
+        attn_scratch_free(scr[t]);
+    free(k);
+    free(v);
+    free(kp);
+    free(vp);
+    free(q);
+    free(out);
+    return qps;
+}
+
+/* ---------------------------------------------------------------- report */
+
+struct row {
+    char name[48];
+    double value;
+    const char *unit;
+    double fraction; /* of the ceiling; < 0: none */
+    const char *ceiling;
+};
+
+int cli_bench(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"model", required_argument, NULL, 'm'}, {"threads", required_argument, NULL, 't'},
+        {"kv-type", required_argument, NULL, 'k'}, {"quick", no_argument, NULL, 'Q'},
+        {"json", no_argument, NULL, 'J'},         {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL;
+    bool json = false, quick = false;
+    struct bench b = {.ep = {.kv_type = KV_DTYPE_F16}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:h", opts, NULL)) != -1) {
+        bool ok = true;
+        switch (c) {
+        case 'm': path = optarg; break;
+        case 't': ok = cli_parse_u32("--threads", optarg, 1, 1024, &b.ep.n_threads); break;
+        case 'k': ok = cli_parse_kv_type(optarg, &b.ep.kv_type); break;
+        case 'Q': quick = true; break;
+        case 'J': json = true; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+        if (!ok)
+            return 2;
+    }
+    if (!path || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    attnd_err err = {0};
+    model *m = NULL;
+    attnd_pool *pool = NULL;
+    if (model_load(path, &m, &err) != ATTND_OK ||
+        attnd_pool_new(b.ep.n_threads, &pool, &err) != ATTND_OK) {
+        fprintf(stderr, "attnd bench: %s\n", err.msg);
+        model_free(m);
+        return 1;
+    }
+    openblas_set_num_threads(1);
+    b.m = m;
+    b.hp = model_hparams_of(m);
+    const model_hparams *hp = b.hp;
+    uint32_t prompts[2] = {128, 512};
+    if (quick) {
+        prompts[0] = 16;
+        prompts[1] = 32;
+    }
+    uint32_t max_prompt = prompts[1] < hp->n_ctx ? prompts[1] : hp->n_ctx;
+    b.ep.max_entries = max_prompt > 16 ? max_prompt : 16;
+    b.ep.kv_block_size = 16;
+    b.ep.kv_blocks = 16 * ((hp->n_ctx + 15) / 16) + 64;
+    b.logits = malloc((size_t)b.ep.max_entries * hp->n_vocab * sizeof(float));
+    if (!b.logits) {
+        fprintf(stderr, "attnd bench: out of memory\n");
+        return 1;
+    }
+
+    double bw = measure_bandwidth(pool, quick ? (64u << 20) : (1024u << 20), quick ? 2 : 5);
+    double peak = measure_sgemm(pool, quick ? 256 : 1024, quick ? 2 : 4);
+    double wbytes = (double)model_weight_bytes(m);
+    /* FLOPs per token: a multiply and an add per matmul weight (q, o, k, v,
+     * the FFN matrices and the output projection). */
+    uint64_t mm_elems = (uint64_t)hp->n_layer *
+                            ((uint64_t)hp->n_embd * hp->n_embd * 2 +
+                             (uint64_t)hp->n_embd * hp->n_head_kv * hp->head_dim * 2 +
+                             (uint64_t)hp->n_embd * hp->n_ff * (hp->arch == MODEL_ARCH_LLAMA ? 3 : 2)) +
+                        (uint64_t)hp->n_embd * hp->n_vocab;
+    double flops_per_token = 2.0 * (double)mm_elems;
+    struct row rows[16];
+    int nr = 0;
+#define ROW(n, v, u, f, cl)                                                                        \
+    do {                                                                                           \
+        snprintf(rows[nr].name, sizeof rows[nr].name, "%s", n);                                    \
+        rows[nr].value = v;                                                                        \
+        rows[nr].unit = u;                                                                         \
+        rows[nr].fraction = f;                                                                     \
+        rows[nr].ceiling = cl;                                                                     \
+        nr++;                                                                                      \
+    } while (0)
+    ROW("memory read bandwidth", bw, "GB/s", -1, NULL);
+    ROW("f32 sgemm", peak, "GFLOP/s", -1, NULL);
+    char name[48];
+    for (int i = 0; i < 2; i++) {
+        uint32_t p = prompts[i];
+        if (p > hp->n_ctx)
+            continue;
+        double tps = bench_prefill(&b, p, quick ? 1 : 3, &err);
+        snprintf(name, sizeof name, "prefill %u tokens", p);
+        ROW(name, tps, "tokens/s", tps * flops_per_token / 1e9 / peak, "sgemm");
+    }
+    uint32_t steps = quick ? 8 : 64;
+    if (steps + 8 > hp->n_ctx)
+        steps = hp->n_ctx > 16 ? hp->n_ctx - 8 : 1;
+    static const uint32_t ks[4] = {1, 4, 8, 16};
+    for (int i = 0; i < 4; i++) {
+        double tps = bench_decode(&b, ks[i], steps, &err);
+        if (ks[i] == 1)
+            snprintf(name, sizeof name, "decode, 1 stream");
+        else
+            snprintf(name, sizeof name, "decode, %u streams (total)", ks[i]);
+        /* every step reads all weights once, whatever the batch */
+        double steps_per_s = tps / ks[i];
+        ROW(name, tps, "tokens/s", steps_per_s * wbytes / 1e9 / bw, "bandwidth");
+    }
+    static const uint32_t ctxs[3] = {512, 2048, 8192};
+    for (int i = 0; i < 3; i++) {
+        double kv_gbs = 0;
+        double qps = bench_attention(hp, pool, quick ? ctxs[i] / 8 : ctxs[i], quick ? 3 : 50, &kv_gbs);
+        snprintf(name, sizeof name, "attention, context %u", quick ? ctxs[i] / 8 : ctxs[i]);
+        ROW(name, qps, "queries/s", kv_gbs / bw, "bandwidth");
+    }
+#undef ROW
+    if (err.msg[0])
+        fprintf(stderr, "attnd bench: %s\n", err.msg);
+
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "model", path);
+        cJSON_AddNumberToObject(o, "threads", attnd_pool_size(pool));
+        cJSON_AddNumberToObject(o, "weight_bytes", wbytes);
+        cJSON *arr = cJSON_AddArrayToObject(o, "results");
+        for (int i = 0; i < nr; i++) {
+            cJSON *r = cJSON_CreateObject();
+            cJSON_AddStringToObject(r, "name", rows[i].name);
+            cJSON_AddNumberToObject(r, "value", rows[i].value);
+            cJSON_AddStringToObject(r, "unit", rows[i].unit);
+            if (rows[i].fraction >= 0) {
+                cJSON_AddNumberToObject(r, "fraction_of_ceiling", rows[i].fraction);
+                cJSON_AddStringToObject(r, "ceiling", rows[i].ceiling);
+            }
+            cJSON_AddItemToArray(arr, r);
+        }
+        char *txt = cJSON_Print(o);
+        puts(txt ? txt : "{}");
+        free(txt);
+        cJSON_Delete(o);
+    } else {
+        printf("model: %s (%s, %.1f MiB of weights), %u threads, KV %s\n", path, hp->arch_name,
+               wbytes / 1048576.0, attnd_pool_size(pool),
+               b.ep.kv_type == KV_DTYPE_F16 ? "f16" : "f32");
+        printf("%-30s %14s %-10s %s\n", "figure", "value", "unit", "of ceiling");
+        for (int i = 0; i < nr; i++) {
+            printf("%-30s %14.1f %-10s", rows[i].name, rows[i].value, rows[i].unit);
+            if (rows[i].fraction >= 0)
+                printf(" %5.1f%% of %s", 100.0 * rows[i].fraction, rows[i].ceiling);
+            printf("\n");
+        }
+    }
+    free(b.logits);
+    attnd_pool_free(pool);
+    model_free(m);
+    for (int i = 0; i < nr; i++)
+        if (!(rows[i].value > 0))
+            return 1;
+    return 0;
+}
