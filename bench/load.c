@@ -609,8 +609,10 @@ struct report {
 
 static void summarize(struct run *r, struct report *rep)
 {
-    qsort(r->ttft.v, r->ttft.n, sizeof(double), cmp_double);
-    qsort(r->itl.v, r->itl.n, sizeof(double), cmp_double);
+    if (r->ttft.n > 0)
+        qsort(r->ttft.v, r->ttft.n, sizeof(double), cmp_double);
+    if (r->itl.n > 0)
+        qsort(r->itl.v, r->itl.n, sizeof(double), cmp_double);
     rep->requests = r->ok + r->errors;
     rep->completed = r->ok;
     rep->errors = r->errors;

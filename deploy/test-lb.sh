@@ -1,0 +1,341 @@
+#!/usr/bin/env bash
+# Load-balancer test: two `attnd serve` replicas behind nginx running deploy/nginx.conf
+# (upstream addresses and listen port substituted for loopback ports), all on 127.0.0.1.
+#
+#   1. 16 concurrent streamed /generate requests through nginx: every one is HTTP 200
+#      with a final {"done":true...} line, and both replicas served some (their own
+#      /metrics, queried directly).
+#   2. 20 streamed requests start; as soon as replica 1 has work in flight it gets
+#      SIGTERM, and new requests keep coming for a few seconds. Every response must be
+#      200 with the final "done" line: the in-flight streams on replica 1 finish (it
+#      drains), new ones go to replica 2 (nginx retries 503 / refused connections).
+#      Replica 1 must exit 0.
+#
+# Usage (from the repo root):  bash deploy/test-lb.sh
+# Needs build/release/cli/attnd (scripts/build.sh Release) and the aidreams260K model in
+# ${ATTND_SHARED:-../shared}/models. Installs nginx and curl with apt-get when missing.
+# Env: LB_KEEP=1 keeps the temp dir (logs, configs, responses) for inspection.
+# Exit status 0 when every check passed.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+BIN=$ROOT/build/release/cli/attnd
+SHARED=${ATTND_SHARED:-../shared}
+MODEL=$SHARED/models/aidreams260K.gguf
+CONF_SRC=$ROOT/deploy/nginx.conf
+
+fails=0
+pass() { echo "PASS: $*"; }
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+die() { echo "FAIL: $*" >&2; exit 1; }
+log() { echo "test-lb: $*"; }
+
+[ -x "$BIN" ] || die "$BIN not found: build it first with scripts/build.sh Release"
+[ -r "$MODEL" ] || die "model $MODEL not found (set ATTND_SHARED to the shared/ folder)"
+[ -r "$CONF_SRC" ] || die "$CONF_SRC not found"
+
+# ------------------------------------------------------------------ tools
+find_nginx() {
+  command -v nginx 2>/dev/null || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true
+}
+apt_install() {
+  local sudo_cmd=()
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || die "need root or sudo to install: $*"
+    sudo_cmd=(sudo)
+  fi
+  # Installing nginx must not start a system nginx service: when no policy-rc.d is
+  # in place, put a temporary one that forbids starting services.
+  local policy=/usr/sbin/policy-rc.d made_policy=0
+  if [ ! -e $policy ]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee $policy >/dev/null
+    "${sudo_cmd[@]}" chmod 755 $policy
+    made_policy=1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  local rc=0
+  "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1 ||
+    { "${sudo_cmd[@]}" apt-get update -q >/dev/null &&
+      "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "$@" >/dev/null; } || rc=$?
+  [ $made_policy -eq 1 ] && "${sudo_cmd[@]}" rm -f $policy
+  return $rc
+}
+if ! command -v curl >/dev/null; then
+  log "installing curl"
+  apt_install curl || die "cannot install curl"
+fi
+NGINX=$(find_nginx)
+if [ -z "$NGINX" ]; then
+  log "installing nginx"
+  apt_install nginx-light || apt_install nginx || die "cannot install nginx"
+  NGINX=$(find_nginx)
+  [ -n "$NGINX" ] || die "nginx installed but its binary was not found"
+fi
+
+# ------------------------------------------------------------------ state, cleanup
+T0=$(date +%s)
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/attnd-lb.XXXXXX")
+chmod 755 "$TMP" # nginx workers run as an unprivileged user when started as root
+PIDS=()       # replicas and nginx
+CLIENTS=()    # background curl jobs
+R1_PID='' R2_PID='' NGINX_PID=''
+cleanup() {
+  local rc=$?
+  set +e
+  # background client jobs first, then the servers; each by its own pid
+  for j in "${CLIENTS[@]}"; do kill "$j" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for _ in $(seq 1 50); do
+    local alive=0
+    for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive -eq 0 ] && break
+    sleep 0.1
+  done
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  if [ $rc -ne 0 ] || [ $fails -ne 0 ]; then
+    for f in "$TMP"/r1.log "$TMP"/r2.log "$TMP"/nginx/error.log; do
+      [ -s "$f" ] && { echo "--- tail of $f"; tail -n 20 "$f"; }
+    done
+  fi
+  if [ "${LB_KEEP:-0}" = 1 ]; then
+    echo "test-lb: kept $TMP"
+  else
+    rm -rf "$TMP"
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ------------------------------------------------------------------ helpers
+USED_PORTS=' '
+free_port() { # a loopback port nobody listens on (not proof against races: callers retry)
+  local p
+  for _ in $(seq 1 100); do
+    p=$((20000 + RANDOM % 40000))
+    case "$USED_PORTS" in *" $p "*) continue ;; esac
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      USED_PORTS="$USED_PORTS$p "
+      echo "$p"
+      return 0
+    fi
+  done
+  return 1
+}
+
+wait_http() { # url, seconds, pid that must stay alive
+  local url=$1 secs=$2 pid=$3 i
+  for i in $(seq 1 $((secs * 10))); do
+    kill -0 "$pid" 2>/dev/null || return 1
+    curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# start_replica N -> sets R<N>_PID and P<N>; retries on another port if the bind failed
+start_replica() {
+  local n=$1 port pid attempt
+  for attempt in 1 2 3 4 5; do
+    port=$(free_port) || die "no free loopback port"
+    # --threads 1: two replicas share this machine's cores. --max-seqs 1: the tiny
+    # model decodes ~3000 tokens/s and its context is 128, so requests queue and the
+    # drain takes about a second (running and queued requests are all served before
+    # the exit). Drain timeout: the default (30 s).
+    "$BIN" serve -m "$MODEL" --host 127.0.0.1 --port "$port" --log-level warn \
+      --threads 1 --max-seqs 1 --kv-bytes 16M >>"$TMP/r$n.log" 2>&1 &
+    pid=$!
+    if wait_http "http://127.0.0.1:$port/ready" 20 "$pid"; then
+      PIDS+=("$pid")
+      eval "R${n}_PID=$pid P$n=$port"
+      return 0
+    fi
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    log "replica $n did not come up on port $port (attempt $attempt)"
+  done
+  die "replica $n did not start; see $TMP/r$n.log"
+}
+
+metric() { # port, metric line prefix -> value (empty when unreachable)
+  curl -fsS --max-time 2 "http://127.0.0.1:$1/metrics" 2>/dev/null |
+    awk -v k="$2" 'index($0, k " ") == 1 { print $2 }'
+}
+GEN200='attnd_requests_total{endpoint="generate",status="200"}'
+
+# one streamed request through nginx: writes DIR/NAME.out (body) and DIR/NAME.code
+stream_req() { # dir name max_tokens
+  local body
+  body=$(printf '{"prompt": "Echoes of %s", "max_tokens": %d, "temperature": 0, "stream": true, "ignore_eos": true}' "$2" "$3")
+  curl -sS -N --max-time 90 -o "$1/$2.out" -w '%{http_code}' \
+    -H 'Content-Type: application/json' -d "$body" \
+    "http://127.0.0.1:$PN/generate" >"$1/$2.code" 2>"$1/$2.err" || true
+}
+
+check_responses() { # dir label -> counts ok/bad, prints FAIL lines for bad ones
+  local dir=$1 label=$2 n=0 bad=0 f name code last
+  for f in "$dir"/*.code; do
+    [ -e "$f" ] || continue
+    n=$((n + 1))
+    name=$(basename "$f" .code)
+    code=$(cat "$f")
+    last=$(tail -n 1 "$dir/$name.out" 2>/dev/null || true)
+    if [ "$code" != 200 ] || ! printf '%s' "$last" | grep -q '"done": *true'; then
+      bad=$((bad + 1))
+      [ $bad -le 5 ] && echo "  $label request $name: http $code, last line: ${last:0:160} $(head -c 200 "$dir/$name.err" 2>/dev/null)"
+    fi
+  done
+  if [ $n -eq 0 ]; then
+    fail "$label: no responses recorded"
+  elif [ $bad -eq 0 ]; then
+    pass "$label: all $n responses are 200 and end with \"done\":true"
+  else
+    fail "$label: $bad of $n responses failed"
+  fi
+}
+
+# ------------------------------------------------------------------ start everything
+start_replica 1
+start_replica 2
+log "replica 1 pid $R1_PID port $P1, replica 2 pid $R2_PID port $P2"
+
+NG=$TMP/nginx
+mkdir -p "$NG"
+chmod 755 "$NG"
+PN=''
+for attempt in 1 2 3 4 5; do
+  PN=$(free_port) || die "no free loopback port"
+  sed -e "s/server attnd-1:8080 /server 127.0.0.1:$P1 /" \
+      -e "s/server attnd-2:8080 /server 127.0.0.1:$P2 /" \
+      -e "s/^\( *\)listen 80;/\1listen 127.0.0.1:$PN;/" \
+      -e "s#access_log /dev/stdout#access_log $NG/access.log#" \
+      -e "s#/tmp/nginx-#$NG/tmp-#" \
+      "$CONF_SRC" >"$NG/nginx.conf"
+  # the substitutions must all have applied: the source config is the template
+  grep -q "server 127.0.0.1:$P1 " "$NG/nginx.conf" &&
+    grep -q "server 127.0.0.1:$P2 " "$NG/nginx.conf" &&
+    grep -q "listen 127.0.0.1:$PN;" "$NG/nginx.conf" &&
+    ! grep -v '^ *#' "$NG/nginx.conf" | grep -Eq 'attnd-[0-9]+:8080|listen +80;|/dev/stdout|/tmp/nginx-' ||
+    die "deploy/nginx.conf no longer has the expected 'server attnd-N:8080', 'listen 80;', access_log or temp path lines"
+  NGARGS=(-p "$NG" -e "$NG/error.log" -c "$NG/nginx.conf" -g "pid $NG/nginx.pid; daemon off;")
+  "$NGINX" -t -q "${NGARGS[@]}" >>"$NG/error.log" 2>&1 || die "nginx -t rejected the config: $(tail -n 3 "$NG/error.log")"
+  "$NGINX" "${NGARGS[@]}" >>"$NG/error.log" 2>&1 &
+  NGINX_PID=$!
+  if wait_http "http://127.0.0.1:$PN/nginx-health" 10 "$NGINX_PID"; then
+    PIDS+=("$NGINX_PID")
+    break
+  fi
+  kill -KILL "$NGINX_PID" 2>/dev/null || true
+  wait "$NGINX_PID" 2>/dev/null || true
+  NGINX_PID=''
+  log "nginx did not come up on port $PN (attempt $attempt)"
+done
+[ -n "$NGINX_PID" ] || die "nginx did not start; see $NG/error.log"
+log "nginx pid $NGINX_PID port $PN ($("$NGINX" -v 2>&1 | sed 's/.*: //'))"
+
+if curl -fsS --max-time 2 "http://127.0.0.1:$PN/ready" >/dev/null; then
+  pass "nginx forwards /ready to the replicas"
+else
+  fail "GET /ready through nginx"
+fi
+
+# ------------------------------------------------------------------ phase 1: spread
+D1=$TMP/phase1
+mkdir -p "$D1"
+CLIENTS=()
+for i in $(seq 1 16); do stream_req "$D1" "$i" 40 & CLIENTS+=($!); done
+wait "${CLIENTS[@]}" # (a bare `wait` would wait for the servers too)
+check_responses "$D1" "phase 1 (16 concurrent streams)"
+a=$(metric "$P1" "$GEN200")
+b=$(metric "$P2" "$GEN200")
+if [ "${a:-0}" -gt 0 ] && [ "${b:-0}" -gt 0 ]; then
+  pass "both replicas served /generate (replica 1: $a, replica 2: $b)"
+else
+  fail "both replicas should serve /generate (replica 1: ${a:-none}, replica 2: ${b:-none})"
+fi
+
+# ------------------------------------------------------------------ phase 2: SIGTERM under load
+D2=$TMP/phase2
+mkdir -p "$D2"
+CLIENTS=()
+for i in $(seq 1 20); do stream_req "$D2" "burst-$i" 120 & CLIENTS+=($!); done
+# SIGTERM replica 1 as soon as it has requests running or queued (bounded wait)
+busy=0
+for _ in $(seq 1 100); do
+  run=$(metric "$P1" attnd_running_sequences)
+  queued=$(metric "$P1" attnd_queue_depth)
+  if [ $((${run:-0} + ${queued:-0})) -gt 0 ]; then
+    busy=$((${run:-0} + ${queued:-0}))
+    break
+  fi
+  sleep 0.02
+done
+kill -TERM "$R1_PID"
+T_TERM=$(date +%s.%N)
+if [ $busy -gt 0 ]; then
+  pass "replica 1 got SIGTERM with $busy requests running or queued"
+else
+  fail "replica 1 had no request in flight when SIGTERM was sent"
+fi
+
+# new requests keep coming for 3 s after the SIGTERM: 4 senders, sequential requests
+sender() { # id
+  local k=0 end=$(($(date +%s) + 3))
+  while [ "$(date +%s)" -lt $end ] && [ $k -lt 100 ]; do
+    k=$((k + 1))
+    stream_req "$D2" "late-$1-$k" 40
+    sleep 0.05
+  done
+}
+for s in 1 2 3 4; do sender "$s" & CLIENTS+=($!); done
+
+# replica 1 must drain and exit 0 (drain timeout 30 s + up to 5 s of flushing)
+r1_rc=''
+for _ in $(seq 1 400); do
+  kill -0 "$R1_PID" 2>/dev/null || break
+  sleep 0.1
+done
+if kill -0 "$R1_PID" 2>/dev/null; then
+  fail "replica 1 still running 40 s after SIGTERM"
+else
+  r1_rc=0
+  wait "$R1_PID" || r1_rc=$?
+  T_EXIT=$(date +%s.%N)
+  if [ "$r1_rc" -eq 0 ]; then
+    pass "replica 1 drained and exited 0 ($(awk -v a="$T_TERM" -v b="$T_EXIT" 'BEGIN{printf "%.2f", b-a}') s after SIGTERM)"
+  else
+    fail "replica 1 exited $r1_rc"
+  fi
+fi
+wait "${CLIENTS[@]}" # the burst and the senders (each curl has its own --max-time)
+
+check_responses "$D2" "phase 2 (20-stream burst + new requests during and after the drain)"
+n_late=$(find "$D2" -name 'late-*.code' | wc -l)
+n_burst=$(find "$D2" -name 'burst-*.code' | wc -l)
+log "phase 2: $n_burst burst requests, $n_late requests sent after SIGTERM"
+[ "$n_late" -gt 0 ] || fail "no request was sent after SIGTERM"
+grep -q 'draining' "$TMP/r1.log" && grep -q 'drained, exiting' "$TMP/r1.log" &&
+  pass "replica 1 logged the drain" || fail "replica 1 log lacks the drain lines"
+
+# informational: how nginx handled the drain (retries show as several upstream addresses)
+retried=$(grep -c 'upstream=[^ ]*, ' "$NG/access.log" || true)
+r503=$(grep -c "ustatus=503" "$NG/access.log" || true)
+log "nginx: $retried requests retried on another replica, $r503 upstream 503 answers seen"
+
+# replica 2 still healthy and served the rest
+b2=$(metric "$P2" "$GEN200")
+if [ "${b2:-0}" -gt "${b:-0}" ]; then
+  pass "replica 2 served the requests after the drain ($b2 in total)"
+else
+  fail "replica 2 did not serve more requests (before ${b:-none}, after ${b2:-none})"
+fi
+
+echo "test-lb: $(($(date +%s) - T0)) s"
+if [ $fails -eq 0 ]; then
+  echo "test-lb: PASS"
+  exit 0
+fi
+echo "test-lb: FAIL ($fails checks failed)"
+exit 1
