@@ -35,8 +35,8 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libopenblas0-pthread libmicrohttpd12 libcjson1 libuv1 libpcre2-8-0 \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log \
- && groupadd --system --gid 10001 attnd \
- && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+ && groupadd --gid 10001 attnd \
+ && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin attnd \
  && mkdir -p /models
 COPY --from=build /out/attnd /usr/local/bin/attnd

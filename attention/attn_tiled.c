@@ -171,18 +171,23 @@ static void load_k_tile(float *restrict kt, const void *blk, attn_dtype dtype, s
             for (uint32_t d = 0; d < hd; d++)
                 kt[(size_t)d * n + j] = k[(size_t)j * hd + d];
     } else {
+        /* Convert a row at a time (vectorized), then transpose it. */
         const uint16_t *restrict k = (const uint16_t *)blk + row0 * hd;
-        for (uint32_t j = 0; j < n; j++)
-            for (uint32_t d = 0; d < hd; d++)
-                kt[(size_t)d * n + j] = attnd_f16_to_f32(k[(size_t)j * hd + d]);
+        float row[256];
+        for (uint32_t j = 0; j < n; j++) {
+            for (uint32_t d0 = 0; d0 < hd; d0 += 256) {
+                uint32_t w = hd - d0 < 256 ? hd - d0 : 256;
+                attnd_f16_to_f32_row(k + (size_t)j * hd + d0, row, w);
+                for (uint32_t d = 0; d < w; d++)
+                    kt[(size_t)(d0 + d) * n + j] = row[d];
+            }
+        }
     }
 }
 
 static void load_v_tile(float *restrict v, const uint16_t *restrict src, uint32_t n, uint32_t hd)
 {
-    size_t total = (size_t)n * hd;
-    for (size_t i = 0; i < total; i++)
-        v[i] = attnd_f16_to_f32(src[i]);
+    attnd_f16_to_f32_row(src, v, (size_t)n * hd);
 }
 
 /* ------------------------------------------------------------ one row */

@@ -23,8 +23,8 @@ float attnd_f16_to_f32(uint16_t h)
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t exp = (h >> 10) & 0x1fu;
     uint32_t man = h & 0x3ffu;
-    if (exp == 0x1f) /* inf or NaN */
-        return bits_f32(sign | 0x7f800000u | (man << 13));
+    if (exp == 0x1f) /* inf, or NaN made quiet as the hardware conversion does */
+        return bits_f32(sign | 0x7f800000u | (man ? 0x400000u : 0u) | (man << 13));
     if (exp == 0) {
         /* zero or subnormal: man * 2^-24 */
         float v = ldexpf((float)man, -24);
@@ -67,4 +67,35 @@ uint16_t attnd_f32_to_bf16(float f)
         return (uint16_t)((u >> 16) | 0x40u);
     u += 0x7fffu + ((u >> 16) & 1u);
     return (uint16_t)(u >> 16);
+}
+
+void attnd_f16_to_f32_row_ref(const uint16_t *src, float *dst, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = attnd_f16_to_f32(src[i]);
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+__attribute__((target("avx2,f16c"))) static void row_f16c(const uint16_t *src, float *dst, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(src + i))));
+    for (; i < n; i++)
+        dst[i] = attnd_f16_to_f32(src[i]);
+}
+#endif
+
+void attnd_f16_to_f32_row(const uint16_t *src, float *dst, size_t n)
+{
+#if defined(__x86_64__)
+    /* Every x86 CPU with AVX2 has F16C; libgcc has read CPUID already. */
+    if (__builtin_cpu_supports("avx2")) {
+        row_f16c(src, dst, n);
+        return;
+    }
+#endif
+    attnd_f16_to_f32_row_ref(src, dst, n);
 }

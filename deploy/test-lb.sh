@@ -332,6 +332,30 @@ else
   fail "replica 2 did not serve more requests (before ${b:-none}, after ${b2:-none})"
 fi
 
+# ------------------------------------------------------------------ phase 3: replica gone
+# nginx took replica 1 out of rotation (max_fails=3 fail_timeout=10s). Once fail_timeout
+# has passed it tries replica 1 again: the connection is refused and the request must
+# be retried on replica 2 (proxy_next_upstream error ... non_idempotent).
+if [ -n "$r1_rc" ]; then
+  FT=$(grep -o 'server attnd-1:8080 [^;]*fail_timeout=[0-9]*s' "$CONF_SRC" | grep -o '[0-9]*s$' | tr -d s)
+  FT=${FT:-10}
+  log "phase 3: waiting $((FT + 1)) s (fail_timeout) for nginx to try the exited replica again"
+  sleep $((FT + 1))
+  lines_before=$(wc -l <"$NG/access.log")
+  D3=$TMP/phase3
+  mkdir -p "$D3"
+  CLIENTS=()
+  for i in $(seq 1 8); do stream_req "$D3" "$i" 40 & CLIENTS+=($!); done
+  wait "${CLIENTS[@]}"
+  check_responses "$D3" "phase 3 (8 streams with replica 1 gone)"
+  refused=$(tail -n +$((lines_before + 1)) "$NG/access.log" | grep -c "upstream=127.0.0.1:$P1, 127.0.0.1:$P2 " || true)
+  if [ "$refused" -gt 0 ]; then
+    pass "phase 3: $refused requests refused by the exited replica were retried on replica 2"
+  else
+    fail "phase 3: nginx did not try the exited replica (no retry seen in the access log)"
+  fi
+fi
+
 echo "test-lb: $(($(date +%s) - T0)) s"
 if [ $fails -eq 0 ]; then
   echo "test-lb: PASS"

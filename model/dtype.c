@@ -55,12 +55,9 @@ int dtype_to_f32(gguf_dtype type, const void *src, float *dst, size_t n)
     case GGUF_DTYPE_F32:
         memcpy(dst, src, n * sizeof(float));
         return 0;
-    case GGUF_DTYPE_F16: {
-        const uint16_t *s = src;
-        for (size_t i = 0; i < n; i++)
-            dst[i] = attnd_f16_to_f32(s[i]);
+    case GGUF_DTYPE_F16:
+        attnd_f16_to_f32_row(src, dst, n);
         return 0;
-    }
     case GGUF_DTYPE_BF16: {
         const uint16_t *s = src;
         for (size_t i = 0; i < n; i++)

@@ -799,6 +799,20 @@ Test(dtype, f32_to_f16_rounds_to_nearest_even)
     cr_assert_eq(attnd_f32_to_f16(65520.0f), 0x7c00);
 }
 
+Test(dtype, f16_row_fast_path_matches_scalar)
+{
+    /* every bit pattern, at lengths that leave vector remainders */
+    static uint16_t h[65536 + 7];
+    static float a[65536 + 7], b[65536 + 7];
+    for (uint32_t i = 0; i < 65536 + 7; i++)
+        h[i] = (uint16_t)(i * 40503u);
+    for (size_t n = 65536 + 7; n > 0; n = n / 3) {
+        attnd_f16_to_f32_row(h, a, n);
+        attnd_f16_to_f32_row_ref(h, b, n);
+        cr_assert(memcmp(a, b, n * sizeof(float)) == 0, "rows of %zu differ", n);
+    }
+}
+
 Test(dtype, bf16_and_q8_0)
 {
     for (uint32_t h = 0; h < 65536; h++) {
