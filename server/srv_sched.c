@@ -269,6 +269,20 @@ static void admit(srv_sched *s, double t)
         srv_req *r = s->wait_head;
         uint32_t free_blocks = kv_pool_n_free(kv), promised = promised_blocks(s);
         uint32_t need = blocks_for(s, r->n_tokens + 1);
+        if (need > kv_pool_n_blocks(kv)) {
+            /* Grew (prompt + output, recomputed after preemption) beyond what
+             * the whole pool holds: it can never run again. */
+            s->wait_head = r->next;
+            if (!s->wait_head)
+                s->wait_tail = NULL;
+            if (r->t_admit == 0) {
+                pthread_mutex_lock(&s->qmu);
+                s->n_queued--;
+                pthread_mutex_unlock(&s->qmu);
+            }
+            finish(s, r, SRV_FINISH_LENGTH);
+            continue;
+        }
         if (free_blocks < promised || free_blocks - promised < need)
             break;
         attnd_err err;
