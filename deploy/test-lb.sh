@@ -10,7 +10,10 @@
 #      200 with the final "done" line: the in-flight streams on replica 1 finish (it
 #      drains), new ones go to replica 2 (nginx retries 503 / refused connections).
 #      Replica 1 must exit 0.
+#   3. After nginx's fail_timeout (10 s) it tries the exited replica again: the
+#      connection is refused and the requests must still succeed on replica 2.
 #
+# Takes about 20 s.
 # Usage (from the repo root):  bash deploy/test-lb.sh
 # Needs build/release/cli/attnd (scripts/build.sh Release) and the aidreams260K model in
 # ${ATTND_SHARED:-../shared}/models. Installs nginx and curl with apt-get when missing.
@@ -25,8 +28,8 @@ SHARED=${ATTND_SHARED:-../shared}
 MODEL=$SHARED/models/aidreams260K.gguf
 CONF_SRC=$ROOT/deploy/nginx.conf
 
-fails=0
-pass() { echo "PASS: $*"; }
+fails=0 passes=0
+pass() { echo "PASS: $*"; passes=$((passes + 1)); }
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 die() { echo "FAIL: $*" >&2; exit 1; }
 log() { echo "test-lb: $*"; }
@@ -55,9 +58,9 @@ apt_install() {
   fi
   export DEBIAN_FRONTEND=noninteractive
   local rc=0
-  "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1 ||
-    { "${sudo_cmd[@]}" apt-get update -q >/dev/null &&
-      "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "$@" >/dev/null; } || rc=$?
+  "${sudo_cmd[@]}" apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "$@" >/dev/null 2>&1 ||
+    { "${sudo_cmd[@]}" apt-get -o DPkg::Lock::Timeout=300 update -q >/dev/null &&
+      "${sudo_cmd[@]}" apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "$@" >/dev/null; } || rc=$?
   [ $made_policy -eq 1 ] && "${sudo_cmd[@]}" rm -f $policy
   return $rc
 }
@@ -261,15 +264,14 @@ D2=$TMP/phase2
 mkdir -p "$D2"
 CLIENTS=()
 for i in $(seq 1 20); do stream_req "$D2" "burst-$i" 120 & CLIENTS+=($!); done
-# SIGTERM replica 1 as soon as it has requests running or queued (bounded wait)
+# SIGTERM replica 1 as soon as it has at least 3 requests running or queued (bounded
+# wait: after 3 s with fewer, SIGTERM anyway and the checks below tell)
 busy=0
-for _ in $(seq 1 100); do
+for _ in $(seq 1 150); do
   run=$(metric "$P1" attnd_running_sequences)
   queued=$(metric "$P1" attnd_queue_depth)
-  if [ $((${run:-0} + ${queued:-0})) -gt 0 ]; then
-    busy=$((${run:-0} + ${queued:-0}))
-    break
-  fi
+  busy=$((${run:-0} + ${queued:-0}))
+  [ $busy -ge 3 ] && break
   sleep 0.02
 done
 kill -TERM "$R1_PID"
@@ -316,8 +318,23 @@ n_late=$(find "$D2" -name 'late-*.code' | wc -l)
 n_burst=$(find "$D2" -name 'burst-*.code' | wc -l)
 log "phase 2: $n_burst burst requests, $n_late requests sent after SIGTERM"
 [ "$n_late" -gt 0 ] || fail "no request was sent after SIGTERM"
-grep -q 'draining' "$TMP/r1.log" && grep -q 'drained, exiting' "$TMP/r1.log" &&
-  pass "replica 1 logged the drain" || fail "replica 1 log lacks the drain lines"
+if grep -q 'draining' "$TMP/r1.log" && grep -q 'drained, exiting' "$TMP/r1.log"; then
+  pass "replica 1 logged the drain"
+else
+  fail "replica 1 log lacks the drain lines"
+fi
+# streams that replica 1 alone served (no retry) and that ended well after its SIGTERM
+# (0.1 s margin): the drain let them finish
+after=$(awk -v up="upstream=127.0.0.1:$P1" -v t="$T_TERM" '
+  $0 ~ "\"POST /generate" && index($0, " " up " ustatus=200 ") {
+    for (i = 1; i <= NF; i++) if ($i ~ /^end=/) { e = substr($i, 5) + 0 }
+    if (e > t + 0.1) n++
+  } END { print n + 0 }' "$NG/access.log")
+if [ "$after" -gt 0 ]; then
+  pass "$after streams on replica 1 finished during its drain (ended > 0.1 s after SIGTERM)"
+else
+  fail "no stream on replica 1 finished after its SIGTERM"
+fi
 
 # informational: how nginx handled the drain (retries show as several upstream addresses)
 retried=$(grep -c 'upstream=[^ ]*, ' "$NG/access.log" || true)
@@ -340,7 +357,9 @@ if [ -n "$r1_rc" ]; then
   FT=$(grep -o 'server attnd-1:8080 [^;]*fail_timeout=[0-9]*s' "$CONF_SRC" | grep -o '[0-9]*s$' | tr -d s)
   FT=${FT:-10}
   log "phase 3: waiting $((FT + 1)) s (fail_timeout) for nginx to try the exited replica again"
-  sleep $((FT + 1))
+  sleep $((FT + 1)) &
+  CLIENTS+=($!)
+  wait $! # (interruptible, unlike a foreground sleep)
   lines_before=$(wc -l <"$NG/access.log")
   D3=$TMP/phase3
   mkdir -p "$D3"
@@ -357,6 +376,7 @@ if [ -n "$r1_rc" ]; then
 fi
 
 echo "test-lb: $(($(date +%s) - T0)) s"
+echo "test-lb: $passes passed, $fails failed"
 if [ $fails -eq 0 ]; then
   echo "test-lb: PASS"
   exit 0

@@ -7,7 +7,7 @@ set -euo pipefail
 pkgs=(
   build-essential cmake pkg-config git
   libopenblas-dev libmicrohttpd-dev libcjson-dev libuv1-dev libpcre2-dev
-  libcriterion-dev libcurl4-openssl-dev
+  libcriterion-dev libcurl4-openssl-dev curl
   clang libclang-rt-14-dev
 )
 

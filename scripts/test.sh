@@ -45,10 +45,22 @@ unset TSAN_OPTIONS
 echo "TSan: clean"
 suites=$((suites + 1))
 
+echo "== deployment: manifests, load balancer"
+bash deploy/check-manifests.sh
+bash deploy/test-lb.sh
+suites=$((suites + 2))
+
 echo "== benchmark smoke run (figures are not checked: speed is never asserted)"
 build/release/cli/attnd bench -m "$ATTND_SHARED/models/stories260K.gguf" --quick --json > build/bench.json
 grep -q '"decode, 1 stream"' build/bench.json
 build/release/cli/attnd bench -m "$ATTND_SHARED/models/gpt2-synth-64x2.gguf" --quick
+bench_port=$((20000 + RANDOM % 40000))
+while (exec 3<>"/dev/tcp/127.0.0.1/$bench_port") 2>/dev/null; do bench_port=$((20000 + RANDOM % 40000)); done
+build/release/cli/attnd serve -m "$ATTND_SHARED/models/aidreams260K.gguf" --port "$bench_port" --log-level warn &
+bench_pid=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$bench_port/ready" >/dev/null && break; sleep 0.1; done
+build/release/bench/load --url "http://127.0.0.1:$bench_port" --clients 4 --requests 2 --max-tokens 16
+kill -TERM "$bench_pid" && wait "$bench_pid"
 suites=$((suites + 1))
 
 secs=${ATTND_FUZZ_SECONDS:-60}
@@ -69,5 +81,5 @@ build/fuzz/tests/fuzz_gguf -max_total_time="$secs" -rss_limit_mb=4096 -print_fin
 build/fuzz/tests/fuzz_request -max_total_time="$secs" -rss_limit_mb=4096 -print_final_stats=1 \
   "$corpus/request" 2>&1 | tail -n 8
 suites=$((suites + 2))
-echo "test.sh: all tests passed (Criterion suites in Release and ASan+UBSan, TSan engine and server, two fuzzers)"
+echo "test.sh: all tests passed (Criterion suites in Release and ASan+UBSan, TSan engine and server, deployment, benchmark smoke, two fuzzers)"
 echo "suites: $suites passed, 0 failed"
