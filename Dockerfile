@@ -12,6 +12,8 @@
 
 FROM debian:bookworm-slim AS build
 ARG DEBIAN_FRONTEND=noninteractive
+# Marks this project's images (deploy/test-image.sh prunes its stale ones by it).
+LABEL attnd.stage=build
 # The -dev packages of scripts/setup-deps.sh without the fuzzing toolchain.
 # CMake also requires the test-only libcriterion-dev and libcurl4-openssl-dev.
 RUN apt-get update \
@@ -45,7 +47,8 @@ RUN if ldd /usr/local/bin/attnd | grep 'not found'; then exit 1; fi \
  && /usr/local/bin/attnd --version
 
 LABEL org.opencontainers.image.title="attnd" \
-      org.opencontainers.image.description="HTTP inference server for decoder-only GGUF language models"
+      org.opencontainers.image.description="HTTP inference server for decoder-only GGUF language models" \
+      attnd.stage=runtime
 
 # Defaults; override any ATTND_* variable with `docker run -e` (README.md lists them).
 ENV ATTND_HOST=0.0.0.0 \

@@ -190,18 +190,28 @@ fi
 mkdir -p "$work_parent"
 work=$(mktemp -d "$work_parent/attnd-image.XXXXXX")
 build_log=$work/build.log
-log "podman build -t $image (log: build steps below; full log on failure)"
+build() {  # build ARGS...: podman build, its steps shown, the full log on failure
+  local rc
+  set +e
+  # --format docker: the OCI format has no HEALTHCHECK and podman would drop it.
+  "${podman[@]}" build --pull=never --isolation=chroot --format docker -f Dockerfile "$@" . 2>&1 \
+    | tee "$build_log" | grep --line-buffered -E '^\[[0-9]+/[0-9]+\] STEP|Using cache'
+  rc=${PIPESTATUS[0]}
+  set -e
+  if [ "$rc" -ne 0 ]; then
+    tail -n 60 "$build_log" >&2
+    die "podman build $* failed (exit $rc)"
+  fi
+}
 tb=$SECONDS
-set +e
-# --format docker: the OCI format has no HEALTHCHECK and podman would drop it.
-"${podman[@]}" build --pull=never --isolation=chroot --format docker \
-    -t "$image" -f Dockerfile . 2>&1 | tee "$build_log" | grep --line-buffered -E '^\[[0-9]+/[0-9]+\] STEP|Using cache'
-build_rc=${PIPESTATUS[0]}
-set -e
-if [ "$build_rc" -ne 0 ]; then
-  tail -n 60 "$build_log" >&2
-  die "podman build failed (exit $build_rc)"
-fi
+# The build stage gets a tag of its own so that the prune below keeps its layers (the
+# apt-get layer above all) for the next run's cache, and drops only what earlier runs of
+# this Dockerfile left untagged; the second build takes that stage from the cache.
+log "podman build --target build -t $image-build"
+build --target build -t "$image-build"
+log "podman build -t $image"
+build -t "$image"
+"${podman[@]}" image prune -f --filter label=attnd.stage >/dev/null 2>&1 || true
 log "built $image in $((SECONDS - tb)) s, size $("${podman[@]}" image inspect --format '{{.Size}}' "$image" | awk '{printf "%.0f MB", $1/1e6}')"
 
 # ---- 4. what the image says -----------------------------------------------------------
@@ -285,7 +295,8 @@ in_image() {  # in_image COMMAND...: runs a command of the image like the runtim
     "${cd_workdir[@]}" "$@"
 }
 # A mount namespace of its own gives the chroot /proc, /sys and /dev (as a container has)
-# and takes them away when the server exits. unshare, bash, chroot and env all exec, so
+# and takes them away when the server exits. The image's file system is mounted
+# read-only there, as deploy/k8s/deployment.yaml runs it (readOnlyRootFilesystem). unshare, bash, chroot and env all exec, so
 # $! is the server's own pid.
 export root uid gid
 log "starting [${entrypoint[*]} ${cmd[*]}] in the image on 127.0.0.1:$port"
@@ -293,6 +304,8 @@ ts=$SECONDS
 unshare --mount --propagation private -- bash -c '
   set -e
   mkdir -p "$root/proc" "$root/sys" "$root/dev"
+  mount --bind "$root" "$root"
+  mount -o remount,bind,ro "$root"
   mount -t proc proc "$root/proc"
   mount -t sysfs -o ro sysfs "$root/sys"
   mount --rbind /dev "$root/dev"
@@ -321,6 +334,8 @@ exe=$(readlink "/proc/$server_pid/exe" || true)
 [ "$(stat -L -c %i "/proc/$server_pid/exe")" = "$(stat -c %i "$root/usr/local/bin/attnd")" ] \
   || die "pid $server_pid runs $exe, not the image's /usr/local/bin/attnd"
 [ "$(stat -c %u "/proc/$server_pid")" = "$uid" ] || die "server does not run as uid $uid"
+root_opts=$(awk '$5 == "/" { print $6; exit }' "/proc/$server_pid/mountinfo")
+case ",$root_opts," in *,ro,*) ;; *) die "the server's / is not read-only ($root_opts)" ;; esac
 
 # The image's HEALTHCHECK, run in the image as the runtime would.
 case "${healthcheck[0]}" in
