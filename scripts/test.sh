@@ -6,7 +6,10 @@
 #      a TSan-built attnd runs multi-threaded engine steps on the shared models
 #      and serves the whole server suite (test_server with ATTND_BIN pointing
 #      at it),
-#   4. two libFuzzer targets for $ATTND_FUZZ_SECONDS each (default 60): the
+#   4. deployment: Kubernetes manifests checked, two replicas behind nginx
+#      (deploy/test-lb.sh), the Dockerfile built with podman and its image
+#      served from (deploy/test-image.sh); then a benchmark smoke run,
+#   5. two libFuzzer targets for $ATTND_FUZZ_SECONDS each (default 60): the
 #      GGUF reader (seeded with small valid models) and the HTTP request
 #      parsing and validation (seeded with valid bodies).
 # Reference data is read from $ATTND_SHARED (default: ../shared beside the repo).
@@ -45,10 +48,11 @@ unset TSAN_OPTIONS
 echo "TSan: clean"
 suites=$((suites + 1))
 
-echo "== deployment: manifests, load balancer"
+echo "== deployment: manifests, load balancer, container image"
 bash deploy/check-manifests.sh
 bash deploy/test-lb.sh
-suites=$((suites + 2))
+bash deploy/test-image.sh
+suites=$((suites + 3))
 
 echo "== benchmark smoke run (figures are not checked: speed is never asserted)"
 build/release/cli/attnd bench -m "$ATTND_SHARED/models/stories260K.gguf" --quick --json > build/bench.json
