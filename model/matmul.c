@@ -17,6 +17,10 @@
  * convert-and-dot kernels read each weight row once per 4 rows and win over
  * converting tiles into scratch for sgemm. */
 #define FUSED_MAX_M 8u
+/* Q8_0 dequantization costs more compute per weight than a half does, so
+ * past 4 rows converting a tile once and calling sgemm wins (measured with
+ * attnd bench at 8 and 16 streams). */
+#define FUSED_MAX_M_Q8_0 4u
 /* The scalar fallback converts a weight row once per activation row. */
 #define SCALAR_FUSED_MAX_M 4u
 
@@ -217,7 +221,8 @@ void matmul_rows(const model_weight *w, const float *x, uint32_t M, float *y, ui
     if (r1 <= r0)
         return;
 #ifdef HAVE_X86
-    if (isa == MATMUL_ISA_AVX2 && M <= FUSED_MAX_M) {
+    const uint32_t fused_max = w->type == GGUF_DTYPE_Q8_0 ? FUSED_MAX_M_Q8_0 : FUSED_MAX_M;
+    if (isa == MATMUL_ISA_AVX2 && M <= fused_max) {
         rows_avx2(w, x, M, y, ldy, r0, r1);
         return;
     }
