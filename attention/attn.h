@@ -46,6 +46,10 @@ typedef struct attn_scratch attn_scratch;
 attn_scratch *attn_scratch_new(const attn_params *p);
 void attn_scratch_free(attn_scratch *s);
 size_t attn_scratch_bytes(const attn_scratch *s);
+/* attn_scratch_new picks the vector (AVX2+FMA) row updates when the CPU has
+ * them; this makes the scratch use the portable C ones, so tests can hold
+ * both to the reference on one machine. */
+void attn_scratch_use_portable(attn_scratch *s);
 
 /* Attention for N_Q consecutive query positions POS0 .. POS0+N_Q-1 of one
  * sequence whose K/V for positions [0, POS0+N_Q) are already in the cache.

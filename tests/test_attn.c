@@ -1,5 +1,6 @@
 /* test_attn.c - the tiled attention kernel against the double-precision
- * reference, over head sizes, GQA ratios, context lengths that do and do not
+ * reference (both its AVX2 path, when the CPU has it, and its portable C
+ * path), over head sizes, GQA ratios, context lengths that do and do not
  * fill whole blocks or tiles, block sizes below and above the kernel's KV
  * tile, sliding windows, decode and prompt-chunk queries, F32 and F16 caches;
  * plus the group split, the scratch's independence of the context, no
@@ -156,10 +157,16 @@ static float *nan_buf(size_t n)
     return b;
 }
 
-#define TOL 1e-5
+/* Relative error allowed against the reference. Float rounding of a score
+ * by δ scales its weight by e^δ, so scores in the tens (q scaled up) get the
+ * looser bound; at q scale 1 both paths stay near 2e-7, and the tight bound
+ * catches a coefficient off in the last places of the vector exponential. */
+#define TOL 1e-6
+#define TOL_LARGE_SCORES 1e-5
 
-/* Runs attn_tiled and attn_naive_f64 on one random case and checks
- * |tiled - ref| <= TOL * max(1, |ref|) everywhere. Returns the worst error. */
+/* Runs attn_tiled (the vector path the CPU gets, then the portable C path)
+ * and attn_naive_f64 on one random case and checks
+ * |tiled - ref| <= tol * max(1, |ref|) everywhere. Returns the worst error. */
 static double check_case(const shape *sh, uint32_t kv_len, uint32_t n_q, float q_mul, uint64_t seed)
 {
     rng r = {seed};
@@ -170,34 +177,45 @@ static double check_case(const shape *sh, uint32_t kv_len, uint32_t n_q, float q
     const size_t n_out = (size_t)n_q * sh->n_head * sh->head_dim;
     float *out = nan_buf(n_out), *ref = nan_buf(n_out);
     attn_params p = params_of(sh);
-    attn_scratch *s = attn_scratch_new(&p);
-    cr_assert(s);
     attnd_err err = {0};
-    int rc = attn_tiled(&p, &c.view, q, n_q, pos0, 0, sh->n_head_kv, out, s, &err);
-    cr_assert_eq(rc, ATTND_OK, "attn_tiled: %s", err.msg);
-    rc = attn_naive_f64(&p, &c.view, q, n_q, pos0, ref, &err);
+    int rc = attn_naive_f64(&p, &c.view, q, n_q, pos0, ref, &err);
     cr_assert_eq(rc, ATTND_OK, "attn_naive_f64: %s", err.msg);
 
+    const double tol = q_mul > 1.0f ? TOL_LARGE_SCORES : TOL;
     double worst = 0.0;
-    size_t worst_i = 0;
-    int bad = 0;
-    for (size_t i = 0; i < n_out; i++) {
-        const double a = out[i], b = ref[i];
-        const double e = fabs(a - b) / fmax(1.0, fabs(b));
-        if (!(e <= TOL))
-            bad = 1;
-        if (!(e <= worst)) {
-            worst = isnan(e) ? INFINITY : e;
-            worst_i = i;
+    for (int portable = 0; portable < 2; portable++) {
+        attn_scratch *s = attn_scratch_new(&p);
+        cr_assert(s);
+        if (portable)
+            attn_scratch_use_portable(s);
+        for (size_t i = 0; i < n_out; i++)
+            out[i] = NAN;
+        rc = attn_tiled(&p, &c.view, q, n_q, pos0, 0, sh->n_head_kv, out, s, &err);
+        cr_assert_eq(rc, ATTND_OK, "attn_tiled: %s", err.msg);
+        attn_scratch_free(s);
+
+        double path_worst = 0.0;
+        size_t worst_i = 0;
+        int bad = 0;
+        for (size_t i = 0; i < n_out; i++) {
+            const double a = out[i], b = ref[i];
+            const double e = fabs(a - b) / fmax(1.0, fabs(b));
+            if (!(e <= tol))
+                bad = 1;
+            if (!(e <= path_worst)) {
+                path_worst = isnan(e) ? INFINITY : e;
+                worst_i = i;
+            }
         }
+        cr_expect(!bad,
+                  "%s path, hd %u heads %u/%u bs %u window %u %s kv_len %u n_q %u q*%g: "
+                  "worst rel error %.3g at %zu (%.9g vs %.9g)",
+                  portable ? "portable" : "default", sh->head_dim, sh->n_head, sh->n_head_kv,
+                  sh->block_size, sh->window, sh->dtype == ATTN_DTYPE_F16 ? "F16" : "F32", kv_len,
+                  n_q, (double)q_mul, path_worst, worst_i, (double)out[worst_i],
+                  (double)ref[worst_i]);
+        worst = fmax(worst, path_worst);
     }
-    cr_expect(!bad,
-              "hd %u heads %u/%u bs %u window %u %s kv_len %u n_q %u q*%g: "
-              "worst rel error %.3g at %zu (%.9g vs %.9g)",
-              sh->head_dim, sh->n_head, sh->n_head_kv, sh->block_size, sh->window,
-              sh->dtype == ATTN_DTYPE_F16 ? "F16" : "F32", kv_len, n_q, (double)q_mul, worst,
-              worst_i, (double)out[worst_i], (double)ref[worst_i]);
-    attn_scratch_free(s);
     free(q);
     free(out);
     free(ref);
@@ -270,7 +288,7 @@ static const pcase prompt_cases[] = {
     {128, 4, 2, 16, 0, ATTN_DTYPE_F16, 1000, 37},
     {64, 8, 4, 7, 300, ATTN_DTYPE_F32, 1000, 64},
     {80, 4, 1, 32, 0, ATTN_DTYPE_F32, 513, 48},
-    /* head sizes off the kernel's 4- and 16-wide loop steps */
+    /* head sizes off the kernels' 2-, 4-, 8-, 16- and 64-wide loop steps */
     {36, 8, 2, 16, 0, ATTN_DTYPE_F32, 137, 37},
     {13, 4, 1, 7, 5, ATTN_DTYPE_F16, 100, 100},
     {100, 8, 4, 128, 0, ATTN_DTYPE_F32, 300, 1},
