@@ -361,14 +361,15 @@ int cli_bench(int argc, char **argv)
         return 1;
     }
     double wbytes = (double)model_weight_bytes(m);
-    /* FLOPs per token: a multiply and an add per matmul weight (q, o, k, v,
-     * the FFN matrices and the output projection). */
-    uint64_t mm_elems = (uint64_t)hp->n_layer *
-                            ((uint64_t)hp->n_embd * hp->n_embd * 2 +
-                             (uint64_t)hp->n_embd * hp->n_head_kv * hp->head_dim * 2 +
-                             (uint64_t)hp->n_embd * hp->n_ff * (hp->arch == MODEL_ARCH_LLAMA ? 3 : 2)) +
-                        (uint64_t)hp->n_embd * hp->n_vocab;
-    double flops_per_token = 2.0 * (double)mm_elems;
+    /* Prefill FLOPs: a multiply and an add per matmul weight (q, k, v, o and
+     * the FFN matrices) per prompt token, plus the output projection once:
+     * only the last prompt token's logits are computed. Attention's own
+     * FLOPs (a few percent at these prompt lengths) are not counted. */
+    uint64_t layer_elems = (uint64_t)hp->n_layer *
+                           ((uint64_t)hp->n_embd * hp->n_embd * 2 +
+                            (uint64_t)hp->n_embd * hp->n_head_kv * hp->head_dim * 2 +
+                            (uint64_t)hp->n_embd * hp->n_ff * (hp->arch == MODEL_ARCH_LLAMA ? 3 : 2));
+    uint64_t out_elems = (uint64_t)hp->n_embd * hp->n_vocab;
     struct row rows[16];
     int nr = 0;
 #define ROW(n, v, u, f, cl)                                                                        \
@@ -389,6 +390,7 @@ int cli_bench(int argc, char **argv)
             continue;
         double tps = bench_prefill(&b, p, quick ? 1 : 3, &err);
         snprintf(name, sizeof name, "prefill %u tokens", p);
+        double flops_per_token = 2.0 * ((double)layer_elems + (double)out_elems / p);
         ROW(name, tps, "tokens/s", tps * flops_per_token / 1e9 / peak, "sgemm");
     }
     uint32_t steps = quick ? 8 : 64;
