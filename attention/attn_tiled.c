@@ -44,7 +44,7 @@ struct attn_scratch {
     uint32_t group;    /* the largest n_head / n_head_kv it serves */
     uint32_t q_tile;   /* query rows per tile; q_tile * group rows fit */
     size_t bytes;
-    bool avx2;         /* row updates use the AVX2+FMA functions */
+    bool avx2;         /* K tiles and row updates use the AVX2+FMA+F16C functions */
     float *acc; /* [q_tile * group][head_dim] unnormalized outputs */
     float *m;   /* [q_tile * group] running max of the scores */
     float *l;   /* [q_tile * group] running sum of exp(score - m) */
@@ -90,6 +90,7 @@ attn_scratch *attn_scratch_new(const attn_params *p)
     s->q_tile = q_tile;
     s->bytes = sizeof *s + n_floats * sizeof(float);
 #ifdef ATTN_HAVE_X86
+    /* Every x86 CPU with AVX2 has F16C too. */
     s->avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #else
     s->avx2 = false;
@@ -461,6 +462,58 @@ ATTN_AVX2 static void row_update_avx2(const float *restrict q, float scale,
     *l = *l * alpha + sum;
     accumulate_avx2(acc, alpha, s, v, a, b, hd);
 }
+
+/* Transposes the 8x8 block r[0..7] (rows: positions, lanes: dimensions) in
+ * place so r[k] holds dimension k of the eight positions. */
+ATTN_AVX2 static inline void transpose8(__m256 r[8])
+{
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/* load_k_tile() in 8x8 blocks converted (F16C) and transposed in registers;
+ * positions and dimensions past the last whole block go the portable way. */
+ATTN_AVX2 __attribute__((target("f16c"))) static void
+load_k_tile_avx2(float *restrict kt, const void *blk, attn_dtype dtype, size_t row0, uint32_t n,
+                 uint32_t hd)
+{
+    const uint32_t n8 = n & ~7u, hd8 = hd & ~7u;
+    for (uint32_t j0 = 0; j0 < n8; j0 += 8)
+        for (uint32_t d0 = 0; d0 < hd8; d0 += 8) {
+            __m256 r[8];
+            for (int i = 0; i < 8; i++) {
+                const size_t at = (row0 + j0 + (uint32_t)i) * hd + d0;
+                r[i] = dtype == ATTN_DTYPE_F32
+                           ? _mm256_loadu_ps((const float *)blk + at)
+                           : _mm256_cvtph_ps(_mm_loadu_si128(
+                                 (const __m128i *)(const void *)((const uint16_t *)blk + at)));
+            }
+            transpose8(r);
+            for (int k = 0; k < 8; k++)
+                _mm256_storeu_ps(kt + (size_t)(d0 + (uint32_t)k) * n + j0, r[k]);
+        }
+    for (uint32_t j = 0; j < n; j++)
+        for (uint32_t d = j < n8 ? hd8 : 0; d < hd; d++) {
+            const size_t at = (row0 + j) * hd + d;
+            kt[(size_t)d * n + j] = dtype == ATTN_DTYPE_F32
+                                        ? ((const float *)blk)[at]
+                                        : attnd_f16_to_f32(((const uint16_t *)blk)[at]);
+        }
+}
 #endif
 
 /* ------------------------------------------------------------ the kernel */
@@ -516,7 +569,12 @@ int attn_tiled(const attn_params *p, const attn_kv_view *kv, const float *q, uin
                 j1 = j0 + n;
 
                 const size_t row0 = (size_t)g * bs + off;
-                load_k_tile(kt, kv->k_blocks[blk], kv->dtype, row0, n, hd);
+#ifdef ATTN_HAVE_X86
+                if (scratch->avx2)
+                    load_k_tile_avx2(kt, kv->k_blocks[blk], kv->dtype, row0, n, hd);
+                else
+#endif
+                    load_k_tile(kt, kv->k_blocks[blk], kv->dtype, row0, n, hd);
                 const float *v;
                 if (kv->dtype == ATTN_DTYPE_F32) {
                     v = (const float *)kv->v_blocks[blk] + row0 * hd;
