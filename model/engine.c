@@ -53,6 +53,9 @@ struct engine {
     float *rope_cos, *rope_sin; /* [max_entries][n_rot/2] */
     double *inv_freq;           /* [n_rot/2] */
 
+    /* activations quantized for Q8_0 weights, [max_entries][widest / 32] */
+    dtype_q8_0 *xq;
+
     /* per thread */
     float **mm_scratch;
     attn_scratch **attn_scr;
@@ -74,6 +77,7 @@ struct mm_job {
     engine *e;
     const model_weight *w;
     const float *x;
+    const dtype_q8_0 *xq; /* x quantized, for Q8_0 weights */
     uint32_t M;
     float *y;
     uint32_t ldy;
@@ -85,18 +89,42 @@ static void mm_task(void *ctx, uint32_t task, uint32_t thread)
     const struct mm_job *j = ctx;
     uint32_t r0 = task * j->chunk;
     uint32_t r1 = r0 + j->chunk < j->w->n_out ? r0 + j->chunk : j->w->n_out;
-    matmul_rows(j->w, j->x, j->M, j->y, j->ldy, r0, r1, j->e->mm_scratch[thread], j->e->isa);
+    if (j->xq)
+        matmul_rows_q8_0(j->w, j->xq, j->M, j->y, j->ldy, r0, r1, j->e->isa);
+    else
+        matmul_rows(j->w, j->x, j->M, j->y, j->ldy, r0, r1, j->e->mm_scratch[thread], j->e->isa);
 }
 
-/* y[M][ldy] (columns [0, n_out)) = x[M][n_in] · Wᵀ, split by output rows. */
+static void quantize_task(void *ctx, uint32_t task, uint32_t thread)
+{
+    (void)thread;
+    const struct mm_job *j = ctx;
+    uint32_t m0 = task * j->chunk;
+    uint32_t m1 = m0 + j->chunk < j->M ? m0 + j->chunk : j->M;
+    matmul_quantize_rows(j->x, j->w->n_in, m0, m1, j->e->xq, j->e->isa);
+}
+
+/* y[M][ldy] (columns [0, n_out)) = x[M][n_in] · Wᵀ, split by output rows.
+ * Q8_0 weights: x is quantized once first (split by activation rows when
+ * there are many). */
 static void run_matmul(engine *e, const model_weight *w, const float *x, uint32_t M, float *y,
                        uint32_t ldy)
 {
     uint32_t tasks = e->n_threads * 4;
+    struct mm_job j = {e, w, x, NULL, M, y, ldy, 0};
+    if (w->type == GGUF_DTYPE_Q8_0) {
+        /* a decode batch is quicker to quantize than to hand out */
+        if (M <= 8) {
+            matmul_quantize_rows(x, w->n_in, 0, M, e->xq, e->isa);
+        } else {
+            j.chunk = (M + e->n_threads - 1) / e->n_threads;
+            attnd_pool_run(e->pool, quantize_task, &j, (M + j.chunk - 1) / j.chunk);
+        }
+        j.xq = e->xq;
+    }
     uint32_t chunk = (w->n_out + tasks - 1) / tasks;
-    chunk = (chunk + MATMUL_TILE_ROWS - 1) / MATMUL_TILE_ROWS * MATMUL_TILE_ROWS;
-    struct mm_job j = {e, w, x, M, y, ldy, chunk};
-    attnd_pool_run(e->pool, mm_task, &j, (w->n_out + chunk - 1) / chunk);
+    j.chunk = (chunk + MATMUL_TILE_ROWS - 1) / MATMUL_TILE_ROWS * MATMUL_TILE_ROWS;
+    attnd_pool_run(e->pool, mm_task, &j, (w->n_out + j.chunk - 1) / j.chunk);
 }
 
 static void attn_task(void *ctx, uint32_t task, uint32_t thread)
@@ -192,6 +220,7 @@ void engine_free(engine *e)
     for (uint32_t t = 0; e->attn_scr && t < e->n_threads; t++)
         attn_scratch_free(e->attn_scr[t]);
     free(e->mm_scratch);
+    free(e->xq);
     free(e->attn_scr);
     free(e->task_rc);
     free(e->task_err);
@@ -293,6 +322,10 @@ int engine_new(const model *m, const engine_params *p, engine **out, attnd_err *
         .window = 0,
     };
     uint32_t widest = d > ff ? d : ff;
+    widest = widest > e->q_dim ? widest : e->q_dim;
+    e->xq = malloc((size_t)n * (widest / DTYPE_QK8_0 + 1) * sizeof *e->xq);
+    if (!e->xq)
+        ok = false;
     for (uint32_t t = 0; ok && t < e->n_threads; t++) {
         e->mm_scratch[t] = malloc(matmul_scratch_floats(widest) * sizeof(float));
         e->attn_scr[t] = attn_scratch_new(&e->ap);

@@ -108,6 +108,9 @@ static void check_golden(const struct golden *g, bool chunk, kv_dtype kv_type, u
             cr_expect_eq(argmax(a, V), want_argmax[r], "%s row %u: greedy %d, reference %d",
                          g->name, r, argmax(a, V), want_argmax[r]);
     }
+    cr_log_info("%s (%s, KV %s): max |diff| %.3g, tolerance %.3g", g->name,
+                chunk ? "chunk" : "one at a time", kv_type == KV_DTYPE_F16 ? "f16" : "f32", worst,
+                tol);
     cr_expect(worst <= tol, "%s (%s): max |diff| %.3g > tolerance %.3g", g->name,
               chunk ? "chunk" : "one at a time", worst, tol);
     free(out);
@@ -449,7 +452,8 @@ Test(matmul, every_type_matches_the_reference_at_awkward_sizes)
                                        GGUF_DTYPE_Q8_0};
     static const uint32_t ks[] = {32, 96, 160, 544, 1056};
     static const uint32_t ns[] = {1, 7, 33, 70};
-    static const uint32_t ms[] = {1, 2, 3, 5, 17};
+    /* 130: past one activation chunk of matmul_rows' Q8_0 scratch */
+    static const uint32_t ms[] = {1, 2, 3, 5, 16, 17, 130};
     uint64_t seed = 99;
     for (size_t ti = 0; ti < 4; ti++)
         for (size_t ki = 0; ki < 5; ki++)
@@ -463,7 +467,7 @@ Test(matmul, every_type_matches_the_reference_at_awkward_sizes)
                 void *wd = malloc(row_bytes * N);
                 cr_assert_eq(dtype_from_f32(types[ti], wf, wd, (size_t)K * N), 0);
                 model_weight w = {types[ti], wd, K, N, row_bytes};
-                for (size_t mi = 0; mi < 5; mi++) {
+                for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++) {
                     uint32_t M = ms[mi];
                     float *x = malloc((size_t)M * K * sizeof(float));
                     for (size_t i = 0; i < (size_t)M * K; i++)
@@ -483,6 +487,21 @@ Test(matmul, every_type_matches_the_reference_at_awkward_sizes)
                                       "%s %s K=%u N=%u M=%u [%zu]: %g vs %g",
                                       matmul_isa_name((matmul_isa)isa), gguf_dtype_name(types[ti]),
                                       K, N, M, i, (double)y[i], (double)yr[i]);
+                        if (types[ti] != GGUF_DTYPE_Q8_0)
+                            continue;
+                        /* the engine's way: activations prepared once */
+                        dtype_q8_0 *xq = malloc((size_t)M * (K / 32) * sizeof *xq);
+                        matmul_quantize_rows(x, K, 0, M / 2, xq, (matmul_isa)isa);
+                        matmul_quantize_rows(x, K, M / 2, M, xq, (matmul_isa)isa);
+                        memset(y, 0xff, (size_t)M * N * sizeof(float));
+                        matmul_rows_q8_0(&w, xq, M, y, N, 0, mid, (matmul_isa)isa);
+                        matmul_rows_q8_0(&w, xq, M, y, N, mid, N, (matmul_isa)isa);
+                        for (size_t i = 0; i < (size_t)M * N; i++)
+                            cr_assert(fabsf(y[i] - yr[i]) <= 1e-4f * (1.0f + fabsf(yr[i])),
+                                      "%s Q8_0 prepared K=%u N=%u M=%u [%zu]: %g vs %g",
+                                      matmul_isa_name((matmul_isa)isa), K, N, M, i, (double)y[i],
+                                      (double)yr[i]);
+                        free(xq);
                     }
                     free(x);
                     free(y);
@@ -492,4 +511,50 @@ Test(matmul, every_type_matches_the_reference_at_awkward_sizes)
                 free(wf);
                 free(wd);
             }
+}
+
+/* Every ISA's activation quantizer gives dtype_from_f32's bits: random
+ * blocks at many scales, blocks with exact .5 ties (roundf rounds them away
+ * from zero, unlike the vector unit's default), zeros, and tiny values. */
+Test(matmul, activation_quantizer_matches_dtype_bit_for_bit)
+{
+    enum { NB = 64, K = NB * 32 };
+    float *x = malloc(K * sizeof *x);
+    dtype_q8_0 *want = malloc(NB * sizeof *want), *got = malloc(NB * sizeof *got);
+    uint64_t seed = 7;
+    for (int round = 0; round < 20; round++) {
+        for (int b = 0; b < NB; b++) {
+            float *xb = x + b * 32;
+            const float scale = ldexpf(1.0f, (int)(frand(&seed) * 20.0f));
+            for (int i = 0; i < 32; i++)
+                xb[i] = frand(&seed) * scale;
+            if (b % 4 == 1) { /* amax 127: d = 1, and halves to round */
+                xb[0] = round % 2 ? -127.0f : 127.0f;
+                for (int i = 1; i < 32; i++)
+                    xb[i] = (float)((int)(frand(&seed) * 100.0f)) + (i % 2 ? 0.5f : -0.5f);
+            } else if (b % 4 == 2) {
+                memset(xb, 0, 32 * sizeof *xb);
+            } else if (b % 4 == 3) {
+                for (int i = 0; i < 32; i++)
+                    xb[i] = frand(&seed) * 1e-30f;
+            }
+        }
+        cr_assert_eq(dtype_from_f32(GGUF_DTYPE_Q8_0, x, want, K), 0);
+        for (int isa = 0; isa <= (int)matmul_best_isa(); isa++) {
+            memset(got, 0x55, NB * sizeof *got);
+            matmul_quantize_rows(x, K, 0, 1, got, (matmul_isa)isa);
+            for (int b = 0; b < NB; b++) {
+                cr_assert_eq(got[b].d, want[b].d, "%s round %d block %d: d %04x vs %04x",
+                             matmul_isa_name((matmul_isa)isa), round, b, got[b].d, want[b].d);
+                for (int i = 0; i < 32; i++)
+                    cr_assert_eq(got[b].qs[i], want[b].qs[i],
+                                 "%s round %d block %d [%d]: x %.9g -> %d, want %d",
+                                 matmul_isa_name((matmul_isa)isa), round, b, i,
+                                 (double)x[b * 32 + i], got[b].qs[i], want[b].qs[i]);
+            }
+        }
+    }
+    free(x);
+    free(want);
+    free(got);
 }
