@@ -159,6 +159,39 @@ AVX2 static void dotn_q8_0(const dtype_q8_0 *w, const dtype_q8_0 *x, size_t ldx,
         out[m] = hsum256(acc[m]);
 }
 
+/* dotn_q8_0 for two weight rows at once: each activation block is loaded
+ * once for both. Every (weight row, activation row) pair sees exactly the
+ * operations dotn_q8_0 gives it, so its result has the same bits. */
+AVX2 static void dotn2_q8_0(const dtype_q8_0 *w0, const dtype_q8_0 *w1, const dtype_q8_0 *x,
+                            size_t ldx, int nx, uint32_t nb, float *out0, float *out1)
+{
+    __m256 a0[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                    _mm256_setzero_ps()};
+    __m256 a1[4] = {a0[0], a0[1], a0[2], a0[3]};
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (uint32_t b = 0; b < nb; b++) {
+        const __m256i wq0 = _mm256_loadu_si256((const __m256i *)(const void *)w0[b].qs);
+        const __m256i wq1 = _mm256_loadu_si256((const __m256i *)(const void *)w1[b].qs);
+        const __m256i wabs0 = _mm256_sign_epi8(wq0, wq0), wabs1 = _mm256_sign_epi8(wq1, wq1);
+        const float dw0 = _cvtsh_ss(w0[b].d), dw1 = _cvtsh_ss(w1[b].d);
+        for (int m = 0; m < nx; m++) {
+            const dtype_q8_0 *xb = x + (size_t)m * ldx + b;
+            const __m256i xq = _mm256_loadu_si256((const __m256i *)(const void *)xb->qs);
+            const float dx = _cvtsh_ss(xb->d);
+            const __m256i p0 = _mm256_maddubs_epi16(wabs0, _mm256_sign_epi8(xq, wq0));
+            const __m256i p1 = _mm256_maddubs_epi16(wabs1, _mm256_sign_epi8(xq, wq1));
+            a0[m] = _mm256_fmadd_ps(_mm256_set1_ps(dw0 * dx),
+                                    _mm256_cvtepi32_ps(_mm256_madd_epi16(p0, ones)), a0[m]);
+            a1[m] = _mm256_fmadd_ps(_mm256_set1_ps(dw1 * dx),
+                                    _mm256_cvtepi32_ps(_mm256_madd_epi16(p1, ones)), a1[m]);
+        }
+    }
+    for (int m = 0; m < nx; m++) {
+        out0[m] = hsum256(a0[m]);
+        out1[m] = hsum256(a1[m]);
+    }
+}
+
 /* dtype_from_f32's Q8_0 quantizer, bit for bit: the same amax, the same
  * d = amax / 127 and id = 1 / d, the same products x * id, and roundf's
  * ties-away-from-zero rounding built from truncation (|v - trunc(v)| is
@@ -293,26 +326,36 @@ void matmul_rows_q8_0(const model_weight *w, const dtype_q8_0 *xq, uint32_t M, f
                       uint32_t ldy, uint32_t r0, uint32_t r1, matmul_isa isa)
 {
     const uint32_t nb = w->n_in / DTYPE_QK8_0;
-    for (uint32_t r = r0; r < r1; r++) {
-        const dtype_q8_0 *wr =
-            (const dtype_q8_0 *)(const void *)((const uint8_t *)w->data + (size_t)r * w->row_bytes);
+#define WROW(r) ((const dtype_q8_0 *)(const void *)((const uint8_t *)w->data + (size_t)(r) * w->row_bytes))
 #ifdef HAVE_X86
-        if (isa == MATMUL_ISA_AVX2) {
-            float out[4];
+    if (isa == MATMUL_ISA_AVX2) {
+        float out0[4], out1[4];
+        uint32_t r = r0;
+        for (; r + 2 <= r1; r += 2)
             for (uint32_t m = 0; m < M; m += 4) {
                 const int nx = (int)(M - m < 4 ? M - m : 4);
-                dotn_q8_0(wr, xq + (size_t)m * nb, nb, nx, nb, out);
-                for (int i = 0; i < nx; i++)
-                    y[(size_t)(m + (uint32_t)i) * ldy + r] = out[i];
+                dotn2_q8_0(WROW(r), WROW(r + 1), xq + (size_t)m * nb, nb, nx, nb, out0, out1);
+                for (int i = 0; i < nx; i++) {
+                    y[(size_t)(m + (uint32_t)i) * ldy + r] = out0[i];
+                    y[(size_t)(m + (uint32_t)i) * ldy + r + 1] = out1[i];
+                }
             }
-            continue;
-        }
-#else
-        (void)isa;
-#endif
-        for (uint32_t m = 0; m < M; m++)
-            y[(size_t)m * ldy + r] = dot_q8_0(wr, xq + (size_t)m * nb, nb);
+        for (; r < r1; r++)
+            for (uint32_t m = 0; m < M; m += 4) {
+                const int nx = (int)(M - m < 4 ? M - m : 4);
+                dotn_q8_0(WROW(r), xq + (size_t)m * nb, nb, nx, nb, out0);
+                for (int i = 0; i < nx; i++)
+                    y[(size_t)(m + (uint32_t)i) * ldy + r] = out0[i];
+            }
+        return;
     }
+#else
+    (void)isa;
+#endif
+    for (uint32_t r = r0; r < r1; r++)
+        for (uint32_t m = 0; m < M; m++)
+            y[(size_t)m * ldy + r] = dot_q8_0(WROW(r), xq + (size_t)m * nb, nb);
+#undef WROW
 }
 
 /* matmul_rows for Q8_0 weights given float activations: quantizes as many
