@@ -303,7 +303,7 @@ static void row_update(const float *restrict q, float scale, const float *restri
  * the dot product, sums are reassociated); tests hold both to the
  * double-precision reference. */
 
-#define ATTN_AVX2 __attribute__((target("avx2,fma")))
+#define ATTN_AVX2 __attribute__((target("avx2,fma,f16c")))
 
 ATTN_AVX2 static inline float hsum256(__m256 v)
 {
@@ -487,7 +487,7 @@ ATTN_AVX2 static inline void transpose8(__m256 r[8])
 
 /* load_k_tile() in 8x8 blocks converted (F16C) and transposed in registers;
  * positions and dimensions past the last whole block go the portable way. */
-ATTN_AVX2 __attribute__((target("f16c"))) static void
+ATTN_AVX2 static void
 load_k_tile_avx2(float *restrict kt, const void *blk, attn_dtype dtype, size_t row0, uint32_t n,
                  uint32_t hd)
 {
