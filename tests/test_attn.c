@@ -264,6 +264,20 @@ typedef struct pcase {
     uint32_t kv_len, n_q; /* queries are positions kv_len - n_q .. kv_len - 1 */
 } pcase;
 
+/* Runs check_case on each case (seeds SEED0, SEED0 + 1, ...) and logs the
+ * worst error under LABEL. */
+static void check_pcases(const char *label, const pcase *cases, size_t n, float q_mul,
+                         uint64_t seed0)
+{
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        const pcase *pc = &cases[i];
+        shape sh = {pc->head_dim, pc->n_head, pc->n_head_kv, pc->block_size, pc->window, pc->dtype};
+        worst = fmax(worst, check_case(&sh, pc->kv_len, pc->n_q, q_mul, seed0 + i));
+    }
+    cr_log_info("%s: %zu cases, worst rel error %.3g", label, n, worst);
+}
+
 static const pcase prompt_cases[] = {
     /* whole prompts from position 0 */
     {64, 8, 8, 16, 0, ATTN_DTYPE_F32, 1, 1},
@@ -296,13 +310,7 @@ static const pcase prompt_cases[] = {
 
 Test(attn, prompt_matches_reference)
 {
-    double worst = 0.0;
-    for (size_t i = 0; i < N_OF(prompt_cases); i++) {
-        const pcase *pc = &prompt_cases[i];
-        shape sh = {pc->head_dim, pc->n_head, pc->n_head_kv, pc->block_size, pc->window, pc->dtype};
-        worst = fmax(worst, check_case(&sh, pc->kv_len, pc->n_q, 1.0f, 2000 + i));
-    }
-    cr_log_info("prompt: %zu cases, worst rel error %.3g", N_OF(prompt_cases), worst);
+    check_pcases("prompt", prompt_cases, N_OF(prompt_cases), 1.0f, 2000);
 }
 
 /* 4096 positions: decode and a final chunk, with and without a window. */
@@ -316,13 +324,7 @@ Test(attn, long_context_matches_reference)
         {128, 4, 1, 16, 0, ATTN_DTYPE_F16, 4096, 37},
         {64, 4, 2, 128, 300, ATTN_DTYPE_F32, 4096, 37},
     };
-    double worst = 0.0;
-    for (size_t i = 0; i < N_OF(cases); i++) {
-        const pcase *pc = &cases[i];
-        shape sh = {pc->head_dim, pc->n_head, pc->n_head_kv, pc->block_size, pc->window, pc->dtype};
-        worst = fmax(worst, check_case(&sh, pc->kv_len, pc->n_q, 1.0f, 3000 + i));
-    }
-    cr_log_info("long: %zu cases, worst rel error %.3g", N_OF(cases), worst);
+    check_pcases("long", cases, N_OF(cases), 1.0f, 3000);
 }
 
 /* q scaled by 30: scores in the tens, peaked softmax, the running max grows
@@ -338,13 +340,7 @@ Test(attn, large_scores_match_reference)
         {32, 8, 1, 16, 0, ATTN_DTYPE_F32, 137, 37},
         {128, 8, 4, 16, 0, ATTN_DTYPE_F16, 137, 37},
     };
-    double worst = 0.0;
-    for (size_t i = 0; i < N_OF(cases); i++) {
-        const pcase *pc = &cases[i];
-        shape sh = {pc->head_dim, pc->n_head, pc->n_head_kv, pc->block_size, pc->window, pc->dtype};
-        worst = fmax(worst, check_case(&sh, pc->kv_len, pc->n_q, 30.0f, 4000 + i));
-    }
-    cr_log_info("large scores: %zu cases, worst rel error %.3g", N_OF(cases), worst);
+    check_pcases("large scores", cases, N_OF(cases), 30.0f, 4000);
 }
 
 /* Both kernels against an answer known without either: when every key is
