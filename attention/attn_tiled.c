@@ -22,12 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define ATTN_HAVE_X86 1
-#endif
-
 #include "attnd_half.h"
+#include "attnd_simd.h"
 
 /* Query rows per query tile: enough rows to amortize loading a K/V tile. */
 #define ATTN_Q_TILE 16u
@@ -89,12 +85,7 @@ attn_scratch *attn_scratch_new(const attn_params *p)
     s->group = group;
     s->q_tile = q_tile;
     s->bytes = sizeof *s + n_floats * sizeof(float);
-#ifdef ATTN_HAVE_X86
-    /* Every x86 CPU with AVX2 has F16C too. */
-    s->avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    s->avx2 = false;
-#endif
+    s->avx2 = attnd_cpu_avx2();
     s->acc = buf;
     s->m = s->acc + n_acc;
     s->l = s->m + n_row;
@@ -294,7 +285,7 @@ static void row_update(const float *restrict q, float scale, const float *restri
     accumulate(acc, alpha, s, v, a, b, hd);
 }
 
-#ifdef ATTN_HAVE_X86
+#ifdef ATTND_HAVE_X86
 /* ------------------------------------------------------------ AVX2 + FMA
  *
  * The same three steps as row_update with eight lanes at a time and the
@@ -303,15 +294,7 @@ static void row_update(const float *restrict q, float scale, const float *restri
  * the dot product, sums are reassociated); tests hold both to the
  * double-precision reference. */
 
-#define ATTN_AVX2 __attribute__((target("avx2,fma,f16c")))
-
-ATTN_AVX2 static inline float hsum256(__m256 v)
-{
-    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
-    x = _mm_add_ss(x, _mm_movehdup_ps(x));
-    return _mm_cvtss_f32(x);
-}
+#define ATTN_AVX2 ATTND_AVX2
 
 ATTN_AVX2 static inline float hmax256(__m256 v)
 {
@@ -452,7 +435,7 @@ ATTN_AVX2 static void row_update_avx2(const float *restrict q, float scale,
         _mm256_storeu_ps(s + j, e);
         vsum = _mm256_add_ps(vsum, e);
     }
-    float sum = hsum256(vsum);
+    float sum = attnd_hsum256(vsum);
     for (; j < b; j++) {
         s[j] = expf(s[j] - m_new);
         sum += s[j];
@@ -569,7 +552,7 @@ int attn_tiled(const attn_params *p, const attn_kv_view *kv, const float *q, uin
                 j1 = j0 + n;
 
                 const size_t row0 = (size_t)g * bs + off;
-#ifdef ATTN_HAVE_X86
+#ifdef ATTND_HAVE_X86
                 if (scratch->avx2)
                     load_k_tile_avx2(kt, kv->k_blocks[blk], kv->dtype, row0, n, hd);
                 else
@@ -595,7 +578,7 @@ int attn_tiled(const attn_params *p, const attn_kv_view *kv, const float *q, uin
                     for (uint32_t hg = 0; hg < group; hg++) {
                         const uint32_t h = g * group + hg, r = i * group + hg;
                         const float *qr = q + ((size_t)(t0 + i) * n_head + h) * hd;
-#ifdef ATTN_HAVE_X86
+#ifdef ATTND_HAVE_X86
                         if (scratch->avx2) {
                             row_update_avx2(qr, scale, kt, v, n, a, b, hd, s,
                                             acc + (size_t)r * hd, &m[r], &l[r]);

@@ -6,11 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__)
-#include <cpuid.h>
-#include <immintrin.h>
-#define HAVE_X86 1
-#endif
+#include "attnd_simd.h"
 
 #include "dtype.h"
 
@@ -65,17 +61,9 @@ static float dot_q8_0(const dtype_q8_0 *restrict w, const dtype_q8_0 *restrict x
     return s;
 }
 
-#ifdef HAVE_X86
+#ifdef ATTND_HAVE_X86
 /* AVX2 kernels: two accumulators of 8 lanes hide the FMA latency. */
-#define AVX2 __attribute__((target("avx2,fma,f16c")))
-
-AVX2 static float hsum256(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
+#define AVX2 ATTND_AVX2
 
 AVX2 static __m256 bf16x8(const uint16_t *p)
 {
@@ -97,7 +85,7 @@ AVX2 static __m256 bf16x8(const uint16_t *p)
             acc[m] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + (size_t)m * ldx + i), acc[m]);        \
     }                                                                                              \
     for (int m = 0; m < nx; m++) {                                                                 \
-        float t = hsum256(acc[m]);                                                                 \
+        float t = attnd_hsum256(acc[m]);                                                           \
         for (uint32_t k = i; k < n; k++)                                                           \
             t += (TAIL(k)) * x[(size_t)m * ldx + k];                                               \
         out[m] = t;                                                                                \
@@ -156,7 +144,7 @@ AVX2 static void dotn_q8_0(const dtype_q8_0 *w, const dtype_q8_0 *x, size_t ldx,
         }
     }
     for (int m = 0; m < nx; m++)
-        out[m] = hsum256(acc[m]);
+        out[m] = attnd_hsum256(acc[m]);
 }
 
 /* dotn_q8_0 for two weight rows at once: each activation block is loaded
@@ -187,8 +175,8 @@ AVX2 static void dotn2_q8_0(const dtype_q8_0 *w0, const dtype_q8_0 *w1, const dt
         }
     }
     for (int m = 0; m < nx; m++) {
-        out0[m] = hsum256(a0[m]);
-        out1[m] = hsum256(a1[m]);
+        out0[m] = attnd_hsum256(a0[m]);
+        out1[m] = attnd_hsum256(a1[m]);
     }
 }
 
@@ -257,15 +245,7 @@ AVX2 static void rows_avx2(const model_weight *w, const float *x, uint32_t M, fl
 
 matmul_isa matmul_best_isa(void)
 {
-#ifdef HAVE_X86
-    unsigned a, b, c, d;
-    __builtin_cpu_init();
-    /* F16C is not a __builtin_cpu_supports name in every compiler: ask CPUID. */
-    bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c)
-        return MATMUL_ISA_AVX2;
-#endif
-    return MATMUL_ISA_SCALAR;
+    return attnd_cpu_avx2() ? MATMUL_ISA_AVX2 : MATMUL_ISA_SCALAR;
 }
 
 const char *matmul_isa_name(matmul_isa isa)
@@ -307,7 +287,7 @@ void matmul_quantize_rows(const float *x, uint32_t n_in, uint32_t m0, uint32_t m
     for (uint32_t m = m0; m < m1; m++) {
         const float *xm = x + (size_t)m * n_in;
         dtype_q8_0 *qm = xq + (size_t)m * nb;
-#ifdef HAVE_X86
+#ifdef ATTND_HAVE_X86
         if (isa == MATMUL_ISA_AVX2)
             quantize_q8_0_avx2(xm, qm, nb);
         else
@@ -327,7 +307,7 @@ void matmul_rows_q8_0(const model_weight *w, const dtype_q8_0 *xq, uint32_t M, f
 {
     const uint32_t nb = w->n_in / DTYPE_QK8_0;
 #define WROW(r) ((const dtype_q8_0 *)(const void *)((const uint8_t *)w->data + (size_t)(r) * w->row_bytes))
-#ifdef HAVE_X86
+#ifdef ATTND_HAVE_X86
     if (isa == MATMUL_ISA_AVX2) {
         float out0[4], out1[4];
         uint32_t r = r0;
@@ -380,7 +360,7 @@ void matmul_rows(const model_weight *w, const float *x, uint32_t M, float *y, ui
     const uint32_t K = w->n_in;
     if (r1 <= r0)
         return;
-#ifdef HAVE_X86
+#ifdef ATTND_HAVE_X86
     if (w->type == GGUF_DTYPE_Q8_0) {
         rows_q8_0(w, x, M, y, ldy, r0, r1, scratch, isa);
         return;
