@@ -261,47 +261,19 @@ static enum MHD_Result route_generate(srv_http *h, struct MHD_Connection *c, str
         srv_req_release(r);
         return send_error(c, cn, 400, "invalid_request", err.msg);
     }
-    size_t n_ids = 0;
-    if (tok_encode(h->vocab, r->in.prompt, r->in.prompt_len, true, &r->prompt_ids, &n_ids, &err) !=
-        ATTND_OK) {
-        srv_req_release(r);
-        return send_error(c, cn, 500, "internal", err.msg);
-    }
-    uint32_t cap = srv_sched_kv_token_capacity(h->ctx.sched);
-    if (n_ids == 0 || n_ids + 1 > h->hp->n_ctx || n_ids + 1 > cap) {
-        char msg[256];
-        snprintf(msg, sizeof msg,
-                 "prompt has %zu tokens; the context holds %u (and the KV pool %u) including at "
-                 "least one generated token",
-                 n_ids, h->hp->n_ctx, cap);
-        srv_req_release(r);
-        return send_error(c, cn, 400, "invalid_request", msg);
-    }
-    r->n_prompt = (uint32_t)n_ids;
     r->sse = r->in.stream && accepts_sse(c);
     r->conn = c;
     r->t_submit = now_s();
-    /* Everything the scheduler will need, made here, off the loop thread. */
-    uint32_t room = h->hp->n_ctx;
-    r->tokens = malloc(room * sizeof *r->tokens);
-    r->cap_tokens = room;
-    r->ts = tok_stream_new(h->vocab, false);
-    if (r->in.n_stop)
-        r->stop = srv_stop_new(r->in.stop, r->in.stop_len, r->in.n_stop);
-    if (!r->tokens || !r->ts || (r->in.n_stop && !r->stop) ||
-        sampler_new(&r->in.sample, (int32_t)h->hp->n_vocab, tok_eos(h->vocab), &r->smp, &err) !=
-            ATTND_OK) {
+    int rc = srv_req_prepare(r, h->ctx.m, srv_sched_kv_token_capacity(h->ctx.sched), &err);
+    if (rc != ATTND_OK) {
         srv_req_release(r);
-        return send_error(c, cn, 400, "invalid_request", err.msg[0] ? err.msg : "out of memory");
+        return rc == ATTND_EINVAL ? send_error(c, cn, 400, "invalid_request", err.msg)
+                                  : send_error(c, cn, 500, "internal", err.msg);
     }
-    memcpy(r->tokens, r->prompt_ids, n_ids * sizeof *r->tokens);
-    r->n_tokens = (uint32_t)n_ids;
-    for (size_t i = 0; i < n_ids; i++)
-        sampler_accept(r->smp, r->prompt_ids[i]);
 
     cn->req = r;
     atomic_fetch_add(&h->live, 1);
-    int rc = srv_sched_submit(h->ctx.sched, r);
+    rc = srv_sched_submit(h->ctx.sched, r);
     if (rc != ATTND_OK) {
         cn->req = NULL;
         atomic_fetch_sub(&h->live, 1);

@@ -3,9 +3,11 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "hparams.h"
 #include "srv_api.h"
 
 const char *srv_finish_name(srv_finish f)
@@ -28,6 +30,37 @@ srv_req *srv_req_new(void)
     atomic_init(&r->cancelled, false);
     pthread_mutex_init(&r->mu, NULL);
     return r;
+}
+
+int srv_req_prepare(srv_req *r, const model *m, uint64_t kv_tokens, attnd_err *err)
+{
+    const model_hparams *hp = model_hparams_of(m);
+    const tok_vocab *vocab = model_vocab(m);
+    size_t n_ids = 0;
+    int rc = tok_encode(vocab, r->in.prompt, r->in.prompt_len, true, &r->prompt_ids, &n_ids, err);
+    if (rc != ATTND_OK)
+        return rc == ATTND_EINVAL ? ATTND_EIO : rc; /* the prompt is valid UTF-8: our fault */
+    if (n_ids == 0 || n_ids + 1 > hp->n_ctx || n_ids + 1 > kv_tokens)
+        return attnd_err_set(err, ATTND_EINVAL,
+                             "prompt has %zu tokens; the context holds %u (and the KV pool %llu) "
+                             "including at least one generated token",
+                             n_ids, hp->n_ctx, (unsigned long long)kv_tokens);
+    r->n_prompt = (uint32_t)n_ids;
+    r->tokens = malloc(hp->n_ctx * sizeof *r->tokens);
+    r->cap_tokens = hp->n_ctx;
+    r->ts = tok_stream_new(vocab, false);
+    if (r->in.n_stop)
+        r->stop = srv_stop_new(r->in.stop, r->in.stop_len, r->in.n_stop);
+    if (!r->tokens || !r->ts || (r->in.n_stop && !r->stop))
+        return attnd_err_set(err, ATTND_ENOMEM, "out of memory preparing the request");
+    rc = sampler_new(&r->in.sample, (int32_t)hp->n_vocab, tok_eos(vocab), &r->smp, err);
+    if (rc != ATTND_OK)
+        return rc; /* EINVAL names the sampling field */
+    memcpy(r->tokens, r->prompt_ids, n_ids * sizeof *r->tokens);
+    r->n_tokens = (uint32_t)n_ids;
+    for (size_t i = 0; i < n_ids; i++)
+        sampler_accept(r->smp, r->prompt_ids[i]);
+    return ATTND_OK;
 }
 
 void srv_req_retain(srv_req *r)

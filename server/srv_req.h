@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "model.h"
 #include "sample.h"
 #include "srv_api.h"
 #include "tok.h"
@@ -77,6 +78,14 @@ struct srv_req {
 /* Allocates with refs = 1 (the HTTP side); the scheduler takes its own on
  * submission. */
 srv_req *srv_req_new(void);
+/* After R->in is parsed: tokenizes the prompt (with the special tokens the
+ * model adds) and makes everything the scheduler will need, off the loop
+ * thread: the token array sized to the context, the streaming decoder, the
+ * stop matcher and the sampler (which has seen the prompt). KV_TOKENS is the
+ * most tokens one request can hold in the KV pool. ATTND_EINVAL: the prompt
+ * is empty or does not fit with one generated token (a 400, message says
+ * why); other codes are the server's fault. */
+int srv_req_prepare(srv_req *r, const model *m, uint64_t kv_tokens, attnd_err *err);
 void srv_req_retain(srv_req *r);
 /* Drops a reference; frees at zero. */
 void srv_req_release(srv_req *r);
