@@ -186,7 +186,8 @@ void gguf_writer_free(gguf_writer *w);
 int gguf_writer_set_version(gguf_writer *w, uint32_t version, attnd_err *err);
 
 /* Adds a key. A key may be given once; setting "general.alignment" (uint32,
- * power of two) also sets the alignment used for tensor data. */
+ * a power of two of at least 8, as the reader requires) also sets the alignment
+ * used for tensor data. */
 int gguf_writer_set(gguf_writer *w, const char *key, const gguf_wval *v, attnd_err *err);
 int gguf_writer_set_u32(gguf_writer *w, const char *key, uint32_t x, attnd_err *err);
 int gguf_writer_set_i32(gguf_writer *w, const char *key, int32_t x, attnd_err *err);

@@ -307,7 +307,12 @@ static int parse_alignment(struct rd *r, gguf_file *f)
     snprintf(r->what, sizeof r->what, "metadata 'general.alignment'");
     if (v->type != GGUF_TYPE_UINT32)
         return rd_fail(r, ATTND_EFORMAT, "must be uint32, is %s", gguf_type_name(v->type));
-    if (v->u.u64 == 0 || (v->u.u64 & (v->u.u64 - 1)) != 0)
+    /* The spec requires it; 1, 2 and 4 pass the power-of-two test below but not this. */
+    if (v->u.u64 == 0 || v->u.u64 % 8 != 0)
+        return rd_fail(r, ATTND_EFORMAT, "%llu is not a non-zero multiple of 8",
+                       (unsigned long long)v->u.u64);
+    /* Ours on top: data offsets are rounded up with a mask. */
+    if ((v->u.u64 & (v->u.u64 - 1)) != 0)
         return rd_fail(r, ATTND_EFORMAT, "%llu is not a power of two",
                        (unsigned long long)v->u.u64);
     f->alignment = (uint32_t)v->u.u64;

@@ -225,9 +225,16 @@ static int kv_end(gguf_writer *w, size_t mark, int rc, attnd_err *err)
 int gguf_writer_set(gguf_writer *w, const char *key, const gguf_wval *v, attnd_err *err)
 {
     if (strcmp(key, "general.alignment") == 0) {
-        if (v->type != GGUF_TYPE_UINT32 || v->v.u32 == 0 || (v->v.u32 & (v->v.u32 - 1)) != 0)
+        if (v->type != GGUF_TYPE_UINT32)
             return attnd_err_set(err, ATTND_EINVAL,
-                                 "gguf writer: general.alignment must be a uint32 power of two");
+                                 "gguf writer: general.alignment must be uint32, is %s",
+                                 gguf_type_name(v->type));
+        /* What the reader accepts: never write a file we would refuse to load. */
+        if (v->v.u32 < 8 || (v->v.u32 & (v->v.u32 - 1)) != 0)
+            return attnd_err_set(err, ATTND_EINVAL,
+                                 "gguf writer: general.alignment %u is not a power of two of "
+                                 "at least 8",
+                                 v->v.u32);
     }
     size_t mark;
     int rc = kv_begin(w, key, v->type, &mark, err);

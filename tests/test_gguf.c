@@ -265,8 +265,10 @@ Test(gguf, round_trip_every_type_file_and_memory)
     for (size_t i = 0; i < sizeof tdata; i++)
         tdata[i] = (uint8_t)(i * 131 + 7);
     for (uint32_t version = 2; version <= 3; version++) {
-        for (uint32_t align = 1; align <= 64; align *= 8) {
-            uint32_t a = align == 1 ? 32 : align; /* 32 (default) and 8, 64 */
+        /* The default (32), and every other alignment the writer takes up to 64. */
+        static const uint32_t aligns[] = {32, 8, 16, 64};
+        for (size_t ai = 0; ai < sizeof aligns / sizeof aligns[0]; ai++) {
+            uint32_t a = aligns[ai];
             gguf_writer *w = build_all_types(version, a, tdata, sizeof tdata);
             attnd_err err = {0};
             char *path = test_tmp_path("roundtrip.gguf");
@@ -344,7 +346,15 @@ Test(gguf, writer_refuses_bad_input)
     cr_assert_eq(gguf_writer_set_u32(w, "a", 1, &err), ATTND_OK);
     cr_assert_eq(gguf_writer_set_u32(w, "a", 2, &err), ATTND_EINVAL);
     cr_assert_eq(gguf_writer_set_u32(w, "", 2, &err), ATTND_EINVAL);
-    cr_assert_eq(gguf_writer_set_u32(w, "general.alignment", 24, &err), ATTND_EINVAL);
+    /* The writer refuses every alignment the reader would (and 24: not a power of two). */
+    static const uint32_t bad_align[] = {0, 1, 2, 4, 7, 12, 24};
+    for (size_t i = 0; i < sizeof bad_align / sizeof bad_align[0]; i++) {
+        cr_assert_eq(gguf_writer_set_u32(w, "general.alignment", bad_align[i], &err),
+                     ATTND_EINVAL, "alignment %u", bad_align[i]);
+        cr_assert(strstr(err.msg, "general.alignment"), "%s", err.msg);
+    }
+    cr_assert_eq(gguf_writer_set_i32(w, "general.alignment", 32, &err), ATTND_EINVAL);
+    cr_assert(strstr(err.msg, "must be uint32"), "%s", err.msg);
     cr_assert_eq(gguf_writer_set_version(w, 1, &err), ATTND_EINVAL);
     cr_assert_eq(gguf_writer_add_tensor(w, "q", GGUF_DTYPE_Q8_0, 2, ne, "", &err), ATTND_EINVAL);
     cr_assert(strstr(err.msg, "q"));
@@ -534,7 +544,7 @@ Test(gguf_malformed, unknown_types_and_nesting)
         raw_put(&r, "\x01", 1);
     }
     expect_reject(&r, ATTND_EFORMAT, "more than once");
-    /* Alignment: wrong type, zero, not a power of two. */
+    /* Alignment: wrong type, zero, a multiple of 8 but not a power of two. */
     raw_header(&r, 3, 0, 1);
     raw_str(&r, "general.alignment");
     raw_u32(&r, GGUF_TYPE_UINT64);
@@ -544,7 +554,7 @@ Test(gguf_malformed, unknown_types_and_nesting)
     raw_str(&r, "general.alignment");
     raw_u32(&r, GGUF_TYPE_UINT32);
     raw_u32(&r, 0);
-    expect_reject(&r, ATTND_EFORMAT, "power of two");
+    expect_reject(&r, ATTND_EFORMAT, "0 is not a non-zero multiple of 8");
     raw_header(&r, 3, 0, 1);
     raw_str(&r, "general.alignment");
     raw_u32(&r, GGUF_TYPE_UINT32);
@@ -661,6 +671,68 @@ Test(gguf_malformed, tensor_infos)
     raw_header(&r, 3, 1, 0);
     raw_tensor(&r, "w", 2, ne4, GGUF_DTYPE_F32, 0);
     expect_reject(&r, ATTND_EFORMAT, "tensor");
+}
+
+/* A file on disk whose general.alignment is A and whose one tensor's data is
+ * padded to A, so that A is the only thing a reader could object to (values
+ * that pad nothing use 64). */
+static char *write_aligned_file(uint32_t a)
+{
+    struct raw r = {0};
+    uint64_t ne4[2] = {4, 1};
+    raw_header(&r, 3, 1, 1);
+    raw_str(&r, "general.alignment");
+    raw_u32(&r, GGUF_TYPE_UINT32);
+    raw_u32(&r, a);
+    raw_tensor(&r, "w", 2, ne4, GGUF_DTYPE_F32, 0);
+    raw_pad(&r, a != 0 && (a & (a - 1)) == 0 ? a : 64);
+    for (size_t i = 0; i < 16; i++)
+        raw_put(&r, "\x3c", 1);
+    char name[64];
+    snprintf(name, sizeof name, "align-%u.gguf", a);
+    char *path = test_tmp_path(name);
+    FILE *fp = fopen(path, "wb");
+    cr_assert(fp && fwrite(r.p, 1, r.len, fp) == r.len && fclose(fp) == 0, "%s", path);
+    free(r.p);
+    return path;
+}
+
+/* GGUF requires a non-zero multiple of 8; 4 and smaller powers of two once
+ * loaded (the reader only asked for a power of two). */
+Test(gguf_malformed, alignment_must_be_a_multiple_of_8)
+{
+    static const uint32_t bad[] = {0, 4, 12, 7, 1, 2};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *path = write_aligned_file(bad[i]);
+        gguf_file *f = NULL;
+        attnd_err err = {0};
+        int rc = gguf_open(path, &f, &err);
+        if (rc == ATTND_OK)
+            gguf_close(f);
+        char value[32];
+        snprintf(value, sizeof value, ": %u is not", bad[i]);
+        cr_expect_eq(rc, ATTND_EFORMAT, "alignment %u: got %d (%s)", bad[i], rc, err.msg);
+        cr_expect(strstr(err.msg, "general.alignment") && strstr(err.msg, value) &&
+                      strstr(err.msg, path),
+                  "alignment %u: message '%s' lacks the key, the value or the file", bad[i],
+                  err.msg);
+        remove(path);
+        free(path);
+    }
+    static const uint32_t good[] = {8, 16, 32, 64};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        char *path = write_aligned_file(good[i]);
+        gguf_file *f = NULL;
+        attnd_err err = {0};
+        cr_assert_eq(gguf_open(path, &f, &err), ATTND_OK, "alignment %u: %s", good[i], err.msg);
+        cr_expect_eq(gguf_alignment(f), good[i]);
+        const gguf_tensor *t = gguf_tensor_find(f, "w");
+        cr_assert(t);
+        cr_expect_eq((uintptr_t)t->data % good[i], 0, "alignment %u: data misaligned", good[i]);
+        gguf_close(f);
+        remove(path);
+        free(path);
+    }
 }
 
 Test(gguf_malformed, not_a_regular_file_and_missing)
