@@ -14,17 +14,16 @@ FROM debian:bookworm-slim AS build
 ARG DEBIAN_FRONTEND=noninteractive
 # Marks this project's images (deploy/test-image.sh prunes its stale ones by it).
 LABEL attnd.stage=build
-# The -dev packages of scripts/setup-deps.sh without the fuzzing toolchain.
-# CMake also requires the test-only libcriterion-dev and libcurl4-openssl-dev.
+# The -dev packages of scripts/setup-deps.sh without the test libraries
+# (Criterion, libcurl) and the fuzzing toolchain: ATTND_BUILD_TESTS=OFF below.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
       libopenblas-dev libmicrohttpd-dev libcjson-dev libuv1-dev libpcre2-dev \
-      libcriterion-dev libcurl4-openssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release \
+RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -DATTND_BUILD_TESTS=OFF \
  && cmake --build /build -j"$(nproc)" --target attnd \
  && install -D -m 0755 /build/cli/attnd /out/attnd
 

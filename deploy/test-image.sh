@@ -5,7 +5,8 @@
 #      `debootstrap --variant=minbase bookworm` (the tarball is cached in
 #      /var/cache/attnd-ci and reused; podman's own copy is reused when present);
 #   3. `podman build --pull=never --isolation=chroot` of the Dockerfile;
-#   4. `podman create` + `podman export` of the image into a directory;
+#   4. `podman create` + `podman export` of the image into a directory, which must hold
+#      no test libraries (Criterion, libcurl: files, dpkg packages, or in attnd's ldd);
 #   5. starts the image's ENTRYPOINT there with `chroot`, as the image's USER, with the
 #      image's ENV (plus ATTND_HOST=127.0.0.1 and a free ATTND_PORT, as `docker run -e`
 #      would), the model copied to the image's ATTND_MODEL path (/models/model.gguf);
@@ -244,6 +245,19 @@ cid=$("${podman[@]}" create --no-healthcheck "$image")
 "${podman[@]}" rm "$cid" >/dev/null
 cid=""
 log "exported to $root ($(du -sh "$root" | cut -f1))"
+
+# The build stage has no test libraries (ATTND_BUILD_TESTS=OFF) and the runtime stage
+# must not gain them either, not even as another package's dependency: no Criterion or
+# libcurl files, no such dpkg packages, and the binary does not load them.
+test_libs=$(find "$root/usr/lib" "$root/usr/local" "$root/lib" \( -name 'libcriterion*' -o -name 'libcurl*' \) \
+              -printf '%p ' 2>/dev/null || true)
+[ -z "$test_libs" ] || die "the image holds test libraries: ${test_libs//$root/}"
+test_pkgs=$(awk '/^Package: /{p=$2} /^Status: .* installed$/ && p ~ /^(libcriterion|libcurl|curl$)/ {print p}' \
+              "$root/var/lib/dpkg/status" | tr '\n' ' ')
+[ -z "$test_pkgs" ] || die "the image has test packages installed: $test_pkgs"
+needed=$(chroot "$root" /usr/bin/ldd /usr/local/bin/attnd) || die "ldd of the image's attnd failed"
+! grep -Eiq 'curl|criterion' <<<"$needed" || die "the image's attnd loads test libraries: $needed"
+log "no test libraries in the image (Criterion, libcurl, curl)"
 
 # USER as the runtime resolves it: uid[:gid], names looked up in the image's files.
 uspec_user=${user%%:*}
