@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages attnd builds and tests with. Idempotent: when every
 # package is already installed it installs nothing and does not touch the network.
-# Usage: scripts/setup-deps.sh [--with-test-extras]
+# The test-only ones (Criterion, libcurl, clang for the fuzzers) are always included;
+# a build configured with -DATTND_BUILD_TESTS=OFF does not need them.
+# Usage: scripts/setup-deps.sh (no options)
 set -euo pipefail
 
 pkgs=(
