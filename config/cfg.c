@@ -73,6 +73,8 @@ static const key k_keys[] = {
      "requests waiting for a slot before 503"},
     {"max_body_bytes", KT_SIZE, FIELD(max_body_bytes), KIB, GIB, MIB, NULL, NULL, "SIZE", NULL,
      "request body limit, 413 beyond"},
+    {"stream_buffer_bytes", KT_SIZE, FIELD(stream_buffer_bytes), KIB, GIB, MIB, NULL, NULL, "SIZE",
+     NULL, "output a streaming client may leave unread before its generation pauses"},
     {"default_max_tokens", KT_U32, FIELD(default_max_tokens), 1, 1000000, 128, NULL, NULL, "N",
      "1 to max_tokens_cap", "max_tokens of a request that gives none"},
     {"max_tokens_cap", KT_U32, FIELD(max_tokens_cap), 1, 1000000, 4096, NULL, NULL, "N", NULL,

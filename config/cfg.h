@@ -34,6 +34,7 @@ typedef struct cfg {
     uint32_t max_seqs;         /* max_seqs: sequences running at once */
     uint32_t queue_limit;      /* queue_limit: waiting requests before 503 */
     uint64_t max_body_bytes;   /* max_body_bytes: request body limit (413 beyond) */
+    uint64_t stream_buffer_bytes; /* stream_buffer_bytes: unread stream output before it pauses */
     uint32_t default_max_tokens;
     uint32_t max_tokens_cap;   /* max_tokens above this: 400 */
     uint32_t drain_timeout_s;  /* drain_timeout_s: SIGTERM grace for running requests */

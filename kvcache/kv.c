@@ -165,6 +165,12 @@ void kv_pool_free(kv_pool *pool)
 uint32_t kv_pool_block_size(const kv_pool *pool) { return pool->block_size; }
 uint32_t kv_pool_n_blocks(const kv_pool *pool) { return pool->n_blocks; }
 uint32_t kv_pool_n_free(const kv_pool *pool) { return pool->n_free; }
+
+uint64_t kv_pool_n_tokens(const kv_pool *pool)
+{
+    return (uint64_t)pool->n_blocks * pool->block_size;
+}
+
 kv_dtype kv_pool_dtype(const kv_pool *pool) { return pool->dtype; }
 uint64_t kv_pool_bytes_per_token(const kv_pool *pool) { return pool->bytes_per_token; }
 uint64_t kv_pool_block_bytes(const kv_pool *pool) { return pool->block_bytes; }

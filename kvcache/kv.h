@@ -48,6 +48,9 @@ void kv_pool_free(kv_pool *pool);
 uint32_t kv_pool_block_size(const kv_pool *pool);
 uint32_t kv_pool_n_blocks(const kv_pool *pool);
 uint32_t kv_pool_n_free(const kv_pool *pool);
+/* Tokens the whole pool holds: n_blocks * block_size, in 64 bits (a 1 TiB
+ * pool of small blocks passes 2^32). */
+uint64_t kv_pool_n_tokens(const kv_pool *pool);
 kv_dtype kv_pool_dtype(const kv_pool *pool);
 size_t kv_dtype_size(kv_dtype t);
 /* 2 * n_layer * n_head_kv * head_dim * element size. */

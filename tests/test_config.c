@@ -126,6 +126,7 @@ static void expect_same(const cfg *a, const cfg *b, bool compare_api_key)
     cr_expect_eq(a->max_seqs, b->max_seqs);
     cr_expect_eq(a->queue_limit, b->queue_limit);
     cr_expect_eq(a->max_body_bytes, b->max_body_bytes);
+    cr_expect_eq(a->stream_buffer_bytes, b->stream_buffer_bytes);
     cr_expect_eq(a->default_max_tokens, b->default_max_tokens);
     cr_expect_eq(a->max_tokens_cap, b->max_tokens_cap);
     cr_expect_eq(a->drain_timeout_s, b->drain_timeout_s);
@@ -192,7 +193,7 @@ Test(config, shipped_file_equals_the_builtin_defaults)
         cr_expect(cJSON_GetObjectItemCaseSensitive(code, it->string) != NULL,
                   "config/attnd.json has key '%s' that the code does not know", it->string);
     cr_expect_eq(n_file, n_code);
-    cr_expect_eq(n_code, 20);
+    cr_expect_eq(n_code, 21);
 
     /* And loading the file over anything gives exactly the defaults. */
     cfg d, f;
