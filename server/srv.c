@@ -44,10 +44,10 @@ int srv_run(const cfg *c, attnd_err *err)
             (double)model_weight_bytes(m) / 1048576.0);
     fprintf(stderr,
             "attnd: KV cache: %llu bytes per token (%s; %ux less than MHA with %u heads), %u blocks "
-            "of %u tokens = %u tokens, %.1f MiB; %u engine threads\n",
+            "of %u tokens = %llu tokens, %.1f MiB; %u engine threads\n",
             (unsigned long long)per_token, c->kv_type, hp->n_head / hp->n_head_kv, hp->n_head,
             kv_pool_n_blocks(kv), kv_pool_block_size(kv),
-            kv_pool_n_blocks(kv) * kv_pool_block_size(kv),
+            (unsigned long long)kv_pool_n_tokens(kv),
             (double)kv_pool_n_blocks(kv) * (double)kv_pool_block_bytes(kv) / 1048576.0,
             engine_n_threads(e));
 
@@ -66,8 +66,9 @@ int srv_run(const cfg *c, attnd_err *err)
         .queue_limit = c->queue_limit,
         .request_timeout_s = c->request_timeout_s,
         .drain_timeout_s = c->drain_timeout_s,
-        .max_buffered = 1u << 20,
+        .max_buffered = c->stream_buffer_bytes,
         .wake = srv_http_wake,
+        .client_gone = srv_http_client_gone,
         .wake_ctx = NULL,
     };
     if ((rc = srv_sched_new(&loop, e, m, metrics, &sp, &sched, err)) != ATTND_OK)
@@ -91,9 +92,14 @@ int srv_run(const cfg *c, attnd_err *err)
     rc = ATTND_OK;
 out:
     srv_http_stop(http);
+    /* On a start-up failure (port in use, ...) the scheduler's handles are
+     * still registered, its signal handlers included: close them and let
+     * the loop finish closing before anything is freed. */
+    srv_sched_close(sched);
     if (loop_ok) {
-        uv_run(&loop, UV_RUN_NOWAIT); /* let closed handles finish */
-        uv_loop_close(&loop);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        if (uv_loop_close(&loop) != 0)
+            fprintf(stderr, "attnd: the event loop still had open handles at exit\n");
     }
     srv_sched_free(sched);
     srv_metrics_free(metrics);

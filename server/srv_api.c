@@ -459,6 +459,88 @@ char *srv_error_json(const char *type, const char *message)
     return s;
 }
 
+/* ---- response JSON ------------------------------------------------------- */
+
+char *srv_json_string(const char *text, size_t len, size_t *out_len)
+{
+    /* Worst case every byte is a control character: \u00XX, 6 bytes. */
+    if (len > (SIZE_MAX - 3) / 6)
+        return NULL;
+    char *out = malloc(len * 6 + 3);
+    if (!out)
+        return NULL;
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    out[o++] = '"';
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        const char *esc = NULL;
+        switch (c) {
+        case '"': esc = "\\\""; break;
+        case '\\': esc = "\\\\"; break;
+        case '\b': esc = "\\b"; break;
+        case '\f': esc = "\\f"; break;
+        case '\n': esc = "\\n"; break;
+        case '\r': esc = "\\r"; break;
+        case '\t': esc = "\\t"; break;
+        default: break;
+        }
+        if (esc) {
+            out[o++] = esc[0];
+            out[o++] = esc[1];
+        } else if (c < 0x20) {
+            memcpy(out + o, "\\u00", 4);
+            out[o + 4] = hex[c >> 4];
+            out[o + 5] = hex[c & 15];
+            o += 6;
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+    *out_len = o;
+    return out;
+}
+
+char *srv_stream_frame(const char *json, size_t len, bool sse, size_t *out_len)
+{
+    const char *pre = sse ? "data: " : "", *post = sse ? "\n\n" : "\n";
+    size_t np = strlen(pre), nq = strlen(post);
+    if (len > SIZE_MAX - np - nq - 1)
+        return NULL;
+    char *out = malloc(np + len + nq + 1);
+    if (!out)
+        return NULL;
+    memcpy(out, pre, np);
+    memcpy(out + np, json, len);
+    memcpy(out + np + len, post, nq + 1);
+    *out_len = np + len + nq;
+    return out;
+}
+
+char *srv_stream_token(int32_t id, const char *text, size_t len, bool sse, size_t *out_len)
+{
+    size_t sl;
+    char *str = srv_json_string(text, len, &sl);
+    if (!str)
+        return NULL;
+    char head[32];
+    int hl = id >= 0 ? snprintf(head, sizeof head, "{\"token\":%ld,\"text\":", (long)id)
+                     : snprintf(head, sizeof head, "{\"text\":");
+    char *obj = malloc((size_t)hl + sl + 2);
+    char *line = NULL;
+    if (obj) {
+        memcpy(obj, head, (size_t)hl);
+        memcpy(obj + hl, str, sl);
+        obj[(size_t)hl + sl] = '}';
+        line = srv_stream_frame(obj, (size_t)hl + sl + 1, sse, out_len);
+    }
+    free(obj);
+    free(str);
+    return line;
+}
+
 /* ---- stop strings -------------------------------------------------------- */
 
 struct srv_stop {

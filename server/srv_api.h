@@ -58,6 +58,22 @@ int srv_parse_detokenize(const char *body, size_t len, int32_t n_vocab, int32_t 
 /* {"error": {"type": TYPE, "message": MESSAGE}} as a malloc'd string. */
 char *srv_error_json(const char *type, const char *message);
 
+/* Generated text can hold NUL bytes (a byte-fallback token <0x00>), which
+ * cJSON's C strings would cut short; these writers take lengths instead.
+ * TEXT must be valid UTF-8 (the streaming decoder guarantees it). */
+
+/* TEXT[0, LEN) as a JSON string literal, quotes included: '"', '\' and
+ * control characters escaped (NUL as \u0000), everything else as is.
+ * malloc'd and NUL-terminated, *OUT_LEN its length; NULL when out of memory. */
+char *srv_json_string(const char *text, size_t len, size_t *out_len);
+/* JSON[0, LEN) framed for a stream: an NDJSON line ("...\n") or, with SSE,
+ * an event ("data: ...\n\n"). malloc'd; NULL when out of memory. */
+char *srv_stream_frame(const char *json, size_t len, bool sse, size_t *out_len);
+/* One streamed token: {"token":ID,"text":"..."} framed as above; without
+ * "token" when ID < 0 (text held back until the end has no token of its
+ * own). malloc'd; NULL when out of memory. */
+char *srv_stream_token(int32_t id, const char *text, size_t len, bool sse, size_t *out_len);
+
 /* Stop strings, matched across token boundaries and never emitted: text is
  * fed as it is produced; what is returned for emission holds back any tail
  * that could still be the start of a stop string. Output boundaries never

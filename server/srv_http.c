@@ -10,9 +10,11 @@
 #include "srv_http.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -20,6 +22,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "attnd_utf8.h"
 #include "hparams.h"
@@ -34,12 +37,15 @@ struct srv_http {
     atomic_uint_fast64_t seed_counter;
 };
 
+struct route;
+
 struct conn {
     char *body;
     size_t len, cap;
     bool too_large;
     uint64_t dropped;     /* body bytes read past the limit and dropped */
-    bool routed;
+    bool routed;          /* an answer was queued or the route ran */
+    const struct route *route; /* NULL: unknown path */
     const char *endpoint; /* metrics label */
     unsigned status;
     double t_start;
@@ -158,18 +164,23 @@ static enum MHD_Result route_detokenize(srv_http *h, struct MHD_Connection *c, s
     tok_stream *ts = tok_stream_new(h->vocab, true);
     char *text = NULL;
     size_t len = 0, cap = 0;
-    for (size_t i = 0; ts && i <= n; i++) {
+    bool ok = ts != NULL;
+    for (size_t i = 0; ok && i <= n; i++) {
         const char *p;
         size_t pl;
-        if (i < n)
-            tok_stream_push(ts, ids[i], &p, &pl, &err);
-        else
+        if (i < n && tok_stream_push(ts, ids[i], &p, &pl, &err) != ATTND_OK) {
+            ok = false;
+            break;
+        }
+        if (i == n)
             tok_stream_flush(ts, &p, &pl);
         if (len + pl + 1 > cap) {
             cap = (len + pl + 1) * 2;
             char *t = realloc(text, cap);
-            if (!t)
+            if (!t) {
+                ok = false;
                 break;
+            }
             text = t;
         }
         memcpy(text + len, p, pl);
@@ -177,13 +188,17 @@ static enum MHD_Result route_detokenize(srv_http *h, struct MHD_Connection *c, s
     }
     tok_stream_free(ts);
     free(ids);
-    if (!text && n > 0)
-        return send_error(c, cn, 500, "internal", "out of memory");
-    cJSON *o = cJSON_CreateObject();
-    if (text)
-        text[len] = '\0';
-    cJSON_AddStringToObject(o, "text", text ? text : "");
+    /* The text may hold NUL bytes (<0x00> tokens): escaped by length. */
+    size_t sl;
+    char *str = ok ? srv_json_string(text ? text : "", len, &sl) : NULL;
     free(text);
+    cJSON *o = cJSON_CreateObject();
+    if (!str || !o || !cJSON_AddRawToObject(o, "text", str)) {
+        free(str);
+        cJSON_Delete(o);
+        return send_error(c, cn, 500, "internal", err.msg[0] ? err.msg : "out of memory");
+    }
+    free(str);
     return send_json(c, cn, 200, o);
 }
 
@@ -191,24 +206,29 @@ static enum MHD_Result route_metrics(srv_http *h, struct MHD_Connection *c, stru
 {
     size_t len;
     char *txt = srv_metrics_render(h->ctx.metrics, &len);
+    if (!txt)
+        return send_error(c, cn, 500, "internal", "out of memory rendering the metrics");
     return send_buf(c, cn, 200, "text/plain; version=0.0.4", txt, len);
 }
 
 /* ---------------------------------------------------------------- /generate */
 
+/* The answer of a non-streamed /generate; NULL when out of memory. The text
+ * may hold NUL bytes (<0x00> tokens), so it is escaped by length. */
 static cJSON *result_json(srv_req *r)
 {
     cJSON *o = cJSON_CreateObject();
     pthread_mutex_lock(&r->mu);
-    char *text = malloc(r->out_len + 1);
-    if (text) {
-        memcpy(text, r->out, r->out_len);
-        text[r->out_len] = '\0';
-    }
-    cJSON_AddStringToObject(o, "text", text ? text : "");
-    free(text);
-    srv_req_add_result(r, o);
+    size_t sl;
+    char *str = srv_json_string(r->out ? r->out : "", r->out_len, &sl);
+    bool ok = o && str && cJSON_AddRawToObject(o, "text", str) &&
+              srv_req_add_result(r, o) == ATTND_OK;
     pthread_mutex_unlock(&r->mu);
+    free(str);
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
     return o;
 }
 
@@ -263,6 +283,8 @@ static enum MHD_Result route_generate(srv_http *h, struct MHD_Connection *c, str
     }
     r->sse = r->in.stream && accepts_sse(c);
     r->conn = c;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    r->fd = ci ? ci->connect_fd : -1;
     r->t_submit = now_s();
     int rc = srv_req_prepare(r, h->ctx.m, srv_sched_kv_token_capacity(h->ctx.sched), &err);
     if (rc != ATTND_OK) {
@@ -319,7 +341,10 @@ static enum MHD_Result generate_resumed(struct MHD_Connection *c, struct conn *c
     pthread_mutex_unlock(&r->mu);
     if (!done)
         return MHD_YES;
-    return send_json(c, cn, 200, result_json(r));
+    cJSON *o = result_json(r);
+    if (!o)
+        return send_error(c, cn, 500, "internal", "out of memory building the answer");
+    return send_json(c, cn, 200, o);
 }
 
 /* ---------------------------------------------------------------- dispatch */
@@ -380,20 +405,29 @@ static const struct route k_routes[] = {
     {"/", "GET", "root", false, route_root},
 };
 
-static enum MHD_Result dispatch(srv_http *h, struct MHD_Connection *c, struct conn *cn,
-                                const char *url, const char *method)
+static const struct route *find_route(const char *url)
 {
-    const struct route *rt = NULL;
     for (size_t i = 0; i < sizeof k_routes / sizeof k_routes[0]; i++)
         if (strcmp(url, k_routes[i].path) == 0)
-            rt = &k_routes[i];
+            return &k_routes[i];
+    return NULL;
+}
+
+/* Everything decided by the request line and headers alone: unknown path,
+ * wrong method, missing or wrong key. Run when the headers arrive, so these
+ * are answered without reading (or holding) a body. MHD_YES with nothing
+ * queued (cn->routed still false): go on and read the body. */
+static enum MHD_Result check_headers(srv_http *h, struct MHD_Connection *c, struct conn *cn,
+                                     const char *method)
+{
+    const struct route *rt = cn->route;
     if (!rt) {
-        cn->endpoint = "other";
+        cn->routed = true;
         return send_error(c, cn, 404, "not_found", "no such endpoint");
     }
-    cn->endpoint = rt->label;
     bool head = strcmp(method, "HEAD") == 0 && strcmp(rt->method, "GET") == 0;
     if (strcmp(method, rt->method) != 0 && !head) {
+        cn->routed = true;
         char msg[96];
         snprintf(msg, sizeof msg, "%s needs %s", rt->path, rt->method);
         char *txt = srv_error_json("method_not_allowed", msg);
@@ -409,16 +443,11 @@ static enum MHD_Result dispatch(srv_http *h, struct MHD_Connection *c, struct co
         cn->status = 405;
         return ret;
     }
-    if (!rt->open && !authorized(h, c))
+    if (!rt->open && !authorized(h, c)) {
+        cn->routed = true;
         return send_error(c, cn, 401, "unauthorized", "missing or wrong API key");
-    return rt->fn(h, c, cn);
-}
-
-static void label_endpoint(struct conn *cn, const char *url)
-{
-    for (size_t i = 0; i < sizeof k_routes / sizeof k_routes[0]; i++)
-        if (strcmp(url, k_routes[i].path) == 0)
-            cn->endpoint = k_routes[i].label;
+    }
+    return MHD_YES;
 }
 
 static enum MHD_Result send_too_large(srv_http *h, struct MHD_Connection *c, struct conn *cn)
@@ -449,18 +478,27 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             cn->path[k++] = (*p > 32 && *p < 127) ? *p : '?';
         cn->path[k] = '\0';
         *con_cls = cn;
-        /* Refuse an announced oversize body before reading any of it: a
-         * response queued on the first call makes libmicrohttpd skip the body. */
+        cn->route = find_route(url);
+        cn->endpoint = cn->route ? cn->route->label : "other";
+        /* A response queued on this first call (headers complete, no body
+         * read yet) makes libmicrohttpd skip the body: refusals that the
+         * headers decide cost no body buffering. */
+        enum MHD_Result ret = check_headers(h, c, cn, method);
+        if (cn->routed || ret != MHD_YES)
+            return ret;
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > h->ctx.c->max_body_bytes) {
             cn->too_large = cn->routed = true;
-            label_endpoint(cn, url);
             return send_too_large(h, c, cn);
         }
         return MHD_YES;
     }
     if (cn->req && !cn->streaming && cn->routed)
         return generate_resumed(c, cn);
+    if (*upload_size > 0 && cn->routed) { /* answered from the headers: not kept */
+        *upload_size = 0;
+        return MHD_YES;
+    }
     if (*upload_size > 0) {
         if (!cn->too_large) {
             size_t n = *upload_size;
@@ -494,11 +532,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (cn->routed)
         return MHD_YES;
     cn->routed = true;
-    if (cn->too_large) {
-        label_endpoint(cn, url);
+    if (cn->too_large)
         return send_too_large(h, c, cn);
-    }
-    return dispatch(h, c, cn, url, method);
+    return cn->route->fn(h, c, cn);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -512,6 +548,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     *con_cls = NULL;
     unsigned prompt = 0, gen = 0;
     double q = 0, pf = 0, dc = 0;
+    const char *why = "none";
     if (cn->req) {
         srv_req *r = cn->req;
         pthread_mutex_lock(&r->mu);
@@ -521,6 +558,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         q = r->queue_ms;
         pf = r->prefill_ms;
         dc = r->decode_ms;
+        why = srv_finish_name(r->finish);
         pthread_mutex_unlock(&r->mu);
         if (!done || toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
             srv_sched_cancel(h->ctx.sched, r);
@@ -535,10 +573,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     double total = (now_s() - cn->t_start) * 1e3;
     if (log && cn->req)
         fprintf(stderr,
-                "attnd: %s %s %s %u prompt_tokens=%u generated_tokens=%u queue_ms=%.1f "
+                "attnd: %s %s %s %u finish=%s prompt_tokens=%u generated_tokens=%u queue_ms=%.1f "
                 "prefill_ms=%.1f decode_ms=%.1f total_ms=%.1f%s\n",
-                cn->method, cn->path, cn->streaming ? "stream" : "json", status, prompt, gen, q,
-                pf, dc, total, early);
+                cn->method, cn->path, cn->streaming ? "stream" : "json", status, why, prompt, gen,
+                q, pf, dc, total, early);
     else if (log)
         fprintf(stderr, "attnd: %s %s %u total_ms=%.1f%s\n", cn->method, cn->path, status, total,
                 early);
@@ -563,6 +601,18 @@ void srv_http_wake(void *ctx, srv_req *r)
 {
     (void)ctx;
     MHD_resume_connection(r->conn);
+}
+
+bool srv_http_client_gone(void *ctx, const srv_req *r)
+{
+    (void)ctx;
+    if (r->fd < 0)
+        return false;
+    /* A pipelined next request (POLLIN alone) is not a hang-up; a FIN
+     * (POLLRDHUP: libmicrohttpd too ends a connection on end of input) or a
+     * reset is. */
+    struct pollfd p = {.fd = r->fd, .events = POLLIN | POLLRDHUP};
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
 }
 
 size_t srv_http_live(srv_http *h)
@@ -604,12 +654,24 @@ int srv_http_start(const srv_http_ctx *ctx, srv_http **out, attnd_err *err)
         (unsigned)ctx->c->max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)128 * 1024,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
         MHD_OPTION_END);
-    freeaddrinfo(ai);
     if (!h->d) {
+        /* libmicrohttpd does not say why; binding the address ourselves does
+         * (usually: another process has the port). */
+        char why[128] = "in use, or not allowed";
+        int fd = socket(ai->ai_family, SOCK_STREAM, 0);
+        if (fd >= 0) {
+            int one = 1;
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+            if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0)
+                snprintf(why, sizeof why, "%s", strerror(errno));
+            close(fd);
+        }
+        freeaddrinfo(ai);
         free(h);
-        return attnd_err_set(err, ATTND_EIO, "http: cannot listen on %s:%u (in use, or not allowed)",
-                             ctx->c->host, ctx->c->port);
+        return attnd_err_set(err, ATTND_EIO, "http: cannot listen on %s:%u: %s (port %u)",
+                             ctx->c->host, ctx->c->port, why, ctx->c->port);
     }
+    freeaddrinfo(ai);
     *out = h;
     return ATTND_OK;
 }

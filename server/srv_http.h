@@ -8,6 +8,7 @@
 #ifndef ATTND_SRV_HTTP_H
 #define ATTND_SRV_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,5 +35,8 @@ size_t srv_http_live(srv_http *h);
 
 /* The scheduler's wake callback: resumes R's suspended connection. */
 void srv_http_wake(void *ctx, srv_req *r);
+/* The scheduler's hang-up check (srv_gone_fn): whether the client of R's
+ * suspended connection closed or reset it. */
+bool srv_http_client_gone(void *ctx, const srv_req *r);
 
 #endif

@@ -2,6 +2,7 @@
 #include "srv_metrics.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,11 @@ struct srv_metrics {
     } series[MAX_SERIES];
     size_t n_series;
     struct hist hists[SRV_HIST_COUNT_];
+    struct {
+        const char *reason;
+        uint64_t count;
+    } finished[8];
+    size_t n_finished;
     uint64_t prompt_tokens, generated_tokens, preemptions;
     uint32_t queue_depth, running, kv_used, kv_total;
 };
@@ -103,6 +109,22 @@ void srv_metrics_preemption(srv_metrics *m)
     pthread_mutex_unlock(&m->mu);
 }
 
+void srv_metrics_finish(srv_metrics *m, const char *reason)
+{
+    pthread_mutex_lock(&m->mu);
+    size_t i = 0;
+    while (i < m->n_finished && strcmp(m->finished[i].reason, reason) != 0)
+        i++;
+    if (i == m->n_finished && i < sizeof m->finished / sizeof m->finished[0]) {
+        m->finished[i].reason = reason;
+        m->finished[i].count = 0;
+        m->n_finished++;
+    }
+    if (i < m->n_finished)
+        m->finished[i].count++;
+    pthread_mutex_unlock(&m->mu);
+}
+
 void srv_metrics_gauges(srv_metrics *m, uint32_t queue_depth, uint32_t running, uint32_t kv_used,
                         uint32_t kv_total)
 {
@@ -117,6 +139,7 @@ void srv_metrics_gauges(srv_metrics *m, uint32_t queue_depth, uint32_t running, 
 struct out {
     char *p;
     size_t len, cap;
+    bool failed; /* out of memory: the text would be incomplete */
 };
 
 __attribute__((format(printf, 2, 3))) static void put(struct out *o, const char *fmt, ...)
@@ -126,16 +149,20 @@ __attribute__((format(printf, 2, 3))) static void put(struct out *o, const char 
         va_start(ap, fmt);
         int n = vsnprintf(o->p ? o->p + o->len : NULL, o->p ? o->cap - o->len : 0, fmt, ap);
         va_end(ap);
-        if (n < 0)
+        if (n < 0 || o->failed) {
+            o->failed = true;
             return;
+        }
         if (o->p && (size_t)n < o->cap - o->len) {
             o->len += (size_t)n;
             return;
         }
         size_t cap = (o->cap + (size_t)n + 1) * 2;
         char *t = realloc(o->p, cap);
-        if (!t)
+        if (!t) {
+            o->failed = true;
             return;
+        }
         o->p = t;
         o->cap = cap;
     }
@@ -156,6 +183,11 @@ char *srv_metrics_render(srv_metrics *m, size_t *len)
     for (size_t i = 0; i < m->n_series; i++)
         put(&o, "attnd_requests_total{endpoint=\"%s\",status=\"%u\"} %llu\n", m->series[i].endpoint,
             m->series[i].status, (unsigned long long)m->series[i].count);
+    put(&o, "# HELP attnd_finished_requests_total Generations ended, by finish reason.\n"
+            "# TYPE attnd_finished_requests_total counter\n");
+    for (size_t i = 0; i < m->n_finished; i++)
+        put(&o, "attnd_finished_requests_total{reason=\"%s\"} %llu\n", m->finished[i].reason,
+            (unsigned long long)m->finished[i].count);
     gauge(&o, "attnd_queue_depth", "Requests waiting for admission.", m->queue_depth, "gauge");
     gauge(&o, "attnd_running_sequences", "Sequences in the running batch.", m->running, "gauge");
     gauge(&o, "attnd_preemptions_total", "Sequences preempted because the KV cache ran out.",
@@ -174,6 +206,10 @@ char *srv_metrics_render(srv_metrics *m, size_t *len)
             (unsigned long long)x->count, n, x->sum, n, (unsigned long long)x->count);
     }
     pthread_mutex_unlock(&m->mu);
+    if (o.failed) {
+        free(o.p);
+        return NULL;
+    }
     *len = o.len;
     return o.p;
 }

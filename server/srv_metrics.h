@@ -26,11 +26,13 @@ void srv_metrics_request(srv_metrics *m, const char *endpoint, unsigned status);
 void srv_metrics_observe(srv_metrics *m, srv_hist h, double seconds);
 void srv_metrics_tokens(srv_metrics *m, uint64_t prompt, uint64_t generated);
 void srv_metrics_preemption(srv_metrics *m);
+/* One generation ended; REASON is a fixed finish-reason name ("length", ...). */
+void srv_metrics_finish(srv_metrics *m, const char *reason);
 /* Scheduler gauges, published after every step. */
 void srv_metrics_gauges(srv_metrics *m, uint32_t queue_depth, uint32_t running,
                         uint32_t kv_used, uint32_t kv_total);
 
-/* The Prometheus text exposition (malloc'd). */
+/* The Prometheus text exposition (malloc'd); NULL when out of memory. */
 char *srv_metrics_render(srv_metrics *m, size_t *len);
 
 #endif

@@ -17,6 +17,8 @@ const char *srv_finish_name(srv_finish f)
     case SRV_FINISH_STOP: return "stop";
     case SRV_FINISH_EOS: return "eos";
     case SRV_FINISH_CANCELLED: return "cancelled";
+    case SRV_FINISH_TIMEOUT: return "timeout";
+    case SRV_FINISH_ERROR: return "error";
     default: return "none";
     }
 }
@@ -26,6 +28,7 @@ srv_req *srv_req_new(void)
     srv_req *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
+    r->fd = -1;
     atomic_init(&r->refs, 1);
     atomic_init(&r->cancelled, false);
     pthread_mutex_init(&r->mu, NULL);
@@ -100,15 +103,18 @@ int srv_req_append(srv_req *r, const char *p, size_t n)
     return ATTND_OK;
 }
 
-void srv_req_add_result(const srv_req *r, void *obj)
+int srv_req_add_result(const srv_req *r, void *obj)
 {
     cJSON *o = obj;
-    cJSON_AddStringToObject(o, "finish_reason", srv_finish_name(r->finish));
-    cJSON *u = cJSON_AddObjectToObject(o, "usage");
-    cJSON_AddNumberToObject(u, "prompt_tokens", r->n_prompt);
-    cJSON_AddNumberToObject(u, "completion_tokens", r->n_generated);
-    cJSON *t = cJSON_AddObjectToObject(o, "timings");
-    cJSON_AddNumberToObject(t, "queue_ms", round(r->queue_ms * 1000) / 1000);
-    cJSON_AddNumberToObject(t, "prefill_ms", round(r->prefill_ms * 1000) / 1000);
-    cJSON_AddNumberToObject(t, "decode_ms", round(r->decode_ms * 1000) / 1000);
+    cJSON *u, *t;
+    bool ok = cJSON_AddStringToObject(o, "finish_reason", srv_finish_name(r->finish)) &&
+              (r->finish != SRV_FINISH_ERROR || cJSON_AddStringToObject(o, "error", r->error)) &&
+              (u = cJSON_AddObjectToObject(o, "usage")) &&
+              cJSON_AddNumberToObject(u, "prompt_tokens", r->n_prompt) &&
+              cJSON_AddNumberToObject(u, "completion_tokens", r->n_generated) &&
+              (t = cJSON_AddObjectToObject(o, "timings")) &&
+              cJSON_AddNumberToObject(t, "queue_ms", round(r->queue_ms * 1000) / 1000) &&
+              cJSON_AddNumberToObject(t, "prefill_ms", round(r->prefill_ms * 1000) / 1000) &&
+              cJSON_AddNumberToObject(t, "decode_ms", round(r->decode_ms * 1000) / 1000);
+    return ok ? ATTND_OK : ATTND_ENOMEM;
 }

@@ -5,13 +5,15 @@
  * freed when both have let go (srv_req_release). The fields are split by who
  * may touch them:
  *   - set before submission, read-only afterwards: the parsed request, the
- *     prompt tokens, stream/SSE flags, the connection;
+ *     prompt tokens, stream/SSE flags, the connection and its socket;
  *   - scheduler only: the generation state (seq, tokens, sampler, ...);
- *   - shared, under `mu`: the output buffer, done/finish/usage/timings, and
- *     `suspended` (whether the HTTP side parked its connection waiting for
- *     output: whoever produces output resumes it);
- *   - `cancelled`: atomic, set by the HTTP side (client gone), read by the
- *     scheduler at step boundaries. */
+ *   - shared, under `mu`: the output buffer, done/finish/error/usage/timings,
+ *     and `suspended` (whether the HTTP side parked its connection waiting
+ *     for output: whoever produces output resumes it; while it is set the
+ *     connection cannot close, so the scheduler may look at its socket);
+ *   - `cancelled`: atomic, set by the HTTP side (client gone) or the
+ *     scheduler's hang-up check, acted on by the scheduler at step
+ *     boundaries. Deadlines are the scheduler's own (finish "timeout"). */
 #ifndef ATTND_SRV_REQ_H
 #define ATTND_SRV_REQ_H
 
@@ -33,7 +35,9 @@ typedef enum srv_finish {
     SRV_FINISH_LENGTH,    /* max_tokens or the context length reached */
     SRV_FINISH_STOP,      /* a stop string */
     SRV_FINISH_EOS,       /* the end-of-sequence token */
-    SRV_FINISH_CANCELLED, /* client went away, deadline, or shutdown */
+    SRV_FINISH_CANCELLED, /* the client went away (nobody reads the answer) */
+    SRV_FINISH_TIMEOUT,   /* request_timeout_s passed, running or waiting */
+    SRV_FINISH_ERROR,     /* the server failed it (engine, memory, drain cut-off); see error */
 } srv_finish;
 
 const char *srv_finish_name(srv_finish f);
@@ -46,6 +50,7 @@ struct srv_req {
     uint32_t n_prompt;
     bool sse;                     /* stream as text/event-stream */
     struct MHD_Connection *conn;
+    int fd;                       /* the connection's socket, -1: none */
     double t_submit;              /* seconds, monotonic */
 
     /* --- shared */
@@ -57,6 +62,7 @@ struct srv_req {
     bool suspended;
     bool done;
     srv_finish finish;
+    char error[256];              /* why, when finish is SRV_FINISH_ERROR */
     uint32_t n_generated;
     double queue_ms, prefill_ms, decode_ms;
 
@@ -90,11 +96,13 @@ void srv_req_retain(srv_req *r);
 /* Drops a reference; frees at zero. */
 void srv_req_release(srv_req *r);
 
-/* Adds "finish_reason", "usage" and "timings" to the cJSON object O (a
- * cJSON *; the caller holds r->mu or is the scheduler, their only writer). */
-void srv_req_add_result(const srv_req *r, void *o);
+/* Adds "finish_reason", "usage", "timings" and, for an error, "error" (the
+ * message) to the cJSON object O (a cJSON *; the caller holds r->mu or is
+ * the scheduler, their only writer). ATTND_ENOMEM: O is incomplete. */
+int srv_req_add_result(const srv_req *r, void *o);
 
-/* Appends to the output buffer (caller holds r->mu). */
+/* Appends to the output buffer (caller holds r->mu). ATTND_ENOMEM: nothing
+ * was appended. */
 int srv_req_append(srv_req *r, const char *p, size_t n);
 
 #endif

@@ -3,11 +3,18 @@
  * Loop handles: `wake` (uv_async) for submissions and cancellations, `idle`
  * (uv_idle, active only while there is work) runs one engine step per loop
  * iteration so wake-ups, timers and signals are served between steps, `tick`
- * (uv_timer) enforces request deadlines and the drain, `sigterm`/`sigint`
- * (uv_signal) start the drain. */
+ * (uv_timer, 100 ms) enforces deadlines, looks for clients that hung up while
+ * their connection was parked, and ends the drain, `sigterm`/`sigint`
+ * (uv_signal) start the drain.
+ *
+ * Every request the scheduler holds ends through finish(), exactly once, with
+ * an honest reason: length, stop, eos, cancelled (client gone), timeout, or
+ * error (engine, memory, drain cut-off; the message goes to the client and
+ * to stderr). */
 #include "srv_sched.h"
 
 #include <cjson/cJSON.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +29,7 @@ struct srv_sched {
     uv_timer_t tick;
     uv_signal_t sigterm, sigint;
     bool idle_on;
+    bool closed; /* handles closed (drain done or srv_sched_close) */
 
     engine *eng;
     const model *m;
@@ -30,18 +38,22 @@ struct srv_sched {
     srv_metrics *metrics;
     srv_sched_params p;
 
-    /* submit queue: the only state shared with HTTP threads (and `draining`) */
+    /* Shared with HTTP threads, under qmu: the submit queue and its counts. */
     pthread_mutex_t qmu;
     srv_req *in_head, *in_tail;
-    uint32_t n_queued; /* submitted and not yet admitted */
+    uint32_t n_queued;  /* submitted, never admitted: the queue_depth gauge */
+    uint32_t n_held;    /* submitted, not finished: what queue_limit bounds */
     bool draining;
+    bool wake_open;      /* `wake` may be sent to (false once closed) */
+    double drain_deadline;
+    uint32_t drain_held; /* n_held when the drain began */
 
-    /* loop-thread state */
+    /* Loop-thread state. */
     srv_req *wait_head, *wait_tail; /* FIFO; preempted requests go to the front */
     srv_req **running;
     uint32_t n_running;
     uint64_t admit_counter;
-    double drain_deadline;
+    uint32_t drain_finished, drain_cut; /* requests ended during the drain */
     engine_entry *entries;
     srv_req **entry_req; /* request of each logits row */
     float *logits;
@@ -56,66 +68,70 @@ static double now_s(void)
 
 /* ---------------------------------------------------------------- output */
 
-/* Appends under the request's lock and wakes the HTTP side if it waits. */
-static void emit(srv_sched *s, srv_req *r, const char *p, size_t n, bool finish)
+/* Appends under the request's lock and wakes the HTTP side if it waits.
+ * ATTND_ENOMEM: nothing appended (END still takes effect). */
+static int emit(srv_sched *s, srv_req *r, const char *p, size_t n, bool end)
 {
     pthread_mutex_lock(&r->mu);
-    if (n)
-        srv_req_append(r, p, n);
-    if (finish)
+    int rc = n ? srv_req_append(r, p, n) : ATTND_OK;
+    if (end)
         r->done = true;
-    bool wake = r->suspended && (n > 0 || finish);
+    bool wake = r->suspended && ((n > 0 && rc == ATTND_OK) || end);
     if (wake)
         r->suspended = false;
     pthread_mutex_unlock(&r->mu);
     if (wake)
         s->p.wake(s->p.wake_ctx, r);
+    return rc;
 }
 
-/* One streamed JSON object as an NDJSON line or an SSE event. */
-static void emit_json(srv_sched *s, srv_req *r, cJSON *obj, bool finish)
+/* Text for the client: raw bytes for a non-streamed answer (the HTTP side
+ * escapes the whole text at the end), one framed JSON line per call for a
+ * stream. TOKEN < 0: held-back text released at the end. */
+static int emit_text(srv_sched *s, srv_req *r, int32_t token, const char *text, size_t len)
 {
-    char *txt = cJSON_PrintUnformatted(obj);
-    if (!txt) {
-        emit(s, r, NULL, 0, finish);
-        return;
-    }
-    size_t n = strlen(txt);
-    char *line = malloc(n + 16);
-    if (line) {
-        size_t len;
-        if (r->sse)
-            len = (size_t)snprintf(line, n + 16, "data: %s\n\n", txt);
-        else
-            len = (size_t)snprintf(line, n + 16, "%s\n", txt);
-        emit(s, r, line, len, finish);
-        free(line);
-    } else {
-        emit(s, r, NULL, 0, finish);
-    }
-    free(txt);
+    if (!r->in.stream)
+        return len ? emit(s, r, text, len, false) : ATTND_OK;
+    if (token < 0 && len == 0)
+        return ATTND_OK;
+    size_t n;
+    char *line = srv_stream_token(token, text, len, r->sse, &n);
+    if (!line)
+        return ATTND_ENOMEM;
+    int rc = emit(s, r, line, n, false);
+    free(line);
+    return rc;
 }
 
-static void emit_token(srv_sched *s, srv_req *r, int32_t token, const char *text, size_t len)
+/* The last line of a stream: {"done":true, finish_reason, usage, timings,
+ * error}. Needs memory; when there is none, a fixed line still tells the
+ * client that the request failed. */
+static void emit_done_line(srv_sched *s, srv_req *r)
 {
-    if (!r->in.stream) {
-        if (len)
-            emit(s, r, text, len, false);
-        return;
-    }
     cJSON *o = cJSON_CreateObject();
-    if (token >= 0) /* text held back until the end has no token of its own */
-        cJSON_AddNumberToObject(o, "token", token);
-    /* text is whole UTF-8 (tok_stream and the stop matcher guarantee it) */
-    char *t = malloc(len + 1);
-    if (t) {
-        memcpy(t, text, len);
-        t[len] = '\0';
-        cJSON_AddStringToObject(o, "text", t);
-        free(t);
-    }
-    emit_json(s, r, o, false);
+    char *json = NULL;
+    bool ok = o && cJSON_AddBoolToObject(o, "done", 1) && srv_req_add_result(r, o) == ATTND_OK &&
+              (json = cJSON_PrintUnformatted(o)) != NULL;
+    size_t n = 0;
+    char *line = ok ? srv_stream_frame(json, strlen(json), r->sse, &n) : NULL;
+    free(json);
     cJSON_Delete(o);
+    if (line && emit(s, r, line, n, true) == ATTND_OK) {
+        free(line);
+        return;
+    }
+    free(line);
+    static const char k_oom[] =
+        "{\"done\":true,\"finish_reason\":\"error\",\"error\":\"out of memory\"}";
+    fprintf(stderr, "attnd: request ended with an error: out of memory writing its last line\n");
+    pthread_mutex_lock(&r->mu);
+    r->finish = SRV_FINISH_ERROR;
+    snprintf(r->error, sizeof r->error, "out of memory");
+    pthread_mutex_unlock(&r->mu);
+    if (r->sse)
+        emit(s, r, "data: ", 6, false);
+    emit(s, r, k_oom, sizeof k_oom - 1, false);
+    emit(s, r, r->sse ? "\n\n" : "\n", r->sse ? 2 : 1, true);
 }
 
 /* ---------------------------------------------------------------- lifecycle of a request */
@@ -130,59 +146,100 @@ static void running_remove(srv_sched *s, srv_req *r)
         }
 }
 
+/* R leaves the waiting room: admitted for the first time, or ended before
+ * it ever was. A preempted request waiting again was counted out at its
+ * first admission. */
+static void queue_leave(srv_sched *s, srv_req *r)
+{
+    if (r->t_admit != 0)
+        return;
+    pthread_mutex_lock(&s->qmu);
+    s->n_queued--;
+    pthread_mutex_unlock(&s->qmu);
+}
+
+/* Releases text held back by the decoder and the stop matcher; may turn the
+ * end into a stop. ATTND_ENOMEM when the text could not be buffered. */
+static int flush_held(srv_sched *s, srv_req *r, srv_finish *why)
+{
+    const char *p1 = NULL, *p2 = NULL;
+    size_t n1 = 0, n2 = 0;
+    int rc = ATTND_OK;
+    tok_stream_flush(r->ts, &p1, &n1);
+    if (!r->stop)
+        return emit_text(s, r, -1, p1, n1);
+    bool stopped = false;
+    if (n1) {
+        const char *e;
+        size_t en;
+        srv_stop_feed(r->stop, p1, n1, &e, &en, &stopped);
+        if (en)
+            rc = emit_text(s, r, -1, e, en);
+        if (stopped)
+            *why = SRV_FINISH_STOP;
+    }
+    if (!stopped) {
+        srv_stop_flush(r->stop, &p2, &n2);
+        if (n2 && rc == ATTND_OK)
+            rc = emit_text(s, r, -1, p2, n2);
+    }
+    return rc;
+}
+
 /* Ends R: frees its sequence, flushes held-back text, publishes the result
- * and drops the scheduler's reference. */
-static void finish(srv_sched *s, srv_req *r, srv_finish why)
+ * and drops the scheduler's reference. MSG (printf-style) is the error
+ * message when WHY is SRV_FINISH_ERROR. */
+__attribute__((format(printf, 4, 5))) static void finish(srv_sched *s, srv_req *r, srv_finish why,
+                                                         const char *msg, ...)
 {
     if (r->running) {
         engine_seq_close(s->eng, r->seq);
         r->running = false;
         running_remove(s, r);
     }
-    double t = now_s();
-    if (why != SRV_FINISH_CANCELLED && why != SRV_FINISH_STOP) {
-        const char *p1 = NULL, *p2 = NULL;
-        size_t n1 = 0, n2 = 0;
-        if (r->ts)
-            tok_stream_flush(r->ts, &p1, &n1);
-        bool stopped = false;
-        if (r->stop && n1) {
-            const char *e;
-            size_t en;
-            srv_stop_feed(r->stop, p1, n1, &e, &en, &stopped);
-            if (en)
-                emit_token(s, r, -1, e, en);
-            if (stopped)
-                why = SRV_FINISH_STOP;
-        }
-        if (r->stop && !stopped) {
-            srv_stop_flush(r->stop, &p2, &n2);
-            if (n2)
-                emit_token(s, r, -1, p2, n2);
-        }
+    char error[sizeof r->error] = "";
+    if (why == SRV_FINISH_ERROR) {
+        va_list ap;
+        va_start(ap, msg);
+        vsnprintf(error, sizeof error, msg, ap);
+        va_end(ap);
     }
-    if (!r->have_first) {
+    double t = now_s();
+    if ((why == SRV_FINISH_LENGTH || why == SRV_FINISH_EOS || why == SRV_FINISH_TIMEOUT) &&
+        flush_held(s, r, &why) != ATTND_OK) {
+        why = SRV_FINISH_ERROR;
+        snprintf(error, sizeof error, "out of memory buffering the output");
+    }
+    if (why == SRV_FINISH_ERROR)
+        fprintf(stderr, "attnd: request ended with an error after %u tokens: %s\n",
+                r->n_generated, error);
+    if (!r->have_first)
         r->t_first = t;
-        if (r->t_admit == 0)
-            r->t_admit = t;
+    if (r->t_admit == 0) {
+        queue_leave(s, r);
+        r->t_admit = t;
     }
     pthread_mutex_lock(&r->mu);
     r->finish = why;
+    memcpy(r->error, error, sizeof error);
     r->queue_ms = (r->t_admit - r->t_submit) * 1e3;
     r->prefill_ms = (r->t_first - r->t_admit) * 1e3;
     r->decode_ms = (t - r->t_first) * 1e3;
     pthread_mutex_unlock(&r->mu);
-    srv_metrics_tokens(s->metrics, r->n_prompt, r->n_generated);
 
-    if (r->in.stream) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddBoolToObject(o, "done", 1);
-        srv_req_add_result(r, o); /* fields only this thread writes */
-        emit_json(s, r, o, true);
-        cJSON_Delete(o);
-    } else {
+    if (r->in.stream)
+        emit_done_line(s, r); /* reads fields only this thread writes */
+    else
         emit(s, r, NULL, 0, true);
-    }
+    srv_metrics_tokens(s->metrics, r->n_prompt, r->n_generated);
+    srv_metrics_finish(s->metrics, srv_finish_name(r->finish));
+
+    pthread_mutex_lock(&s->qmu);
+    s->n_held--;
+    bool in_drain = s->draining;
+    pthread_mutex_unlock(&s->qmu);
+    if (in_drain)
+        s->drain_finished++;
     srv_req_release(r);
 }
 
@@ -217,22 +274,38 @@ static void take_incoming(srv_sched *s)
     s->wait_tail = t;
 }
 
+/* Unlinks the waiting request *PP (PREV before it, NULL at the head). */
+static srv_req *wait_unlink(srv_sched *s, srv_req **pp, srv_req *prev)
+{
+    srv_req *r = *pp;
+    *pp = r->next;
+    if (s->wait_tail == r)
+        s->wait_tail = prev;
+    r->next = NULL;
+    return r;
+}
+
 static uint32_t blocks_for(const srv_sched *s, uint32_t tokens)
 {
     uint32_t bs = kv_pool_block_size(engine_kv(s->eng));
-    return (tokens + bs - 1) / bs;
+    return (uint32_t)(((uint64_t)tokens + bs - 1) / bs);
 }
 
 /* Blocks running sequences will still take to finish their prefill. */
-static uint32_t promised_blocks(const srv_sched *s)
+static uint64_t promised_blocks(const srv_sched *s)
 {
-    uint32_t sum = 0;
+    uint64_t sum = 0;
     for (uint32_t i = 0; i < s->n_running; i++) {
         const srv_req *r = s->running[i];
         uint32_t want = blocks_for(s, r->n_tokens + 1), have = blocks_for(s, r->n_computed);
         sum += want > have ? want - have : 0;
     }
     return sum;
+}
+
+static bool expired(const srv_sched *s, const srv_req *r, double t)
+{
+    return s->p.request_timeout_s && t - r->t_submit > s->p.request_timeout_s;
 }
 
 /* Drops cancelled and expired requests, then admits from the queue head
@@ -242,22 +315,17 @@ static void admit(srv_sched *s, double t)
     for (uint32_t i = s->n_running; i-- > 0;) {
         srv_req *r = s->running[i];
         if (atomic_load(&r->cancelled))
-            finish(s, r, SRV_FINISH_CANCELLED);
-        else if (s->p.request_timeout_s && t - r->t_submit > s->p.request_timeout_s)
-            finish(s, r, SRV_FINISH_LENGTH);
+            finish(s, r, SRV_FINISH_CANCELLED, NULL);
+        else if (expired(s, r, t))
+            finish(s, r, SRV_FINISH_TIMEOUT, NULL);
     }
     srv_req **pp = &s->wait_head, *prev = NULL;
     while (*pp) {
         srv_req *r = *pp;
-        bool expired = s->p.request_timeout_s && t - r->t_submit > s->p.request_timeout_s;
-        if (atomic_load(&r->cancelled) || expired) {
-            *pp = r->next;
-            if (s->wait_tail == r)
-                s->wait_tail = prev;
-            pthread_mutex_lock(&s->qmu);
-            s->n_queued--;
-            pthread_mutex_unlock(&s->qmu);
-            finish(s, r, expired ? SRV_FINISH_LENGTH : SRV_FINISH_CANCELLED);
+        bool cancelled = atomic_load(&r->cancelled);
+        if (cancelled || expired(s, r, t)) {
+            wait_unlink(s, pp, prev);
+            finish(s, r, cancelled ? SRV_FINISH_CANCELLED : SRV_FINISH_TIMEOUT, NULL);
             continue;
         }
         prev = r;
@@ -267,20 +335,13 @@ static void admit(srv_sched *s, double t)
     const kv_pool *kv = engine_kv(s->eng);
     while (s->wait_head && s->n_running < s->p.max_seqs) {
         srv_req *r = s->wait_head;
-        uint32_t free_blocks = kv_pool_n_free(kv), promised = promised_blocks(s);
+        uint64_t free_blocks = kv_pool_n_free(kv), promised = promised_blocks(s);
         uint32_t need = blocks_for(s, r->n_tokens + 1);
         if (need > kv_pool_n_blocks(kv)) {
             /* Grew (prompt + output, recomputed after preemption) beyond what
-             * the whole pool holds: it can never run again. */
-            s->wait_head = r->next;
-            if (!s->wait_head)
-                s->wait_tail = NULL;
-            if (r->t_admit == 0) {
-                pthread_mutex_lock(&s->qmu);
-                s->n_queued--;
-                pthread_mutex_unlock(&s->qmu);
-            }
-            finish(s, r, SRV_FINISH_LENGTH);
+             * the whole pool holds: the pool is its context limit. */
+            wait_unlink(s, &s->wait_head, NULL);
+            finish(s, r, SRV_FINISH_LENGTH, NULL);
             continue;
         }
         if (free_blocks < promised || free_blocks - promised < need)
@@ -288,20 +349,50 @@ static void admit(srv_sched *s, double t)
         attnd_err err;
         if (engine_seq_open(s->eng, &r->seq, &err) != ATTND_OK)
             break;
-        s->wait_head = r->next;
-        if (!s->wait_head)
-            s->wait_tail = NULL;
-        r->next = NULL;
+        wait_unlink(s, &s->wait_head, NULL);
         r->running = true;
         r->admit_order = ++s->admit_counter;
         if (r->t_admit == 0) {
+            queue_leave(s, r);
             r->t_admit = t;
-            pthread_mutex_lock(&s->qmu);
-            s->n_queued--;
-            pthread_mutex_unlock(&s->qmu);
         }
         s->running[s->n_running++] = r;
     }
+}
+
+/* Marks R cancelled when its connection is parked and its client hung up. */
+static void check_hangup(srv_sched *s, srv_req *r)
+{
+    if (atomic_load(&r->cancelled))
+        return;
+    pthread_mutex_lock(&r->mu);
+    bool gone = r->suspended && !r->done && s->p.client_gone(s->p.wake_ctx, r);
+    pthread_mutex_unlock(&r->mu);
+    if (gone)
+        atomic_store(&r->cancelled, true);
+}
+
+/* Looks at the socket of every parked connection: a client that hung up
+ * while its request waited in the queue, was preempted, or (not streamed)
+ * was being generated would otherwise keep its sequence to max_tokens. */
+static void find_hangups(srv_sched *s)
+{
+    if (!s->p.client_gone)
+        return;
+    for (uint32_t i = 0; i < s->n_running; i++)
+        check_hangup(s, s->running[i]);
+    for (srv_req *r = s->wait_head; r; r = r->next)
+        check_hangup(s, r);
+}
+
+static void publish_gauges(srv_sched *s)
+{
+    const kv_pool *kv = engine_kv(s->eng);
+    pthread_mutex_lock(&s->qmu);
+    uint32_t queued = s->n_queued;
+    pthread_mutex_unlock(&s->qmu);
+    srv_metrics_gauges(s->metrics, queued, s->n_running, kv_pool_n_blocks(kv) - kv_pool_n_free(kv),
+                       kv_pool_n_blocks(kv));
 }
 
 /* ---------------------------------------------------------------- one step */
@@ -319,7 +410,7 @@ static void on_token(srv_sched *s, srv_req *r, const float *logits, double t)
     }
     r->t_last_token = t;
     if (!r->in.ignore_eos && tok_is_eog(s->vocab, tok)) {
-        finish(s, r, SRV_FINISH_EOS);
+        finish(s, r, SRV_FINISH_EOS, NULL);
         return;
     }
     sampler_accept(r->smp, tok);
@@ -331,21 +422,30 @@ static void on_token(srv_sched *s, srv_req *r, const float *logits, double t)
     const char *piece = NULL, *out = NULL;
     size_t piece_len = 0, out_len = 0;
     bool stopped = false;
-    attnd_err err;
-    tok_stream_push(r->ts, tok, &piece, &piece_len, &err);
+    attnd_err err = {0};
+    if (tok_stream_push(r->ts, tok, &piece, &piece_len, &err) != ATTND_OK) {
+        finish(s, r, SRV_FINISH_ERROR, "decoding token %ld: %s", (long)tok, err.msg);
+        return;
+    }
     if (r->stop)
         srv_stop_feed(r->stop, piece, piece_len, &out, &out_len, &stopped);
     else
         out = piece, out_len = piece_len;
-    emit_token(s, r, tok, out, out_len);
-    if (stopped)
-        finish(s, r, SRV_FINISH_STOP);
+    if (emit_text(s, r, tok, out, out_len) != ATTND_OK)
+        finish(s, r, SRV_FINISH_ERROR, "out of memory buffering the output");
+    else if (stopped)
+        finish(s, r, SRV_FINISH_STOP, NULL);
     else if (r->n_generated >= r->in.max_tokens || r->n_tokens >= s->hp->n_ctx)
-        finish(s, r, SRV_FINISH_LENGTH);
+        finish(s, r, SRV_FINISH_LENGTH, NULL);
 }
 
+/* A stream whose reader left more than max_buffered unread waits for it.
+ * Only streams: a non-streamed answer is read once, at the end, and is
+ * bounded by max_tokens. */
 static bool paused(const srv_sched *s, srv_req *r)
 {
+    if (!r->in.stream)
+        return false;
     pthread_mutex_lock(&r->mu);
     bool full = r->out_len - r->out_pos > s->p.max_buffered;
     pthread_mutex_unlock(&r->mu);
@@ -393,7 +493,7 @@ static bool step(srv_sched *s)
         if (n == 0)
             break;
         ran = true;
-        attnd_err err;
+        attnd_err err = {0};
         int rc = engine_step(s->eng, s->entries, n, s->logits, &err);
         if (rc == ATTND_ERANGE && s->n_running > 1) {
             /* Out of KV blocks: preempt the most recently admitted and retry. */
@@ -404,12 +504,16 @@ static bool step(srv_sched *s)
             preempt(s, victim);
             continue;
         }
+        if (rc == ATTND_ERANGE) {
+            /* A lone sequence filled the whole pool: that is its context. */
+            finish(s, s->running[0], SRV_FINISH_LENGTH, NULL);
+            break;
+        }
         if (rc != ATTND_OK) {
-            /* A lone sequence that no longer fits the pool, or a real error:
-             * end what was in the batch rather than spin. */
-            fprintf(stderr, "attnd: engine step failed: %s\n", err.msg);
+            fprintf(stderr, "attnd: engine step failed: %s; ending the %u running requests\n",
+                    err.msg, s->n_running);
             for (uint32_t i = s->n_running; i-- > 0;)
-                finish(s, s->running[i], SRV_FINISH_LENGTH);
+                finish(s, s->running[i], SRV_FINISH_ERROR, "engine step failed: %s", err.msg);
             break;
         }
         double t1 = now_s();
@@ -426,12 +530,7 @@ static bool step(srv_sched *s)
             on_token(s, s->entry_req[row], s->logits + (size_t)row * s->hp->n_vocab, t1);
         break;
     }
-    const kv_pool *kv = engine_kv(s->eng);
-    pthread_mutex_lock(&s->qmu);
-    uint32_t queued = s->n_queued;
-    pthread_mutex_unlock(&s->qmu);
-    srv_metrics_gauges(s->metrics, queued, s->n_running, kv_pool_n_blocks(kv) - kv_pool_n_free(kv),
-                       kv_pool_n_blocks(kv));
+    publish_gauges(s);
     return ran;
 }
 
@@ -447,6 +546,12 @@ static bool has_work(srv_sched *s)
 
 static void close_all(srv_sched *s)
 {
+    if (s->closed)
+        return;
+    s->closed = true;
+    pthread_mutex_lock(&s->qmu);
+    s->wake_open = false; /* HTTP threads may still cancel: they must not send */
+    pthread_mutex_unlock(&s->qmu);
     uv_idle_stop(&s->idle);
     uv_close((uv_handle_t *)&s->wake, NULL);
     uv_close((uv_handle_t *)&s->idle, NULL);
@@ -476,6 +581,7 @@ static void on_wake(uv_async_t *h)
     if (!s->idle_on) {
         take_incoming(s);
         admit(s, now_s());
+        publish_gauges(s);
     }
 }
 
@@ -484,38 +590,55 @@ static void on_tick(uv_timer_t *h)
     srv_sched *s = h->data;
     double t = now_s();
     pthread_mutex_lock(&s->qmu);
-    bool draining = s->draining;
+    bool drain = s->draining;
     double deadline = s->drain_deadline;
     pthread_mutex_unlock(&s->qmu);
-    if (draining && t >= deadline) {
+    take_incoming(s);
+    find_hangups(s);
+    if (drain && t >= deadline) {
         /* Drain timeout: whatever still runs or waits is cut off. */
-        take_incoming(s);
+        uint32_t before = s->drain_finished;
         for (uint32_t i = s->n_running; i-- > 0;)
-            finish(s, s->running[i], SRV_FINISH_CANCELLED);
+            finish(s, s->running[i], SRV_FINISH_ERROR,
+                   "the server shut down: drain_timeout_s (%u s) ran out", s->p.drain_timeout_s);
         while (s->wait_head) {
-            srv_req *r = s->wait_head;
-            s->wait_head = r->next;
-            finish(s, r, SRV_FINISH_CANCELLED);
+            srv_req *r = wait_unlink(s, &s->wait_head, NULL);
+            finish(s, r, SRV_FINISH_ERROR, "the server shut down: drain_timeout_s (%u s) ran out",
+                   s->p.drain_timeout_s);
         }
-        s->wait_tail = NULL;
+        s->drain_cut += s->drain_finished - before;
+        s->drain_finished = before;
     } else if (!s->idle_on) {
-        take_incoming(s);
-        admit(s, t); /* deadlines and cancellations of waiting requests */
+        admit(s, t); /* deadlines, cancellations and hang-ups of parked requests */
         if (has_work(s)) {
             uv_idle_start(&s->idle, on_idle);
             s->idle_on = true;
         }
     }
-    if (draining && !has_work(s))
+    publish_gauges(s);
+    if (drain && !has_work(s)) {
+        pthread_mutex_lock(&s->qmu);
+        uint32_t held = s->drain_held;
+        pthread_mutex_unlock(&s->qmu);
+        fprintf(stderr,
+                "attnd: drain complete: %u requests were in flight, %u finished, %u cut off at the "
+                "drain timeout\n",
+                held, s->drain_finished, s->drain_cut);
         close_all(s);
+    }
 }
 
 static void on_signal(uv_signal_t *h, int signum)
 {
     srv_sched *s = h->data;
-    fprintf(stderr, "attnd: %s: draining (up to %u s for running requests)\n",
-            signum == SIGTERM ? "SIGTERM" : "SIGINT", s->p.drain_timeout_s);
     srv_sched_request_drain(s);
+    pthread_mutex_lock(&s->qmu);
+    uint32_t held = s->drain_held;
+    pthread_mutex_unlock(&s->qmu);
+    fprintf(stderr,
+            "attnd: %s: draining %u requests in flight (%u running, %u waiting), up to %u s\n",
+            signum == SIGTERM ? "SIGTERM" : "SIGINT", held, s->n_running,
+            held > s->n_running ? held - s->n_running : 0, s->p.drain_timeout_s);
 }
 
 /* ---------------------------------------------------------------- public */
@@ -524,9 +647,16 @@ int srv_sched_new(uv_loop_t *loop, engine *e, const model *m, srv_metrics *metri
                   const srv_sched_params *p, srv_sched **out, attnd_err *err)
 {
     *out = NULL;
+    if (p->max_seqs == 0 || p->max_batch_tokens < p->max_seqs || !p->wake)
+        return attnd_err_set(err, ATTND_EINVAL,
+                             "scheduler: max_seqs (%u) must be at least 1 and at most "
+                             "max_batch_tokens (%u), and a wake callback is needed",
+                             p->max_seqs, p->max_batch_tokens);
     srv_sched *s = calloc(1, sizeof *s);
     if (!s)
         return attnd_err_set(err, ATTND_ENOMEM, "scheduler: out of memory");
+    pthread_mutex_init(&s->qmu, NULL);
+    s->closed = true; /* no handle yet */
     s->loop = loop;
     s->eng = e;
     s->m = m;
@@ -542,26 +672,54 @@ int srv_sched_new(uv_loop_t *loop, engine *e, const model *m, srv_metrics *metri
         srv_sched_free(s);
         return attnd_err_set(err, ATTND_ENOMEM, "scheduler: out of memory");
     }
-    pthread_mutex_init(&s->qmu, NULL);
-    uv_async_init(loop, &s->wake, on_wake);
-    uv_idle_init(loop, &s->idle);
-    uv_timer_init(loop, &s->tick);
-    uv_signal_init(loop, &s->sigterm);
-    uv_signal_init(loop, &s->sigint);
-    s->wake.data = s->idle.data = s->tick.data = s->sigterm.data = s->sigint.data = s;
-    uv_timer_start(&s->tick, on_tick, 100, 100);
-    uv_signal_start(&s->sigterm, on_signal, SIGTERM);
-    uv_signal_start(&s->sigint, on_signal, SIGINT);
+    /* Each handle is closed again if a later one fails, and the loop is run
+     * once so that libuv lets go of them before the memory goes. */
+    uv_handle_t *made[5];
+    int n_made = 0, rc = 0;
+    if ((rc = uv_async_init(loop, &s->wake, on_wake)) == 0) {
+        made[n_made++] = (uv_handle_t *)&s->wake;
+        if ((rc = uv_idle_init(loop, &s->idle)) == 0) {
+            made[n_made++] = (uv_handle_t *)&s->idle;
+            if ((rc = uv_timer_init(loop, &s->tick)) == 0) {
+                made[n_made++] = (uv_handle_t *)&s->tick;
+                if ((rc = uv_signal_init(loop, &s->sigterm)) == 0) {
+                    made[n_made++] = (uv_handle_t *)&s->sigterm;
+                    if ((rc = uv_signal_init(loop, &s->sigint)) == 0)
+                        made[n_made++] = (uv_handle_t *)&s->sigint;
+                }
+            }
+        }
+    }
+    if (rc == 0) {
+        s->wake.data = s->idle.data = s->tick.data = s->sigterm.data = s->sigint.data = s;
+        if ((rc = uv_timer_start(&s->tick, on_tick, 100, 100)) == 0 &&
+            (rc = uv_signal_start(&s->sigterm, on_signal, SIGTERM)) == 0)
+            rc = uv_signal_start(&s->sigint, on_signal, SIGINT);
+    }
+    if (rc != 0) {
+        for (int i = 0; i < n_made; i++)
+            uv_close(made[i], NULL);
+        uv_run(loop, UV_RUN_NOWAIT);
+        srv_sched_free(s);
+        return attnd_err_set(err, ATTND_EIO, "scheduler: event loop: %s", uv_strerror(rc));
+    }
+    s->closed = false;
+    s->wake_open = true;
     *out = s;
     return ATTND_OK;
+}
+
+void srv_sched_close(srv_sched *s)
+{
+    if (s)
+        close_all(s);
 }
 
 void srv_sched_free(srv_sched *s)
 {
     if (!s)
         return;
-    if (s->loop)
-        pthread_mutex_destroy(&s->qmu);
+    pthread_mutex_destroy(&s->qmu);
     free(s->running);
     free(s->entries);
     free(s->entry_req);
@@ -572,11 +730,11 @@ void srv_sched_free(srv_sched *s)
 int srv_sched_submit(srv_sched *s, srv_req *r)
 {
     pthread_mutex_lock(&s->qmu);
-    if (s->draining) {
+    if (s->draining || !s->wake_open) {
         pthread_mutex_unlock(&s->qmu);
         return ATTND_EUNSUPPORTED;
     }
-    if (s->n_queued >= s->p.queue_limit) {
+    if ((uint64_t)s->n_held >= (uint64_t)s->p.max_seqs + s->p.queue_limit) {
         pthread_mutex_unlock(&s->qmu);
         return ATTND_ERANGE;
     }
@@ -588,15 +746,24 @@ int srv_sched_submit(srv_sched *s, srv_req *r)
         s->in_head = r;
     s->in_tail = r;
     s->n_queued++;
+    s->n_held++;
+    uv_async_send(&s->wake); /* not draining, so the handle is open */
     pthread_mutex_unlock(&s->qmu);
-    uv_async_send(&s->wake);
     return ATTND_OK;
+}
+
+static void send_wake(srv_sched *s)
+{
+    pthread_mutex_lock(&s->qmu);
+    if (s->wake_open)
+        uv_async_send(&s->wake);
+    pthread_mutex_unlock(&s->qmu);
 }
 
 void srv_sched_cancel(srv_sched *s, srv_req *r)
 {
     atomic_store(&r->cancelled, true);
-    uv_async_send(&s->wake);
+    send_wake(s);
 }
 
 bool srv_sched_draining(srv_sched *s)
@@ -613,13 +780,13 @@ void srv_sched_request_drain(srv_sched *s)
     if (!s->draining) {
         s->draining = true;
         s->drain_deadline = now_s() + s->p.drain_timeout_s;
+        s->drain_held = s->n_held;
     }
     pthread_mutex_unlock(&s->qmu);
-    uv_async_send(&s->wake);
+    send_wake(s);
 }
 
-uint32_t srv_sched_kv_token_capacity(const srv_sched *s)
+uint64_t srv_sched_kv_token_capacity(const srv_sched *s)
 {
-    const kv_pool *kv = engine_kv(s->eng);
-    return kv_pool_n_blocks(kv) * kv_pool_block_size(kv);
+    return kv_pool_n_tokens(engine_kv(s->eng));
 }

@@ -1114,3 +1114,58 @@ Test(stop_match, random_utf8)
     const char *alpha[] = {"a", "\xc3\xa9", "\xe2\x82\xac", "\xe2\x82\xad", "\xf0\x9f\x98\x80"};
     property(alpha, 5, 2, 20000);
 }
+
+/* ---- response JSON written by length ------------------------------------- */
+
+Test(response_json, every_byte_below_0x20_is_escaped_and_nul_does_not_cut)
+{
+    char in[41];
+    for (int i = 0; i < 32; i++)
+        in[i] = (char)i;
+    memcpy(in + 32, "\"\\/\xc3\xa9\xf0\x9f\x98\x80", 9); /* " \ / é 😀 */
+    size_t n;
+    char *s = srv_json_string(in, sizeof in, &n);
+    cr_assert(s);
+    cr_expect_eq(n, strlen(s));
+    const char *want = "\"\\u0000\\u0001\\u0002\\u0003\\u0004\\u0005\\u0006\\u0007\\b\\t\\n\\u000b"
+                       "\\f\\r\\u000e\\u000f\\u0010\\u0011\\u0012\\u0013\\u0014\\u0015\\u0016"
+                       "\\u0017\\u0018\\u0019\\u001a\\u001b\\u001c\\u001d\\u001e\\u001f"
+                       "\\\"\\\\/\xc3\xa9\xf0\x9f\x98\x80\"";
+    cr_expect_str_eq(s, want);
+    /* Without the NUL, cJSON reads back exactly the bytes. */
+    char *s1 = srv_json_string(in + 1, sizeof in - 1, &n);
+    cJSON *v = cJSON_Parse(s1);
+    cr_assert(cJSON_IsString(v));
+    cr_expect(strlen(v->valuestring) == sizeof in - 1 &&
+              memcmp(v->valuestring, in + 1, sizeof in - 1) == 0);
+    cJSON_Delete(v);
+    free(s1);
+    free(s);
+    s = srv_json_string("", 0, &n);
+    cr_expect_str_eq(s, "\"\"");
+    free(s);
+}
+
+Test(response_json, stream_lines_are_framed_for_ndjson_and_sse)
+{
+    size_t n;
+    char *l = srv_stream_token(3, "a\0b", 3, false, &n);
+    cr_expect_str_eq(l, "{\"token\":3,\"text\":\"a\\u0000b\"}\n");
+    cr_expect_eq(n, strlen(l));
+    free(l);
+    l = srv_stream_token(-1, "tail", 4, true, &n);
+    cr_expect_str_eq(l, "data: {\"text\":\"tail\"}\n\n");
+    free(l);
+    l = srv_stream_frame("{\"done\":true}", 13, true, &n);
+    cr_expect_str_eq(l, "data: {\"done\":true}\n\n");
+    cr_expect_eq(n, 21);
+    free(l);
+    /* Each line parses (as JSON after the SSE prefix). */
+    l = srv_stream_token(123456, "\"quoted\"\n", 9, false, &n);
+    cJSON *o = cJSON_Parse(l);
+    cr_assert(o, "%s", l);
+    cr_expect_eq(cJSON_GetObjectItem(o, "token")->valuedouble, 123456);
+    cr_expect_str_eq(cJSON_GetObjectItem(o, "text")->valuestring, "\"quoted\"\n");
+    cJSON_Delete(o);
+    free(l);
+}

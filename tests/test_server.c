@@ -7,10 +7,12 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -108,6 +110,7 @@ static long http(const struct server *s, const char *method, const char *path, c
     return status;
 }
 
+/* MODEL: a path inside ../shared, or an absolute path. */
 static void server_start(struct server *s, const char *model, const char *extra)
 {
     s->port = free_port();
@@ -115,10 +118,13 @@ static void server_start(struct server *s, const char *model, const char *extra)
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
              "exec '%s' serve -m '%s' --host 127.0.0.1 --port %d --threads 2 --log-level warn %s",
-             test_attnd_bin(), test_shared(model), s->port, extra ? extra : "");
+             test_attnd_bin(), model[0] == '/' ? model : test_shared(model), s->port,
+             extra ? extra : "");
     s->pid = fork();
     cr_assert(s->pid >= 0);
     if (s->pid == 0) {
+        /* A failed assertion ends the test process early: the server goes too. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         _exit(127);
     }
@@ -623,4 +629,318 @@ Test(server, slow_and_abandoned_connections_do_not_hurt, .timeout = 120)
     cr_expect(strstr(resp, "\"text\""), "%s", resp);
     cr_expect_eq(http(&s, "GET", "/health", NULL, NULL, NULL), 200);
     cr_expect_eq(server_stop(&s), 0);
+}
+
+/* ------------------------------------------------------------ hardening */
+
+/* A synthetic model with a 65536-token context (random weights, built-in
+ * vocabulary). A request that generates tens of thousands of tokens on it
+ * reads its KV cache, ~512 bytes per token and position, at every step:
+ * 60000 tokens are ~0.9 TB of reads, minutes on any CPU. "Still running
+ * seconds later" is then a fact, not a bet on the machine's speed. */
+static char *long_model(void)
+{
+    char *path = test_tmp_path("long.gguf");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "'%s' mkmodel -o '%s' --dim 64 --layers 2 --heads 4 --kv-heads 4 --ff 128 --ctx 65536",
+             test_attnd_bin(), path);
+    cr_assert_eq(test_run(cmd, NULL), 0, "%s", cmd);
+    return path;
+}
+
+static int connect_to(const struct server *s)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert(fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    return fd;
+}
+
+static void send_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = write(fd, p, n);
+        cr_assert(k > 0, "write: %s", strerror(errno));
+        p += k;
+        n -= (size_t)k;
+    }
+}
+
+static void send_post(int fd, const char *path, const char *body, const char *headers)
+{
+    char head[512];
+    int hl = snprintf(head, sizeof head,
+                      "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %zu\r\n%s\r\n",
+                      path, strlen(body), headers ? headers : "");
+    send_all(fd, head, (size_t)hl);
+    send_all(fd, body, strlen(body));
+}
+
+/* Polls until every gauge reads 0 or SECONDS pass; true when they did. */
+static bool idle_within(const struct server *s, double seconds, double *took)
+{
+    double t0 = now_s();
+    while (now_s() - t0 < seconds) {
+        if (metric(s, "attnd_running_sequences") == 0 && metric(s, "attnd_queue_depth") == 0 &&
+            metric(s, "attnd_kv_blocks_used") == 0) {
+            *took = now_s() - t0;
+            return true;
+        }
+        sleep_ms(20);
+    }
+    return false;
+}
+
+Test(server, clients_that_hang_up_while_parked_are_cancelled_within_2_s, .timeout = 240)
+{
+    char *model = long_model();
+    struct server s;
+    server_start(&s, model, "--max-seqs 16 --queue-limit 64");
+    enum { N = 50 };
+    int fds[N];
+    for (int i = 0; i < N; i++) {
+        char body[160];
+        snprintf(body, sizeof body,
+                 "{\"prompt\":\"Hello %d\",\"max_tokens\":4096,\"temperature\":0,\"ignore_eos\":true,"
+                 "\"stream\":%s}",
+                 i, i % 2 ? "true" : "false");
+        fds[i] = connect_to(&s);
+        send_post(fds[i], "/generate", body, NULL);
+    }
+    /* The server holds all 50: 16 running, 34 waiting (parked connections). */
+    double held = 0;
+    for (int i = 0; i < 1000 && held < N; i++, sleep_ms(10))
+        held = metric(&s, "attnd_running_sequences") + metric(&s, "attnd_queue_depth");
+    cr_assert_eq(held, N, "the server holds %.0f of the %d requests", held, N);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    double took = 0;
+    bool idle = idle_within(&s, 2.0, &took);
+    cr_expect(idle, "2 s after 50 clients hung up: %.0f running, %.0f queued, %.0f KV blocks used",
+              metric(&s, "attnd_running_sequences"), metric(&s, "attnd_queue_depth"),
+              metric(&s, "attnd_kv_blocks_used"));
+    cr_log_info("50 hang-ups noticed, every sequence freed in %.2f s", took);
+    /* Nothing else was hurt: the server answers the next request in full. */
+    struct buf b = {0};
+    cr_expect_eq(http(&s, "POST", "/generate", "{\"prompt\":\"Hello\",\"max_tokens\":8}", NULL, &b),
+                 200);
+    cr_expect(b.p && strstr(b.p, "\"completion_tokens\":8"), "%s", b.p ? b.p : "");
+    free(b.p);
+    cr_expect_eq(server_stop(&s), 0);
+    unlink(model);
+    free(model);
+}
+
+/* Waits up to SECONDS for an answer on FD; its first bytes into OUT. */
+static size_t read_answer(int fd, char *out, size_t cap, int seconds)
+{
+    size_t got = 0;
+    double t0 = now_s();
+    while (got < cap - 1 && now_s() - t0 < seconds) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 100) != 1)
+            continue;
+        ssize_t n = read(fd, out + got, cap - 1 - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        if (strstr(out, "\r\n\r\n"))
+            break;
+    }
+    out[got] = '\0';
+    return got;
+}
+
+Test(server, api_key_is_checked_before_the_body_is_read)
+{
+    struct server s;
+    server_start(&s, "models/aidreams260K.gguf", "--api-key sekrit");
+    /* Headers announcing 500 KB, and no body: the answer must not wait for it. */
+    static const char *const heads[] = {
+        "POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: 500000\r\n\r\n",
+        "POST /generate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\n"
+        "Content-Length: 500000\r\nExpect: 100-continue\r\n\r\n",
+        "POST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 500000\r\n\r\n",
+    };
+    static const char *const want[] = {"HTTP/1.1 401", "HTTP/1.1 401", "HTTP/1.1 404"};
+    for (size_t i = 0; i < 3; i++) {
+        int fd = connect_to(&s);
+        send_all(fd, heads[i], strlen(heads[i]));
+        char resp[2048];
+        read_answer(fd, resp, sizeof resp, 5);
+        cr_expect(strncmp(resp, want[i], strlen(want[i])) == 0,
+                  "case %zu: no '%s' before the body: '%s'", i, want[i], resp);
+        close(fd);
+    }
+    /* With the key, the body is read and served as before. */
+    cr_expect_eq(http(&s, "POST", "/generate", "{\"prompt\":\"a\",\"max_tokens\":1}",
+                      "X-API-Key: sekrit", NULL), 200);
+    cr_expect_eq(server_stop(&s), 0);
+}
+
+/* The raw (still escaped) value of the JSON string field KEY in TEXT, from
+ * START: cJSON would cut it at an escaped NUL. malloc'd; NULL if absent. */
+static char *raw_string_field(const char *text, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":\"", key);
+    const char *p = strstr(text, pat);
+    if (!p)
+        return NULL;
+    p += strlen(pat);
+    const char *q = p;
+    while (*q && *q != '"')
+        q += (*q == '\\' && q[1]) ? 2 : 1;
+    return strndup(p, (size_t)(q - p));
+}
+
+Test(server, nul_bytes_in_text_are_escaped_not_cut, .timeout = 120)
+{
+    struct server s;
+    server_start(&s, "models/aidreams260K.gguf", NULL);
+    /* /detokenize: <0x41> <0x00> <0x41> in aidreams' vocabulary are 471, 3, 471 */
+    struct buf b = {0};
+    cr_assert_eq(http(&s, "POST", "/detokenize", "{\"tokens\":[471,3,471]}", NULL, &b), 200);
+    char *t = raw_string_field(b.p, "text");
+    cr_expect(t && strcmp(t, "A\\u0000A") == 0, "/detokenize: %s", b.p);
+    free(t);
+    free(b.p);
+
+    /* Generation: near-uniform sampling (temperature 100, no truncation)
+     * meets the byte token <0x00> (id 3) for some seed; find one where it is
+     * not the last token, then compare the stream with the plain answer. */
+    const char *req = "{\"prompt\":\"Echoes of\",\"max_tokens\":120,\"temperature\":100,\"top_k\":0,"
+                      "\"top_p\":1,\"min_p\":0,\"repeat_penalty\":1,\"ignore_eos\":true,\"seed\":%d,"
+                      "\"stream\":%s}";
+    char body[512];
+    int seed = 0;
+    char *lines = NULL;
+    for (int k = 1; k <= 200 && !seed; k++) {
+        snprintf(body, sizeof body, req, k, "true");
+        struct buf sb = {0};
+        cr_assert_eq(http(&s, "POST", "/generate", body, NULL, &sb), 200);
+        struct stream st;
+        parse_stream(sb.p, false, &st);
+        for (size_t i = 0; i + 1 < st.n_ids; i++)
+            if (st.ids[i] == 3)
+                seed = k;
+        cJSON_Delete(st.done);
+        if (seed)
+            lines = sb.p;
+        else
+            free(sb.p);
+    }
+    cr_assert(seed, "no seed in 1..200 produced <0x00>");
+    /* The stream's text pieces, concatenated still escaped, hold the NUL. */
+    size_t cap = strlen(lines) + 1, n = 0;
+    char *streamed = calloc(1, cap);
+    int nul_lines = 0;
+    for (char *line = strtok(lines, "\n"); line; line = strtok(NULL, "\n")) {
+        char *piece = raw_string_field(line, "text");
+        if (!piece)
+            continue;
+        nul_lines += strstr(line, "\"token\":3,") != NULL;
+        if (strstr(line, "\"token\":3,"))
+            cr_expect_str_eq(piece, "\\u0000", "the <0x00> line: %s", line);
+        memcpy(streamed + n, piece, strlen(piece));
+        n += strlen(piece);
+        free(piece);
+    }
+    cr_expect_gt(nul_lines, 0);
+    free(lines);
+    snprintf(body, sizeof body, req, seed, "false");
+    b = (struct buf){0};
+    cr_assert_eq(http(&s, "POST", "/generate", body, NULL, &b), 200);
+    char *plain = raw_string_field(b.p, "text");
+    cr_assert(plain, "%s", b.p);
+    cr_expect_str_eq(plain, streamed, "the plain answer lost text after a NUL byte");
+    cr_expect(strstr(b.p, "\"completion_tokens\":120"), "%s", b.p);
+    free(plain);
+    free(streamed);
+    free(b.p);
+    cr_expect_eq(server_stop(&s), 0);
+}
+
+Test(server, deadline_reports_timeout, .timeout = 120)
+{
+    char *model = long_model();
+    struct server s;
+    server_start(&s, model, "--request-timeout-s 1 --max-tokens-cap 60000");
+    for (int stream = 0; stream <= 1; stream++) {
+        char body[160];
+        snprintf(body, sizeof body,
+                 "{\"prompt\":\"Hello\",\"max_tokens\":60000,\"temperature\":0,\"ignore_eos\":true,"
+                 "\"stream\":%s}",
+                 stream ? "true" : "false");
+        struct buf b = {0};
+        cr_assert_eq(http(&s, "POST", "/generate", body, NULL, &b), 200);
+        const char *last = b.p; /* the answer, or the stream's last line */
+        for (const char *q = b.p; stream && (q = strchr(q, '\n')) && q[1]; q++)
+            last = q + 1;
+        cJSON *o = json(last);
+        cJSON *fr = cJSON_GetObjectItem(o, "finish_reason");
+        cr_expect(cJSON_IsString(fr) && strcmp(fr->valuestring, "timeout") == 0, "%s", last);
+        double gen = cJSON_GetObjectItem(cJSON_GetObjectItem(o, "usage"), "completion_tokens")
+                         ->valuedouble;
+        cr_expect(gen > 0 && gen < 60000, "completion_tokens %.0f", gen);
+        cJSON_Delete(o);
+        free(b.p);
+    }
+    cr_expect_eq(server_stop(&s), 0);
+    unlink(model);
+    free(model);
+}
+
+Test(server, non_streamed_answer_longer_than_the_stream_buffer_completes, .timeout = 120)
+{
+    struct server s;
+    server_start(&s, "models/stories260K.gguf", "--stream-buffer-bytes 1K --request-timeout-s 30");
+    struct buf b = {0};
+    cr_assert_eq(http(&s, "POST", "/generate",
+                      "{\"prompt\":\"\",\"max_tokens\":500,\"temperature\":0,\"ignore_eos\":true}",
+                      NULL, &b),
+                 200);
+    cJSON *o = json(b.p);
+    cr_expect_str_eq(cJSON_GetObjectItem(o, "finish_reason")->valuestring, "length");
+    cr_expect_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "usage"), "completion_tokens")
+                     ->valuedouble, 500);
+    cr_expect_gt(strlen(cJSON_GetObjectItem(o, "text")->valuestring), 1024);
+    cJSON_Delete(o);
+    free(b.p);
+    cr_expect_eq(server_stop(&s), 0);
+}
+
+Test(server, busy_port_exits_1_naming_the_port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert(bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && listen(fd, 1) == 0);
+    socklen_t len = sizeof a;
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    int port = ntohs(a.sin_port);
+    char *log = test_tmp_path("busy.log");
+    char cmd[2048];
+    /* Sanitizer reports get an exit code of their own, so 1 means our exit. */
+    snprintf(cmd, sizeof cmd,
+             "ASAN_OPTIONS=exitcode=86 LSAN_OPTIONS=exitcode=86 '%s' serve -m '%s' --host 127.0.0.1 "
+             "--port %d --threads 1 2>'%s'",
+             test_attnd_bin(), test_shared("models/aidreams260K.gguf"), port, log);
+    int st = system(cmd);
+    char *text = test_read_file(log, NULL);
+    cr_assert(text);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 1, "exit status %d; stderr:\n%s",
+              WIFEXITED(st) ? WEXITSTATUS(st) : -1, text);
+    char want[32];
+    snprintf(want, sizeof want, ":%d", port);
+    cr_expect(strstr(text, want) && strcasestr(text, "in use"), "the message does not name port %d:\n%s",
+              port, text);
+    cr_expect(!strstr(text, "Sanitizer"), "sanitizer report:\n%s", text);
+    free(text);
+    unlink(log);
+    free(log);
+    close(fd);
 }
