@@ -149,6 +149,27 @@ Test(kv_pool, default_block_size)
     kv_pool_free(NULL);
 }
 
+/* 2^22 + 1 blocks of 1024 tokens: past 2^32 tokens, which a 32-bit product
+ * wraps to 1024. The smallest token (1 layer, 1 KV head of 1 dimension, F16:
+ * 4 bytes) makes that 16 GiB of address space, reserved but never touched. */
+Test(kv_pool, token_capacity_past_2_32_is_not_truncated)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    cr_skip_test("a sanitizer's allocator aborts rather than fail a 16 GiB reservation");
+#else
+    kv_pool_params p = {.n_layer = 1, .n_head_kv = 1, .head_dim = 1, .block_size = 1024,
+                        .dtype = KV_DTYPE_F16, .n_blocks = (1u << 22) + 1};
+    kv_pool *pool = NULL;
+    attnd_err err = {0};
+    int rc = kv_pool_new(&p, &pool, &err);
+    if (rc == ATTND_ENOMEM)
+        cr_skip_test("this machine refuses 16 GiB of address space: %s", err.msg);
+    cr_assert_eq(rc, ATTND_OK, "%s", err.msg);
+    cr_expect_eq(kv_pool_n_tokens(pool), ((1ull << 22) + 1) * 1024);
+    kv_pool_free(pool);
+#endif
+}
+
 Test(kv_pool, dtype_size)
 {
     cr_expect_eq(kv_dtype_size(KV_DTYPE_F32), 4u);
