@@ -81,19 +81,21 @@ static enum MHD_Result send_buf(struct MHD_Connection *c, struct conn *cn, unsig
     return ret;
 }
 
-static enum MHD_Result send_json(struct MHD_Connection *c, struct conn *cn, unsigned status,
-                                 cJSON *obj)
-{
-    char *txt = cJSON_PrintUnformatted(obj);
-    cJSON_Delete(obj);
-    return send_buf(c, cn, status, "application/json", txt, txt ? strlen(txt) : 0);
-}
-
 static enum MHD_Result send_error(struct MHD_Connection *c, struct conn *cn, unsigned status,
                                   const char *type, const char *msg)
 {
     char *txt = srv_error_json(type, msg);
     return send_buf(c, cn, status, "application/json", txt, txt ? strlen(txt) : 0);
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, struct conn *cn, unsigned status,
+                                 cJSON *obj)
+{
+    char *txt = obj ? cJSON_PrintUnformatted(obj) : NULL;
+    cJSON_Delete(obj);
+    if (!txt)
+        return send_error(c, cn, 500, "internal", "out of memory writing the answer");
+    return send_buf(c, cn, status, "application/json", txt, strlen(txt));
 }
 
 /* ---------------------------------------------------------------- simple endpoints */
@@ -145,10 +147,15 @@ static enum MHD_Result route_tokenize(srv_http *h, struct MHD_Connection *c, str
     if (rc != ATTND_OK)
         return send_error(c, cn, 500, "internal", err.msg);
     cJSON *o = cJSON_CreateObject();
-    cJSON *arr = cJSON_AddArrayToObject(o, "tokens");
-    for (size_t i = 0; i < n; i++)
-        cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids[i]));
+    cJSON *arr = o ? cJSON_AddArrayToObject(o, "tokens") : NULL;
+    bool ok = arr != NULL;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids[i]));
     free(ids);
+    if (!ok) {
+        cJSON_Delete(o);
+        return send_error(c, cn, 500, "internal", "out of memory listing the tokens");
+    }
     return send_json(c, cn, 200, o);
 }
 

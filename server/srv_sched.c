@@ -172,8 +172,8 @@ static int flush_held(srv_sched *s, srv_req *r, srv_finish *why)
     if (n1) {
         const char *e;
         size_t en;
-        srv_stop_feed(r->stop, p1, n1, &e, &en, &stopped);
-        if (en)
+        rc = srv_stop_feed(r->stop, p1, n1, &e, &en, &stopped);
+        if (rc == ATTND_OK && en)
             rc = emit_text(s, r, -1, e, en);
         if (stopped)
             *why = SRV_FINISH_STOP;
@@ -427,11 +427,12 @@ static void on_token(srv_sched *s, srv_req *r, const float *logits, double t)
         finish(s, r, SRV_FINISH_ERROR, "decoding token %ld: %s", (long)tok, err.msg);
         return;
     }
+    int rc = ATTND_OK;
     if (r->stop)
-        srv_stop_feed(r->stop, piece, piece_len, &out, &out_len, &stopped);
+        rc = srv_stop_feed(r->stop, piece, piece_len, &out, &out_len, &stopped);
     else
         out = piece, out_len = piece_len;
-    if (emit_text(s, r, tok, out, out_len) != ATTND_OK)
+    if (rc != ATTND_OK || emit_text(s, r, tok, out, out_len) != ATTND_OK)
         finish(s, r, SRV_FINISH_ERROR, "out of memory buffering the output");
     else if (stopped)
         finish(s, r, SRV_FINISH_STOP, NULL);

@@ -4,7 +4,7 @@
  * scheduler's gauges. That makes the races of a real server deterministic.
  *
  * Faults are injected with the linker's --wrap (tests/CMakeLists.txt): calls
- * from the server library to srv_req_append, tok_stream_push,
+ * from the server library to srv_req_append, tok_stream_push, srv_stop_feed,
  * cJSON_CreateObject and engine_step go through the wrappers below, which
  * fail when a test arms them and otherwise call the real function. */
 #include <cjson/cJSON.h>
@@ -24,7 +24,8 @@
 /* ------------------------------------------------------------ fault injection */
 
 /* Number of calls to let through before failing (negative: never fail). */
-static int g_fail_append = -1, g_fail_push = -1, g_fail_object = -1, g_fail_step = -1;
+static int g_fail_append = -1, g_fail_push = -1, g_fail_object = -1, g_fail_step = -1,
+           g_fail_stop = -1;
 
 static bool trip(int *countdown)
 {
@@ -58,6 +59,22 @@ int __wrap_tok_stream_push(tok_stream *s, int32_t id, const char **out, size_t *
         return attnd_err_set(err, ATTND_ENOMEM, "tok_stream: out of memory (injected)");
     }
     return __real_tok_stream_push(s, id, out, out_len, err);
+}
+
+int __real_srv_stop_feed(srv_stop *s, const char *text, size_t len, const char **emit,
+                         size_t *emit_len, bool *stopped);
+int __wrap_srv_stop_feed(srv_stop *s, const char *text, size_t len, const char **emit,
+                         size_t *emit_len, bool *stopped);
+int __wrap_srv_stop_feed(srv_stop *s, const char *text, size_t len, const char **emit,
+                         size_t *emit_len, bool *stopped)
+{
+    if (trip(&g_fail_stop)) {
+        *emit = "";
+        *emit_len = 0;
+        *stopped = false;
+        return ATTND_ENOMEM;
+    }
+    return __real_srv_stop_feed(s, text, len, emit, emit_len, stopped);
 }
 
 cJSON *__real_cJSON_CreateObject(void);
@@ -457,15 +474,18 @@ static void check_fault_ends_request(int *fault, int calls_before, bool stream, 
     struct harness h;
     srv_sched_params p = default_params();
     h_open(&h, "models/aidreams260K.gguf", 0, 16, &p);
-    const char *body = stream ? LONG_STREAM
+    /* a stop string that never matches: the text goes through the matcher */
+    const char *body = stream ? "{\"prompt\":\"Echoes of\",\"max_tokens\":100,\"temperature\":0,"
+                                "\"ignore_eos\":true,\"stop\":[\"@@@\"],\"stream\":true}"
                               : "{\"prompt\":\"Echoes of\",\"max_tokens\":100,\"temperature\":0,"
-                                "\"ignore_eos\":true}";
+                                "\"ignore_eos\":true,\"stop\":[\"@@@\"]}";
     srv_req *r = h_submit(&h, body, NULL);
     *fault = calls_before;
     cr_assert(h_run_until_done(&h, r, 1000));
     *fault = -1;
     cr_expect_str_eq(finish_name(r), "error", "a failed %s was ignored: finish %s",
                      fault == &g_fail_append ? "append" : fault == &g_fail_push ? "decode"
+                     : fault == &g_fail_stop ? "stop match"
                      : fault == &g_fail_object ? "cJSON_CreateObject" : "engine step",
                      finish_name(r));
     if (cuts_short)
@@ -502,6 +522,12 @@ Test(sched, decoder_failure_ends_the_request_as_error)
 {
     check_fault_ends_request(&g_fail_push, 3, false, true);
     check_fault_ends_request(&g_fail_push, 3, true, true);
+}
+
+Test(sched, stop_matcher_failure_ends_the_request_as_error)
+{
+    check_fault_ends_request(&g_fail_stop, 3, false, true);
+    check_fault_ends_request(&g_fail_stop, 3, true, true);
 }
 
 /* The first object the scheduler builds for a stream fails: whichever line
