@@ -536,3 +536,40 @@ Test(sched, json_allocation_failure_ends_the_stream_as_error)
 {
     check_fault_ends_request(&g_fail_object, 0, true, false);
 }
+
+/* ------------------------------------------------------------ start-up */
+
+Test(sched, bad_parameters_are_refused_and_leave_the_loop_clean)
+{
+    attnd_err err = {0};
+    model *m = NULL;
+    engine *e = NULL;
+    cr_assert_eq(model_load(test_shared("models/aidreams260K.gguf"), &m, &err), ATTND_OK);
+    engine_params ep = {.n_threads = 1, .kv_type = KV_DTYPE_F16};
+    cr_assert_eq(engine_new(m, &ep, &e, &err), ATTND_OK, "%s", err.msg);
+    srv_metrics *metrics = srv_metrics_new();
+    uv_loop_t loop;
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    srv_sched_params p = default_params();
+    p.max_seqs = 0;
+    srv_sched *s = (srv_sched *)&loop; /* must come back NULL */
+    cr_expect_eq(srv_sched_new(&loop, e, m, metrics, &p, &s, &err), ATTND_EINVAL);
+    cr_expect_null(s);
+    cr_expect(strstr(err.msg, "max_seqs"), "%s", err.msg);
+    p = default_params();
+    p.max_batch_tokens = p.max_seqs - 1;
+    cr_expect_eq(srv_sched_new(&loop, e, m, metrics, &p, &s, &err), ATTND_EINVAL);
+    srv_sched_free(s); /* NULL: nothing */
+    cr_expect_eq(uv_loop_close(&loop), 0, "a refused scheduler left a handle on the loop");
+    /* A good one closed without a drain (a start-up failure elsewhere). */
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    p = default_params();
+    cr_assert_eq(srv_sched_new(&loop, e, m, metrics, &p, &s, &err), ATTND_OK, "%s", err.msg);
+    srv_sched_close(s);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_expect_eq(uv_loop_close(&loop), 0, "srv_sched_close left a handle open");
+    srv_sched_free(s);
+    srv_metrics_free(metrics);
+    engine_free(e);
+    model_free(m);
+}
