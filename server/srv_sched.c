@@ -29,7 +29,6 @@ struct srv_sched {
     uv_timer_t tick;
     uv_signal_t sigterm, sigint;
     bool idle_on;
-    bool closed; /* handles closed (drain done or srv_sched_close) */
 
     engine *eng;
     const model *m;
@@ -44,7 +43,8 @@ struct srv_sched {
     uint32_t n_queued;  /* submitted, never admitted: the queue_depth gauge */
     uint32_t n_held;    /* submitted, not finished: what queue_limit bounds */
     bool draining;
-    bool wake_open;      /* `wake` may be sent to (false once closed) */
+    bool handles_open;   /* registered on the loop; written by the loop thread, so
+                          * HTTP threads know whether `wake` may be sent to */
     double drain_deadline;
     uint32_t drain_held; /* n_held when the drain began */
 
@@ -53,7 +53,7 @@ struct srv_sched {
     srv_req **running;
     uint32_t n_running;
     uint64_t admit_counter;
-    uint32_t drain_finished, drain_cut; /* requests ended during the drain */
+    uint32_t drain_cut;  /* held requests the drain timeout ended */
     engine_entry *entries;
     srv_req **entry_req; /* request of each logits row */
     float *logits;
@@ -236,10 +236,7 @@ __attribute__((format(printf, 4, 5))) static void finish(srv_sched *s, srv_req *
 
     pthread_mutex_lock(&s->qmu);
     s->n_held--;
-    bool in_drain = s->draining;
     pthread_mutex_unlock(&s->qmu);
-    if (in_drain)
-        s->drain_finished++;
     srv_req_release(r);
 }
 
@@ -547,11 +544,10 @@ static bool has_work(srv_sched *s)
 
 static void close_all(srv_sched *s)
 {
-    if (s->closed)
+    if (!s->handles_open) /* the loop thread is its only writer */
         return;
-    s->closed = true;
     pthread_mutex_lock(&s->qmu);
-    s->wake_open = false; /* HTTP threads may still cancel: they must not send */
+    s->handles_open = false; /* HTTP threads may still cancel: they must not send */
     pthread_mutex_unlock(&s->qmu);
     uv_idle_stop(&s->idle);
     uv_close((uv_handle_t *)&s->wake, NULL);
@@ -598,17 +594,13 @@ static void on_tick(uv_timer_t *h)
     find_hangups(s);
     if (drain && t >= deadline) {
         /* Drain timeout: whatever still runs or waits is cut off. */
-        uint32_t before = s->drain_finished;
-        for (uint32_t i = s->n_running; i-- > 0;)
-            finish(s, s->running[i], SRV_FINISH_ERROR,
-                   "the server shut down: drain_timeout_s (%u s) ran out", s->p.drain_timeout_s);
-        while (s->wait_head) {
-            srv_req *r = wait_unlink(s, &s->wait_head, NULL);
+        while (s->n_running || s->wait_head) {
+            srv_req *r = s->n_running ? s->running[s->n_running - 1]
+                                      : wait_unlink(s, &s->wait_head, NULL);
             finish(s, r, SRV_FINISH_ERROR, "the server shut down: drain_timeout_s (%u s) ran out",
                    s->p.drain_timeout_s);
+            s->drain_cut++;
         }
-        s->drain_cut += s->drain_finished - before;
-        s->drain_finished = before;
     } else if (!s->idle_on) {
         admit(s, t); /* deadlines, cancellations and hang-ups of parked requests */
         if (has_work(s)) {
@@ -621,10 +613,11 @@ static void on_tick(uv_timer_t *h)
         pthread_mutex_lock(&s->qmu);
         uint32_t held = s->drain_held;
         pthread_mutex_unlock(&s->qmu);
+        /* Nothing is admitted once draining: what it held either finished or was cut. */
         fprintf(stderr,
                 "attnd: drain complete: %u requests were in flight, %u finished, %u cut off at the "
                 "drain timeout\n",
-                held, s->drain_finished, s->drain_cut);
+                held, held - s->drain_cut, s->drain_cut);
         close_all(s);
     }
 }
@@ -657,7 +650,6 @@ int srv_sched_new(uv_loop_t *loop, engine *e, const model *m, srv_metrics *metri
     if (!s)
         return attnd_err_set(err, ATTND_ENOMEM, "scheduler: out of memory");
     pthread_mutex_init(&s->qmu, NULL);
-    s->closed = true; /* no handle yet */
     s->loop = loop;
     s->eng = e;
     s->m = m;
@@ -676,21 +668,18 @@ int srv_sched_new(uv_loop_t *loop, engine *e, const model *m, srv_metrics *metri
     /* Each handle is closed again if a later one fails, and the loop is run
      * once so that libuv lets go of them before the memory goes. */
     uv_handle_t *made[5];
-    int n_made = 0, rc = 0;
-    if ((rc = uv_async_init(loop, &s->wake, on_wake)) == 0) {
+    int n_made = 0;
+    int rc = uv_async_init(loop, &s->wake, on_wake);
+    if (rc == 0)
         made[n_made++] = (uv_handle_t *)&s->wake;
-        if ((rc = uv_idle_init(loop, &s->idle)) == 0) {
-            made[n_made++] = (uv_handle_t *)&s->idle;
-            if ((rc = uv_timer_init(loop, &s->tick)) == 0) {
-                made[n_made++] = (uv_handle_t *)&s->tick;
-                if ((rc = uv_signal_init(loop, &s->sigterm)) == 0) {
-                    made[n_made++] = (uv_handle_t *)&s->sigterm;
-                    if ((rc = uv_signal_init(loop, &s->sigint)) == 0)
-                        made[n_made++] = (uv_handle_t *)&s->sigint;
-                }
-            }
-        }
-    }
+    if (rc == 0 && (rc = uv_idle_init(loop, &s->idle)) == 0)
+        made[n_made++] = (uv_handle_t *)&s->idle;
+    if (rc == 0 && (rc = uv_timer_init(loop, &s->tick)) == 0)
+        made[n_made++] = (uv_handle_t *)&s->tick;
+    if (rc == 0 && (rc = uv_signal_init(loop, &s->sigterm)) == 0)
+        made[n_made++] = (uv_handle_t *)&s->sigterm;
+    if (rc == 0 && (rc = uv_signal_init(loop, &s->sigint)) == 0)
+        made[n_made++] = (uv_handle_t *)&s->sigint;
     if (rc == 0) {
         s->wake.data = s->idle.data = s->tick.data = s->sigterm.data = s->sigint.data = s;
         if ((rc = uv_timer_start(&s->tick, on_tick, 100, 100)) == 0 &&
@@ -704,8 +693,7 @@ int srv_sched_new(uv_loop_t *loop, engine *e, const model *m, srv_metrics *metri
         srv_sched_free(s);
         return attnd_err_set(err, ATTND_EIO, "scheduler: event loop: %s", uv_strerror(rc));
     }
-    s->closed = false;
-    s->wake_open = true;
+    s->handles_open = true; /* not shared yet: no lock needed */
     *out = s;
     return ATTND_OK;
 }
@@ -731,7 +719,7 @@ void srv_sched_free(srv_sched *s)
 int srv_sched_submit(srv_sched *s, srv_req *r)
 {
     pthread_mutex_lock(&s->qmu);
-    if (s->draining || !s->wake_open) {
+    if (s->draining || !s->handles_open) {
         pthread_mutex_unlock(&s->qmu);
         return ATTND_EUNSUPPORTED;
     }
@@ -756,7 +744,7 @@ int srv_sched_submit(srv_sched *s, srv_req *r)
 static void send_wake(srv_sched *s)
 {
     pthread_mutex_lock(&s->qmu);
-    if (s->wake_open)
+    if (s->handles_open)
         uv_async_send(&s->wake);
     pthread_mutex_unlock(&s->qmu);
 }
