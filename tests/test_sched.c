@@ -537,6 +537,36 @@ Test(sched, json_allocation_failure_ends_the_stream_as_error)
     check_fault_ends_request(&g_fail_object, 0, true, false);
 }
 
+Test(sched, drain_timeout_cuts_off_running_and_waiting_requests_as_error)
+{
+    struct harness h;
+    srv_sched_params p = default_params();
+    p.max_seqs = 1; /* drain_timeout_s is 0 */
+    h_open(&h, "models/aidreams260K.gguf", 0, 16, &p);
+    srv_req *a = h_submit(&h, LONG_STREAM, NULL);
+    srv_req *b = h_submit(&h, LONG_STREAM, NULL);
+    for (int i = 0; i < 100 && n_generated(a) == 0; i++)
+        h_iter(&h);
+    cr_assert(a->running && !b->running);
+    srv_sched_request_drain(h.s);
+    /* The tick is due before the loop runs again, and libuv runs timers
+     * before idle callbacks: the cut comes before another step. */
+    sleep_s(0.15);
+    h_iter(&h);
+    cr_expect(n_generated(a) < 100 && n_generated(b) == 0);
+    h_close(&h);
+    srv_req *r[2] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        cr_expect(is_done(r[i]));
+        cr_expect_str_eq(finish_name(r[i]), "error");
+        cr_expect(strstr(r[i]->error, "drain_timeout_s"), "error: '%s'", r[i]->error);
+        cJSON *o = last_line(r[i]);
+        cr_expect_str_eq(cJSON_GetObjectItem(o, "finish_reason")->valuestring, "error");
+        cJSON_Delete(o);
+        srv_req_release(r[i]);
+    }
+}
+
 /* ------------------------------------------------------------ start-up */
 
 Test(sched, bad_parameters_are_refused_and_leave_the_loop_clean)
