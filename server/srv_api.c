@@ -503,20 +503,30 @@ char *srv_json_string(const char *text, size_t len, size_t *out_len)
     return out;
 }
 
-char *srv_stream_frame(const char *json, size_t len, bool sse, size_t *out_len)
+/* A + B + C framed as one NDJSON line or SSE event, in one allocation. */
+static char *frame3(const char *a, size_t na, const char *b, size_t nb, const char *c, size_t nc,
+                    bool sse, size_t *out_len)
 {
     const char *pre = sse ? "data: " : "", *post = sse ? "\n\n" : "\n";
     size_t np = strlen(pre), nq = strlen(post);
-    if (len > SIZE_MAX - np - nq - 1)
+    if (na > SIZE_MAX / 4 || nb > SIZE_MAX / 4 || nc > SIZE_MAX / 4)
         return NULL;
-    char *out = malloc(np + len + nq + 1);
+    size_t n = np + na + nb + nc + nq;
+    char *out = malloc(n + 1);
     if (!out)
         return NULL;
     memcpy(out, pre, np);
-    memcpy(out + np, json, len);
-    memcpy(out + np + len, post, nq + 1);
-    *out_len = np + len + nq;
+    memcpy(out + np, a, na);
+    memcpy(out + np + na, b, nb);
+    memcpy(out + np + na + nb, c, nc);
+    memcpy(out + n - nq, post, nq + 1);
+    *out_len = n;
     return out;
+}
+
+char *srv_stream_frame(const char *json, size_t len, bool sse, size_t *out_len)
+{
+    return frame3(json, len, "", 0, "", 0, sse, out_len);
 }
 
 char *srv_stream_token(int32_t id, const char *text, size_t len, bool sse, size_t *out_len)
@@ -528,15 +538,7 @@ char *srv_stream_token(int32_t id, const char *text, size_t len, bool sse, size_
     char head[32];
     int hl = id >= 0 ? snprintf(head, sizeof head, "{\"token\":%ld,\"text\":", (long)id)
                      : snprintf(head, sizeof head, "{\"text\":");
-    char *obj = malloc((size_t)hl + sl + 2);
-    char *line = NULL;
-    if (obj) {
-        memcpy(obj, head, (size_t)hl);
-        memcpy(obj + hl, str, sl);
-        obj[(size_t)hl + sl] = '}';
-        line = srv_stream_frame(obj, (size_t)hl + sl + 1, sse, out_len);
-    }
-    free(obj);
+    char *line = frame3(head, (size_t)hl, str, sl, "}", 1, sse, out_len);
     free(str);
     return line;
 }
