@@ -1,4 +1,4 @@
-/* attnd_simd.c - CPU feature check for the AVX2 kernels (attnd_simd.h). */
+/* attnd_simd.c - CPU feature checks for the vector kernels (attnd_simd.h). */
 #include "attnd_simd.h"
 
 #if defined(__x86_64__)
@@ -13,6 +13,19 @@ bool attnd_cpu_avx2(void)
     /* F16C is not a __builtin_cpu_supports name in every compiler: ask CPUID. */
     bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
+#else
+    return false;
+#endif
+}
+
+bool attnd_cpu_avx512_vnni(void)
+{
+#if defined(__x86_64__)
+    if (!attnd_cpu_avx2())
+        return false;
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512vnni");
 #else
     return false;
 #endif

@@ -45,16 +45,44 @@ typedef enum gguf_type {
     GGUF_TYPE_COUNT_
 } gguf_type;
 
-/* Tensor element types, numbered as ggml numbers them. Only these are known;
- * a file with any other type id is rejected. */
+/* Tensor element types, numbered as ggml numbers them. The reader knows the
+ * block layout of every one (so an error can name it); which ones a model
+ * can compute with is model/quant's table (quant_traits_of). Q8_1 and Q8_K
+ * are the activation formats ggml pairs weight types with. */
 typedef enum gguf_dtype {
     GGUF_DTYPE_F32 = 0,
     GGUF_DTYPE_F16 = 1,
     GGUF_DTYPE_Q4_0 = 2,
+    GGUF_DTYPE_Q4_1 = 3,
+    GGUF_DTYPE_Q5_0 = 6,
+    GGUF_DTYPE_Q5_1 = 7,
     GGUF_DTYPE_Q8_0 = 8,
+    GGUF_DTYPE_Q8_1 = 9,
+    GGUF_DTYPE_Q2_K = 10,
+    GGUF_DTYPE_Q3_K = 11,
     GGUF_DTYPE_Q4_K = 12,
+    GGUF_DTYPE_Q5_K = 13,
     GGUF_DTYPE_Q6_K = 14,
+    GGUF_DTYPE_Q8_K = 15,
+    GGUF_DTYPE_IQ2_XXS = 16,
+    GGUF_DTYPE_IQ2_XS = 17,
+    GGUF_DTYPE_IQ3_XXS = 18,
+    GGUF_DTYPE_IQ1_S = 19,
+    GGUF_DTYPE_IQ4_NL = 20,
+    GGUF_DTYPE_IQ3_S = 21,
+    GGUF_DTYPE_IQ2_S = 22,
+    GGUF_DTYPE_IQ4_XS = 23,
+    GGUF_DTYPE_I8 = 24,
+    GGUF_DTYPE_I16 = 25,
+    GGUF_DTYPE_I32 = 26,
+    GGUF_DTYPE_I64 = 27,
+    GGUF_DTYPE_F64 = 28,
+    GGUF_DTYPE_IQ1_M = 29,
     GGUF_DTYPE_BF16 = 30,
+    GGUF_DTYPE_TQ1_0 = 34,
+    GGUF_DTYPE_TQ2_0 = 35,
+    GGUF_DTYPE_MXFP4 = 39,
+    GGUF_DTYPE_COUNT_ = 40,
 } gguf_dtype;
 
 const char *gguf_type_name(gguf_type t);       /* "uint32", ... or "?" */
