@@ -72,7 +72,7 @@ static int fill_random(void *ctx, void *buf, uint64_t nbytes, attnd_err *err)
         }
         if (!gguf_dtype_row_bytes(sp->type, k, &row_bytes) ||
             quant_from_f32(sp->type, tmp, out, k) != 0)
-            return attnd_err_set(err, ATTND_EINVAL, "mkmodel: cannot convert to %s",
+            return attnd_err_set(err, ATTND_EINVAL, "cannot write type %s (no quantizer for it)",
                                  gguf_dtype_name(sp->type));
         out += row_bytes;
     }
