@@ -135,7 +135,7 @@ static int fill_converted(void *ctx, void *buf, uint64_t nbytes, attnd_err *err)
 {
     const struct job *j = ctx;
     const gguf_tensor *t = j->src;
-    if (t->type == j->dst_type) {
+    if (t->type == j->dst_type || t->n_elems == 0) {
         memcpy(buf, t->data, (size_t)nbytes);
         return ATTND_OK;
     }
