@@ -303,16 +303,15 @@ ATTND_AVX512 INLINE float hsum512_minus256(__m512 a, __m256 b)
     return attnd_hsum256(_mm256_sub_ps(s, b));
 }
 
-/* Q4_K and Q5_K (HAS_QH) against NX rows. The 64 levels of chunk c are
- * the low then the high nibbles of its 32 qs bytes, so one broadcast load
- * serves both halves of the vector. */
+/* Q4_K and Q5_K (HAS_QH) against NX rows. The 64 levels of chunk c (in
+ * element order, as the activation's 64 bytes) are the low then the high
+ * nibbles of its 32 qs bytes. */
 ATTND_AVX512 INLINE void scale_min_rows_avx512(uint32_t nb, const void *w, size_t w_bytes,
                                                const void *x, size_t x_stride, const int nx,
                                                const bool has_qh, float *out)
 {
     const __m512i low4 = _mm512_set1_epi8(0x0f), bit4 = _mm512_set1_epi8(0x10);
     const __m512i lanes01 = LOAD512(k_scale_min_lanes[0]), lanes23 = LOAD512(k_scale_min_lanes[1]);
-    const __m512i high_half_by_4 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
     __m512i qh_bit[4]; /* bit 2c of qh for the low half, 2c + 1 for the high half */
     for (int c = 0; c < 4; c++)
         qh_bit[c] = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (2 * c))),
@@ -333,9 +332,12 @@ ATTND_AVX512 INLINE void scale_min_rows_avx512(uint32_t nb, const void *w, size_
         const __m512i s01 = _mm512_shuffle_epi8(sm4, lanes01), s23 = _mm512_shuffle_epi8(sm4, lanes23);
         const __m256i mins16 = _mm256_shuffle_epi8(_mm512_castsi512_si256(sm4), widen_mins_paired());
         __m512i wq[4];
-        for (int c = 0; c < 4; c++) {
-            const __m512i q = _mm512_broadcast_i64x4(LOAD256(qs + 32 * c));
-            wq[c] = _mm512_and_si512(_mm512_srlv_epi16(q, high_half_by_4), low4);
+        for (int c = 0; c < 4; c += 2) {
+            const __m512i q = LOAD512(qs + 32 * c); /* chunks c and c + 1 */
+            const __m512i lo = _mm512_and_si512(q, low4);
+            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), low4);
+            wq[c] = _mm512_shuffle_i64x2(lo, hi, _MM_SHUFFLE(1, 0, 1, 0));
+            wq[c + 1] = _mm512_shuffle_i64x2(lo, hi, _MM_SHUFFLE(3, 2, 3, 2));
         }
         if (has_qh) {
             const __m512i qh =
