@@ -15,6 +15,7 @@
  * code as well. */
 #include "quant_internal.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #include "quant_k_low_x86.h"
@@ -52,6 +53,13 @@ INLINE_AVX2 __m256i spread_bytes_ctl(int lo, int hi)
                              _mm_set1_epi16((short)(0x8000 | hi)));
 }
 
+/* The same with each byte in the high byte of its 16-bit lane. */
+INLINE_AVX2 __m256i spread_bytes_hi_ctl(int lo, int hi)
+{
+    return _mm256_setr_m128i(_mm_set1_epi16((short)(0x0080 | lo << 8)),
+                             _mm_set1_epi16((short)(0x0080 | hi << 8)));
+}
+
 /* A shuffle control that spreads 16-bit element LO (of a half) over the low
  * half and element HI over the high half. */
 INLINE_AVX2 __m256i spread_words_ctl(int lo, int hi)
@@ -62,8 +70,11 @@ INLINE_AVX2 __m256i spread_words_ctl(int lo, int hi)
 
 /* ------------------------------------------------------------------ Q2_K */
 
+_Static_assert(offsetof(quant_block_q2_K, dmin) == offsetof(quant_block_q2_K, d) + 2,
+               "Q2_K's two half scales are converted with one load");
+
 /* What every row needs of one Q2_K block: the 16 scales in both halves
- * (bytes), the 16 mins (16-bit), the two half scales. */
+ * (bytes), the 16 mins (16-bit), the packed levels, the two half scales. */
 typedef struct q2_K_unpacked {
     __m256i scales, mins;
     __m256i bits[2];
@@ -72,15 +83,17 @@ typedef struct q2_K_unpacked {
 
 INLINE_AVX2 q2_K_unpacked q2_K_unpack(const quant_block_q2_K *wb)
 {
-    const __m128i nib = _mm_set1_epi8(0xF);
     const __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)wb->scales);
+    int32_t halves;
+    memcpy(&halves, &wb->d, sizeof halves);
+    const __m256 dd = _mm256_castps128_ps256(_mm_cvtph_ps(_mm_cvtsi32_si128(halves)));
     q2_K_unpacked u;
-    u.scales = _mm256_broadcastsi128_si256(_mm_and_si128(raw, nib));
-    u.mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), nib));
+    u.scales = _mm256_and_si256(_mm256_broadcastsi128_si256(raw), _mm256_set1_epi8(0xF));
+    u.mins = _mm256_srli_epi16(_mm256_cvtepu8_epi16(raw), 4);
     u.bits[0] = load256(wb->qs);
     u.bits[1] = load256(wb->qs + 32);
-    u.d = _mm256_set1_ps(_cvtsh_ss(wb->d));
-    u.dmin = _mm256_set1_ps(_cvtsh_ss(wb->dmin));
+    u.d = _mm256_permutevar8x32_ps(dd, _mm256_setzero_si256());
+    u.dmin = _mm256_permutevar8x32_ps(dd, _mm256_set1_epi32(1));
     return u;
 }
 
@@ -118,7 +131,8 @@ INLINE_AVX2 void q2_K_rows_avx2(size_t nb, const quant_block_q2_K *w, const void
         for (int v = 0; v < 8; v++) {
             const __m256i q = levels2(u.bits[v / 4], v), sc = q2_K_scales16(&u, v);
             for (uint32_t m = 0; m < nx; m++) {
-                const __m256i p = _mm256_maddubs_epi16(q, load256(act_block(x, x_stride, m, b)->qs + 32 * v));
+                const __m256i p = _mm256_maddubs_epi16(
+                    q, load256(act_block(x, x_stride, m, b)->qs + 32 * v));
                 sum[m] = _mm256_add_epi32(sum[m], _mm256_madd_epi16(p, sc));
             }
         }
@@ -129,9 +143,34 @@ INLINE_AVX2 void q2_K_rows_avx2(size_t nb, const quant_block_q2_K *w, const void
         out[m] = attnd_hsum256(acc[m]);
 }
 
-/* AVX-512 VNNI: the scales go into the levels first (sc * q <= 45 fits a
- * byte, and a 16-bit multiply of byte pairs cannot carry), so one vpdpbusd
- * per row does multiply, pair sums and accumulation. */
+/* Vector V's levels times their scales, as bytes (sc * q <= 45), for
+ * vpdpbusd. A 16-bit multiply of a pair of bytes cannot carry across them
+ * at these sizes. Bit pairs 2 and 3 are masked in place (16q, 64q per
+ * byte) and scaled by a high multiply with sc * 2^12 or sc * 2^10 (16sc or
+ * 4sc in the high byte of the multiplier), which drops the power of two
+ * exactly: one shift fewer each. */
+INLINE_AVX512 __m256i q2_K_scaled_levels(const q2_K_unpacked *u, __m256i scales16x,
+                                         __m256i scales4x, int v)
+{
+    const __m256i bits = u->bits[v / 4];
+    switch (v % 4) {
+    case 0:
+        return _mm256_mullo_epi16(_mm256_and_si256(bits, _mm256_set1_epi8(0x03)),
+                                  q2_K_scales16(u, v));
+    case 1:
+        return _mm256_mullo_epi16(levels2(bits, 1), q2_K_scales16(u, v));
+    case 2:
+        return _mm256_mulhi_epu16(_mm256_and_si256(bits, _mm256_set1_epi8(0x30)),
+                                  _mm256_shuffle_epi8(scales16x, spread_bytes_hi_ctl(2 * v, 2 * v + 1)));
+    default:
+        return _mm256_mulhi_epu16(_mm256_and_si256(bits, _mm256_set1_epi8((char)0xC0)),
+                                  _mm256_shuffle_epi8(scales4x, spread_bytes_hi_ctl(2 * v, 2 * v + 1)));
+    }
+}
+
+/* AVX-512 VNNI: one vpdpbusd per row and vector does multiply, pair sums
+ * and accumulation; two chains per row, as its latency would otherwise
+ * bound a single row. */
 INLINE_AVX512 void q2_K_rows_avx512(size_t nb, const quant_block_q2_K *w, const void *x,
                                     size_t x_stride, const uint32_t nx, float *out)
 {
@@ -140,17 +179,21 @@ INLINE_AVX512 void q2_K_rows_avx512(size_t nb, const quant_block_q2_K *w, const 
         acc[m] = _mm256_setzero_ps();
     for (size_t b = 0; b < nb; b++) {
         const q2_K_unpacked u = q2_K_unpack(&w[b]);
-        __m256i sum[MAX_NX];
+        const __m256i scales16x = _mm256_slli_epi16(u.scales, 4);
+        const __m256i scales4x = _mm256_slli_epi16(u.scales, 2);
+        __m256i sum[MAX_NX][2];
         for (uint32_t m = 0; m < nx; m++)
-            sum[m] = _mm256_setzero_si256();
+            sum[m][0] = sum[m][1] = _mm256_setzero_si256();
 #pragma GCC unroll 8
         for (int v = 0; v < 8; v++) {
-            const __m256i q = _mm256_mullo_epi16(levels2(u.bits[v / 4], v), q2_K_scales16(&u, v));
+            const __m256i q = q2_K_scaled_levels(&u, scales16x, scales4x, v);
             for (uint32_t m = 0; m < nx; m++)
-                sum[m] = _mm256_dpbusd_epi32(sum[m], q, load256(act_block(x, x_stride, m, b)->qs + 32 * v));
+                sum[m][v % 2] = _mm256_dpbusd_epi32(
+                    sum[m][v % 2], q, load256(act_block(x, x_stride, m, b)->qs + 32 * v));
         }
         for (uint32_t m = 0; m < nx; m++)
-            acc[m] = q2_K_finish(&u, sum[m], act_block(x, x_stride, m, b), acc[m]);
+            acc[m] = q2_K_finish(&u, _mm256_add_epi32(sum[m][0], sum[m][1]),
+                                 act_block(x, x_stride, m, b), acc[m]);
     }
     for (uint32_t m = 0; m < nx; m++)
         out[m] = attnd_hsum256(acc[m]);
