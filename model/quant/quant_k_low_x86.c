@@ -207,7 +207,7 @@ INLINE_AVX512 void q2_K_rows_avx512(size_t nb, const quant_block_q2_K *w, const 
 typedef struct q3_K_unpacked {
     __m256i scales_lo, scales_hi, scales_x4;
     __m256i bits[2], hmask;
-    float d;
+    __m256 d;
 } q3_K_unpacked;
 
 /* The 16 6-bit scales, minus 32, as signed bytes: low nibbles from bytes
@@ -236,7 +236,7 @@ INLINE_AVX2 q3_K_unpacked q3_K_unpack(const quant_block_q3_K *wb)
     u.bits[0] = load256(wb->qs);
     u.bits[1] = load256(wb->qs + 32);
     u.hmask = load256(wb->hmask);
-    u.d = _cvtsh_ss(wb->d);
+    u.d = _mm256_cvtph_ps(_mm_set1_epi16((short)wb->d));
     return u;
 }
 
@@ -264,7 +264,7 @@ INLINE_AVX2 __m256 q3_K_finish(const q3_K_unpacked *u, __m256i sum_qx4,
 {
     const __m256i bias = _mm256_madd_epi16(u->scales_x4, load256(xb->bsums));
     const __m256 s = _mm256_cvtepi32_ps(_mm256_sub_epi32(sum_qx4, bias));
-    return _mm256_fmadd_ps(_mm256_set1_ps(u->d * xb->d), s, acc);
+    return _mm256_fmadd_ps(_mm256_mul_ps(u->d, _mm256_set1_ps(xb->d)), s, acc);
 }
 
 /* The biased levels (0..7) times activations fit 16-bit pairs (7 * 127 *
@@ -279,20 +279,21 @@ INLINE_AVX2 __m256 q3_K_finish(const q3_K_unpacked *u, __m256i sum_qx4,
             acc[m] = _mm256_setzero_ps();                                                          \
         for (size_t b = 0; b < nb; b++) {                                                          \
             const q3_K_unpacked u = q3_K_unpack(&w[b]);                                            \
-            __m256i sum[MAX_NX];                                                                   \
+            __m256i sum[MAX_NX][2];                                                                \
             for (uint32_t m = 0; m < nx; m++)                                                      \
-                sum[m] = _mm256_setzero_si256();                                                   \
+                sum[m][0] = sum[m][1] = _mm256_setzero_si256();                                    \
             _Pragma("GCC unroll 8") for (int v = 0; v < 8; v++)                                    \
             {                                                                                      \
                 const __m256i q = q3_K_levels(&u, v), sc = q3_K_scales16(&u, v);                   \
                 for (uint32_t m = 0; m < nx; m++) {                                                \
                     const __m256i p = _mm256_maddubs_epi16(                                        \
                         q, load256(act_block(x, x_stride, m, b)->qs + 32 * v));                    \
-                    sum[m] = ACCUMULATE(sum[m], p, sc);                                            \
+                    sum[m][v % 2] = ACCUMULATE(sum[m][v % 2], p, sc);                              \
                 }                                                                                  \
             }                                                                                      \
             for (uint32_t m = 0; m < nx; m++)                                                      \
-                acc[m] = q3_K_finish(&u, sum[m], act_block(x, x_stride, m, b), acc[m]);            \
+                acc[m] = q3_K_finish(&u, _mm256_add_epi32(sum[m][0], sum[m][1]),                   \
+                                     act_block(x, x_stride, m, b), acc[m]);                        \
         }                                                                                          \
         for (uint32_t m = 0; m < nx; m++)                                                          \
             out[m] = attnd_hsum256(acc[m]);                                                        \
