@@ -224,6 +224,19 @@ uint64_t model_weight_bytes(const model *m)
     return bytes;
 }
 
+static uint64_t matrix_bytes(const model_weight *w)
+{
+    return w->data ? w->row_bytes * w->n_out : 0;
+}
+
+uint64_t model_step_bytes(const model *m)
+{
+    uint64_t bytes = model_weight_bytes(m) - matrix_bytes(&m->pos_embd);
+    if (m->output.data != m->tok_embd.data)
+        bytes -= matrix_bytes(&m->tok_embd);
+    return bytes;
+}
+
 const model_hparams *model_hparams_of(const model *m)
 {
     return &m->hp;

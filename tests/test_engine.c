@@ -360,12 +360,13 @@ static char *write_model(const char *args)
 }
 
 /* Rewrites PATH keeping every key and tensor, except: tensor DROP is left
- * out; tensor CHANGE is declared with TYPE and shape [ne0, ne1] over zeros;
- * ARCH (if set) replaces general.architecture. */
+ * out; tensor CHANGE is declared with TYPE and shape [ne0, ne1] over bytes
+ * of value FILL; ARCH (if set) replaces general.architecture. */
 struct change {
     const char *drop, *change, *arch;
     gguf_dtype type;
     uint64_t ne0, ne1;
+    uint8_t fill;
 };
 
 static void rewrite(const char *path, struct change c)
@@ -381,15 +382,17 @@ static void rewrite(const char *path, struct change c)
         else
             cr_assert_eq(gguf_writer_copy(w, f, k, &err), ATTND_OK, "%s", err.msg);
     }
-    static float zeros[1 << 16];
+    static uint8_t bytes_of[1 << 18];
+    memset(bytes_of, c.fill, sizeof bytes_of);
     for (size_t i = 0; i < gguf_tensor_count(f); i++) {
         const gguf_tensor *t = gguf_tensor_at(f, i);
         if (c.drop && strcmp(t->name, c.drop) == 0)
             continue;
         if (c.change && strcmp(t->name, c.change) == 0) {
             uint64_t ne[2] = {c.ne0, c.ne1}, bytes;
-            cr_assert(gguf_dtype_row_bytes(c.type, c.ne0, &bytes) && bytes * c.ne1 <= sizeof zeros);
-            gguf_writer_add_tensor(w, t->name, c.type, 2, ne, zeros, &err);
+            cr_assert(gguf_dtype_row_bytes(c.type, c.ne0, &bytes) &&
+                      bytes * c.ne1 <= sizeof bytes_of);
+            gguf_writer_add_tensor(w, t->name, c.type, 2, ne, bytes_of, &err);
             continue;
         }
         gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, &err);
@@ -430,14 +433,38 @@ Test(engine, load_errors_name_the_tensor)
     remove(path);
     free(path);
 
-    /* A Q4_0 matrix: recognised by the reader, refused at model load. */
-    path = write_model(shape);
-    rewrite(path, (struct change){.change = "blk.0.attn_q.weight", .type = GGUF_DTYPE_Q4_0,
-                                  .ne0 = 32, .ne1 = 32});
+    /* An IQ2_XXS matrix: recognised by the reader, refused at model load,
+     * naming the type and what is supported. */
+    const char *wide = "--dim 256 --heads 2 --layers 1 --ff 256 --ctx 16";
+    path = write_model(wide);
+    rewrite(path, (struct change){.change = "blk.0.attn_q.weight", .type = GGUF_DTYPE_IQ2_XXS,
+                                  .ne0 = 256, .ne1 = 256});
     cr_assert_eq(model_load(path, &m, &err), ATTND_EUNSUPPORTED);
-    cr_expect(strstr(err.msg, "'blk.0.attn_q.weight': unsupported tensor type Q4_0"), "%s", err.msg);
+    cr_expect(strstr(err.msg, "'blk.0.attn_q.weight': unsupported tensor type IQ2_XXS"), "%s",
+              err.msg);
+    cr_expect(strstr(err.msg, "Q4_K") && strstr(err.msg, "IQ4_XS"), "%s", err.msg);
     remove(path);
     free(path);
+
+    /* Quantized blocks whose scales are NaN (0xffff) or infinite (0x7c00):
+     * refused, naming the tensor, the block and its row. */
+    static const struct {
+        gguf_dtype type;
+        uint8_t fill;
+    } k_bad[] = {{GGUF_DTYPE_Q8_0, 0xff}, {GGUF_DTYPE_Q4_K, 0xff}, {GGUF_DTYPE_IQ4_XS, 0xff}};
+    for (size_t i = 0; i < sizeof k_bad / sizeof k_bad[0]; i++) {
+        path = write_model(wide);
+        rewrite(path, (struct change){.change = "blk.0.ffn_down.weight", .type = k_bad[i].type,
+                                      .ne0 = 256, .ne1 = 256, .fill = k_bad[i].fill});
+        cr_assert_eq(model_load(path, &m, &err), ATTND_EFORMAT, "%s",
+                     gguf_dtype_name(k_bad[i].type));
+        char want[128];
+        snprintf(want, sizeof want, "'blk.0.ffn_down.weight' (%s): block 0 (row 0) has a NaN",
+                 gguf_dtype_name(k_bad[i].type));
+        cr_expect(strstr(err.msg, want), "%s", err.msg);
+        remove(path);
+        free(path);
+    }
 }
 
 /* ------------------------------------------------------------ matmul kernels */

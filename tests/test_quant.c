@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "attnd_half.h"
 #include "engine.h"
@@ -455,4 +456,86 @@ Test(quant_golden, prompt_as_one_chunk)
 {
     for (size_t i = 0; i < sizeof k_golden_types / sizeof k_golden_types[0]; i++)
         check_quant_golden(k_golden_types[i], true);
+}
+
+/* ------------------------------------------------------------ the commands */
+
+/* Every shared quantized model through the commands a user runs: `info`
+ * names its types, `logits` (both feeding modes) lands within tolerance of
+ * the reference, `generate` writes text, and `serve` answers /generate. */
+Test(quant_cli, shared_models_run_in_every_command, .timeout = 300)
+{
+    const char *bin = test_attnd_bin();
+    char *out_path = test_tmp_path("quant-logits.f32");
+    for (size_t i = 0; i < sizeof k_golden_types / sizeof k_golden_types[0]; i++) {
+        const char *type = k_golden_types[i];
+        char model_rel[128], rel[160];
+        snprintf(model_rel, sizeof model_rel, "models/quant/llama-synth-256x2-%s.gguf", type);
+        char model_path[1024];
+        snprintf(model_path, sizeof model_path, "%s", test_shared(model_rel));
+        char cmd[8192], *out = NULL;
+
+        snprintf(cmd, sizeof cmd, "'%s' info '%s'", bin, model_path);
+        cr_assert_eq(test_run(cmd, &out), 0, "%s", cmd);
+        char upper[16];
+        size_t k = 0;
+        for (; type[k] && type[k] != '_' && k < sizeof upper - 1; k++)
+            upper[k] = (char)(type[k] >= 'a' && type[k] <= 'z' ? type[k] - 32 : type[k]);
+        upper[k] = '\0';
+        cr_expect(strstr(out, upper), "%s: info does not name %s:\n%s", type, upper, out);
+        free(out);
+
+        snprintf(rel, sizeof rel, "golden/quant/llama-synth-256x2-%s.pt.json", type);
+        char *json = test_read_file(test_shared(rel), NULL);
+        size_t n_input;
+        int32_t *input = test_json_ints(json, "input_tokens", &n_input);
+        char list[4096];
+        size_t len = 0;
+        for (size_t t = 0; t < n_input; t++)
+            len += (size_t)snprintf(list + len, sizeof list - len, "%s%d", t ? "," : "", input[t]);
+        snprintf(rel, sizeof rel, "golden/quant/llama-synth-256x2-%s.pt.logits.f32", type);
+        size_t ref_bytes, got_bytes;
+        float *ref = (float *)(void *)test_read_file(test_shared(rel), &ref_bytes);
+        for (int chunk = 0; chunk < 2; chunk++) {
+            snprintf(cmd, sizeof cmd, "'%s' logits -m '%s' --tokens %s -o '%s'%s", bin, model_path,
+                     list, out_path, chunk ? " --chunk" : "");
+            cr_assert_eq(test_run(cmd, NULL), 0, "%s", cmd);
+            float *got = (float *)(void *)test_read_file(out_path, &got_bytes);
+            cr_assert(got && got_bytes == ref_bytes, "%s: %zu bytes of logits", type, got_bytes);
+            double worst = 0;
+            for (size_t j = 0; j < ref_bytes / sizeof(float); j++) {
+                double d = fabs((double)got[j] - (double)ref[j]);
+                worst = d > worst ? d : worst;
+            }
+            cr_expect(worst <= 3e-2, "%s: attnd logits%s max |diff| %.3g", type,
+                      chunk ? " --chunk" : "", worst);
+            free(got);
+        }
+        free(ref);
+        free(input);
+        free(json);
+
+        snprintf(cmd, sizeof cmd, "'%s' generate -m '%s' -p 'Once upon a time' -n 8 --temp 0 2>&1",
+                 bin, model_path);
+        cr_assert_eq(test_run(cmd, &out), 0, "%s", cmd);
+        cr_expect(strstr(out, "Once upon a time") && strlen(out) > 20, "%s: generate: %s", type,
+                  out);
+        free(out);
+
+        /* serve on a free port, one request, SIGTERM, clean exit */
+        snprintf(cmd, sizeof cmd,
+                 "port=%d; '%s' serve -m '%s' --port $port --log-level warn & pid=$!; "
+                 "for _ in $(seq 100); do curl -sf http://127.0.0.1:$port/ready >/dev/null && break; "
+                 "sleep 0.1; done; "
+                 "curl -sf -d '{\"prompt\":\"Once upon a time\",\"max_tokens\":8,\"temperature\":0}' "
+                 "http://127.0.0.1:$port/generate; rc=$?; kill -TERM $pid; wait $pid || rc=1; "
+                 "exit $rc",
+                 20000 + (int)(((unsigned)getpid() * 131u + (unsigned)i * 17u) % 40000u), bin,
+                 model_path);
+        cr_assert_eq(test_run(cmd, &out), 0, "%s: serve failed: %s", type, out ? out : "");
+        cr_expect(strstr(out, "\"text\""), "%s: /generate answered %s", type, out);
+        free(out);
+    }
+    remove(out_path);
+    free(out_path);
 }
