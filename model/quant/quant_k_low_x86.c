@@ -5,10 +5,14 @@
  * time (two sub-blocks: one per 128-bit lane), and multiplies it into every
  * activation row before the next vector: batched decode pays the unpacking
  * once. The integer sums are the scalar reference's; only the float
- * accumulation (8 lanes, summed at the end) differs. A row's float
- * operations do not depend on how many rows there are, so its result has
- * the same bits in every slot of every batch. The row loops are expanded
- * for each batch size so the per-row sums stay in registers.
+ * accumulation (8 lanes, summed at the end) differs. For Q2_K the lanes and
+ * float operations are llama.cpp's, so both kernels give its bits; Q3_K
+ * takes its levels' bias off through the activation's sub-block sums, which
+ * is cheaper than llama.cpp's signed products but spreads the same integer
+ * total over the lanes differently. A row's float operations do not depend
+ * on how many rows there are, so its result has the same bits in every slot
+ * of every batch. The row loops are expanded for each batch size so the
+ * per-row sums stay in registers.
  *
  * 256-bit vectors even with AVX-512: the machines' AMD cores split 512-bit
  * operations in two, and the 32 registers AVX-512 brings serve the 256-bit
@@ -74,11 +78,11 @@ _Static_assert(offsetof(quant_block_q2_K, dmin) == offsetof(quant_block_q2_K, d)
                "Q2_K's two half scales are converted with one load");
 
 /* What every row needs of one Q2_K block: the 16 scales in both halves
- * (bytes), the 16 mins (16-bit), the packed levels, the two half scales. */
+ * (bytes), the 16 mins (16-bit), the packed levels, d and -dmin. */
 typedef struct q2_K_unpacked {
     __m256i scales, mins;
     __m256i bits[2];
-    __m256 d, dmin;
+    __m256 d, neg_dmin;
 } q2_K_unpacked;
 
 INLINE_AVX2 q2_K_unpacked q2_K_unpack(const quant_block_q2_K *wb)
@@ -93,7 +97,8 @@ INLINE_AVX2 q2_K_unpacked q2_K_unpack(const quant_block_q2_K *wb)
     u.bits[0] = load256(wb->qs);
     u.bits[1] = load256(wb->qs + 32);
     u.d = _mm256_permutevar8x32_ps(dd, _mm256_setzero_si256());
-    u.dmin = _mm256_permutevar8x32_ps(dd, _mm256_set1_epi32(1));
+    u.neg_dmin = _mm256_xor_ps(_mm256_permutevar8x32_ps(dd, _mm256_set1_epi32(1)),
+                               _mm256_set1_ps(-0.0f));
     return u;
 }
 
@@ -104,14 +109,17 @@ INLINE_AVX2 __m256i q2_K_scales16(const q2_K_unpacked *u, int v)
 }
 
 /* The block's contribution from row sums SUM_QX (sc * q . x) and the mins
- * against the activation's sub-block sums, times the activation scale. */
+ * against the activation's sub-block sums: the mins' term first, then the
+ * levels', each with its scales' product. These are llama.cpp's float
+ * operations on the same 8 lanes of integer sums, so the result has its
+ * bits (and a matmul its outputs). */
 INLINE_AVX2 __m256 q2_K_finish(const q2_K_unpacked *u, __m256i sum_qx,
                                const quant_block_q8_K *xb, __m256 acc)
 {
     const __m256i sum_min = _mm256_madd_epi16(u->mins, load256(xb->bsums));
-    const __m256 t = _mm256_fmsub_ps(u->d, _mm256_cvtepi32_ps(sum_qx),
-                                     _mm256_mul_ps(u->dmin, _mm256_cvtepi32_ps(sum_min)));
-    return _mm256_fmadd_ps(_mm256_set1_ps(xb->d), t, acc);
+    const __m256 xd = _mm256_set1_ps(xb->d);
+    acc = _mm256_fmadd_ps(_mm256_mul_ps(xd, u->neg_dmin), _mm256_cvtepi32_ps(sum_min), acc);
+    return _mm256_fmadd_ps(_mm256_mul_ps(xd, u->d), _mm256_cvtepi32_ps(sum_qx), acc);
 }
 
 /* AVX2: levels times activations in 16-bit pairs (at most 3 * 127 * 2),
