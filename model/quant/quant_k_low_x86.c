@@ -122,7 +122,7 @@ INLINE_AVX2 __m256 q2_K_finish(const q2_K_unpacked *u, __m256i sum_qx,
     return _mm256_fmadd_ps(_mm256_mul_ps(xd, u->d), _mm256_cvtepi32_ps(sum_qx), acc);
 }
 
-/* AVX2: levels times activations in 16-bit pairs (at most 3 * 127 * 2),
+/* AVX2: levels times activations in 16-bit pairs (at most 3 * 128 * 2),
  * then times the scales into 32-bit lanes. */
 INLINE_AVX2 void q2_K_rows_avx2(size_t nb, const quant_block_q2_K *w, const void *x,
                                 size_t x_stride, const uint32_t nx, float *out)
@@ -160,7 +160,7 @@ INLINE_AVX2 void q2_K_rows_avx2(size_t nb, const quant_block_q2_K *w, const void
 INLINE_AVX512 __m256i q2_K_scaled_levels(const q2_K_unpacked *u, __m256i scales16x,
                                          __m256i scales4x, int v)
 {
-    const __m256i bits = u->bits[v / 4];
+    const __m256i bits = u->bits[v / 4], hi_ctl = spread_bytes_hi_ctl(2 * v, 2 * v + 1);
     switch (v % 4) {
     case 0:
         return _mm256_mullo_epi16(_mm256_and_si256(bits, _mm256_set1_epi8(0x03)),
@@ -169,10 +169,10 @@ INLINE_AVX512 __m256i q2_K_scaled_levels(const q2_K_unpacked *u, __m256i scales1
         return _mm256_mullo_epi16(levels2(bits, 1), q2_K_scales16(u, v));
     case 2:
         return _mm256_mulhi_epu16(_mm256_and_si256(bits, _mm256_set1_epi8(0x30)),
-                                  _mm256_shuffle_epi8(scales16x, spread_bytes_hi_ctl(2 * v, 2 * v + 1)));
+                                  _mm256_shuffle_epi8(scales16x, hi_ctl));
     default:
         return _mm256_mulhi_epu16(_mm256_and_si256(bits, _mm256_set1_epi8((char)0xC0)),
-                                  _mm256_shuffle_epi8(scales4x, spread_bytes_hi_ctl(2 * v, 2 * v + 1)));
+                                  _mm256_shuffle_epi8(scales4x, hi_ctl));
     }
 }
 
@@ -275,9 +275,10 @@ INLINE_AVX2 __m256 q3_K_finish(const q3_K_unpacked *u, __m256i sum_qx4,
     return _mm256_fmadd_ps(_mm256_mul_ps(u->d, _mm256_set1_ps(xb->d)), s, acc);
 }
 
-/* The biased levels (0..7) times activations fit 16-bit pairs (7 * 127 *
+/* The biased levels (0..7) times activations fit 16-bit pairs (7 * 128 *
  * 2); the scales then widen them to 32 bits: madd and add on AVX2, one
- * vpdpwssd on AVX-512 VNNI. */
+ * vpdpwssd on AVX-512 VNNI, in two chains per row so that its latency does
+ * not bound a single row. */
 #define Q3_K_ROWS(NAME, INLINE, ACCUMULATE)                                                        \
     INLINE void NAME(size_t nb, const quant_block_q3_K *w, const void *x, size_t x_stride,         \
                      const uint32_t nx, float *out)                                                \
