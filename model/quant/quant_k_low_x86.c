@@ -122,42 +122,14 @@ INLINE_AVX2 __m256 q2_K_finish(const q2_K_unpacked *u, __m256i sum_qx,
     return _mm256_fmadd_ps(_mm256_mul_ps(xd, u->d), _mm256_cvtepi32_ps(sum_qx), acc);
 }
 
-/* AVX2: levels times activations in 16-bit pairs (at most 3 * 128 * 2),
- * then times the scales into 32-bit lanes. */
-INLINE_AVX2 void q2_K_rows_avx2(size_t nb, const quant_block_q2_K *w, const void *x,
-                                size_t x_stride, const uint32_t nx, float *out)
-{
-    __m256 acc[MAX_NX];
-    for (uint32_t m = 0; m < nx; m++)
-        acc[m] = _mm256_setzero_ps();
-    for (size_t b = 0; b < nb; b++) {
-        const q2_K_unpacked u = q2_K_unpack(&w[b]);
-        __m256i sum[MAX_NX];
-        for (uint32_t m = 0; m < nx; m++)
-            sum[m] = _mm256_setzero_si256();
-#pragma GCC unroll 8
-        for (int v = 0; v < 8; v++) {
-            const __m256i q = levels2(u.bits[v / 4], v), sc = q2_K_scales16(&u, v);
-            for (uint32_t m = 0; m < nx; m++) {
-                const __m256i p = _mm256_maddubs_epi16(
-                    q, load256(act_block(x, x_stride, m, b)->qs + 32 * v));
-                sum[m] = _mm256_add_epi32(sum[m], _mm256_madd_epi16(p, sc));
-            }
-        }
-        for (uint32_t m = 0; m < nx; m++)
-            acc[m] = q2_K_finish(&u, sum[m], act_block(x, x_stride, m, b), acc[m]);
-    }
-    for (uint32_t m = 0; m < nx; m++)
-        out[m] = attnd_hsum256(acc[m]);
-}
-
 /* Vector V's levels times their scales, as bytes (sc * q <= 45), for
  * vpdpbusd. A 16-bit multiply of a pair of bytes cannot carry across them
  * at these sizes. Bit pairs 2 and 3 are masked in place (16q, 64q per
  * byte) and scaled by a high multiply with sc * 2^12 or sc * 2^10 (16sc or
  * 4sc in the high byte of the multiplier), which drops the power of two
- * exactly: one shift fewer each. */
-INLINE_AVX512 __m256i q2_K_scaled_levels(const q2_K_unpacked *u, __m256i scales16x,
+ * exactly: one shift fewer each. SCALES16X and SCALES4X are the scales
+ * shifted left by 4 and 2. */
+INLINE_AVX2 __m256i q2_K_scaled_levels(const q2_K_unpacked *u, __m256i scales16x,
                                          __m256i scales4x, int v)
 {
     const __m256i bits = u->bits[v / 4], hi_ctl = spread_bytes_hi_ctl(2 * v, 2 * v + 1);
@@ -174,6 +146,58 @@ INLINE_AVX512 __m256i q2_K_scaled_levels(const q2_K_unpacked *u, __m256i scales1
         return _mm256_mulhi_epu16(_mm256_and_si256(bits, _mm256_set1_epi8((char)0xC0)),
                                   _mm256_shuffle_epi8(scales4x, hi_ctl));
     }
+}
+
+/* One row's sums on AVX2: levels times activations in 16-bit pairs (at
+ * most 3 * 128 * 2), then times the scales into 32-bit lanes. */
+INLINE_AVX2 __m256i q2_K_sum1_avx2(const q2_K_unpacked *u, const int8_t *xq)
+{
+    __m256i sum = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; v++) {
+        const __m256i p = _mm256_maddubs_epi16(levels2(u->bits[v / 4], v), load256(xq + 32 * v));
+        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, q2_K_scales16(u, v)));
+    }
+    return sum;
+}
+
+/* AVX2. One row as q2_K_sum1_avx2. More rows: the scales go into the levels
+ * once for all of them, then two vectors' pair sums add in 16 bits (at most
+ * 4 * 45 * 128) before one multiply by ones widens them, fewer steps per
+ * row. Both give each lane the same integer sum. */
+INLINE_AVX2 void q2_K_rows_avx2(size_t nb, const quant_block_q2_K *w, const void *x,
+                                size_t x_stride, const uint32_t nx, float *out)
+{
+    __m256 acc[MAX_NX];
+    for (uint32_t m = 0; m < nx; m++)
+        acc[m] = _mm256_setzero_ps();
+    for (size_t b = 0; b < nb; b++) {
+        const q2_K_unpacked u = q2_K_unpack(&w[b]);
+        __m256i sum[MAX_NX];
+        if (nx == 1) {
+            sum[0] = q2_K_sum1_avx2(&u, act_block(x, x_stride, 0, b)->qs);
+        } else {
+            const __m256i scales16x = _mm256_slli_epi16(u.scales, 4);
+            const __m256i scales4x = _mm256_slli_epi16(u.scales, 2);
+            for (uint32_t m = 0; m < nx; m++)
+                sum[m] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int v = 0; v < 8; v += 2) {
+                const __m256i q0 = q2_K_scaled_levels(&u, scales16x, scales4x, v);
+                const __m256i q1 = q2_K_scaled_levels(&u, scales16x, scales4x, v + 1);
+                for (uint32_t m = 0; m < nx; m++) {
+                    const int8_t *xq = act_block(x, x_stride, m, b)->qs + 32 * v;
+                    const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(q0, load256(xq)),
+                                                       _mm256_maddubs_epi16(q1, load256(xq + 32)));
+                    sum[m] = _mm256_add_epi32(sum[m], _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+                }
+            }
+        }
+        for (uint32_t m = 0; m < nx; m++)
+            acc[m] = q2_K_finish(&u, sum[m], act_block(x, x_stride, m, b), acc[m]);
+    }
+    for (uint32_t m = 0; m < nx; m++)
+        out[m] = attnd_hsum256(acc[m]);
 }
 
 /* AVX-512 VNNI: one vpdpbusd per row and vector does multiply, pair sums
