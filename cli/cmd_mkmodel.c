@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "dtype.h"
+#include "quant.h"
 #include "hparams.h"
 
 static void usage(FILE *out)
@@ -68,7 +68,7 @@ static int fill_random(void *ctx, void *buf, uint64_t nbytes, attnd_err *err)
             tmp[i] = sp->center + sp->scale * (float)(2.0 * u - 1.0);
         }
         if (!gguf_dtype_row_bytes(sp->type, k, &row_bytes) ||
-            dtype_from_f32(sp->type, tmp, out, k) != 0)
+            quant_from_f32(sp->type, tmp, out, k) != 0)
             return attnd_err_set(err, ATTND_EINVAL, "mkmodel: cannot convert to %s",
                                  gguf_dtype_name(sp->type));
         out += row_bytes;

@@ -1,0 +1,2 @@
+/* quant_preset.c - SCAFFOLD (replaced by the presets work). */
+#include "quant_internal.h"
