@@ -1,2 +1,583 @@
-/* quant_legacy_x86.c - SCAFFOLD: the x86 SIMD kernels of quant_legacy.c. */
+/* quant_legacy_x86.c - the x86 SIMD kernels of the legacy types
+ * (quant_legacy.c): dot products of Q4_0 / Q5_0 / Q8_0 weights with Q8_0
+ * activations and of Q4_1 / Q5_1 weights with Q8_1 activations, and the
+ * activation quantizers.
+ *
+ * Every dot takes the same exact integer sum per block as the scalar
+ * reference and differs from it only in the order the float products are
+ * added. Each activation row has its own two accumulators (even and odd
+ * blocks, to hide the FMA latency) whatever NX is, so a row's result does
+ * not depend on what it is batched with.
+ *
+ * The half scales of CHUNK blocks are converted with one F16C instruction
+ * and multiplied in one vector; a block then broadcasts its product from
+ * memory (a load, no shuffle). Blocks past the last whole chunk take the
+ * same operations one at a time.
+ *
+ * The AVX512 kernels are the AVX2 ones with VNNI (vpdpbusd) on 256-bit
+ * vectors: 512-bit vectors bought nothing on the machines measured (a
+ * block is 32 bytes of activations, the scales are per block). */
+#include "quant_legacy_x86.h"
+
+#ifdef ATTND_HAVE_X86
+#include <string.h>
+
+#include "attnd_half.h"
 #include "quant_internal.h"
+
+#define QK QUANT_QK
+#define CHUNK 8
+#define INLINE static inline __attribute__((always_inline))
+#define AVX2 ATTND_AVX2
+#define AVX512 ATTND_AVX512
+
+static inline uint16_t half_at(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, sizeof h);
+    return h;
+}
+
+/* The halves at P, P + STRIDE, P + 2 STRIDE, P + 3 STRIDE, packed low first. */
+static inline uint64_t four_halves(const uint8_t *p, size_t stride)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v |= (uint64_t)half_at(p + (size_t)i * stride) << (16 * i);
+    return v;
+}
+
+/* The half scales of CHUNK blocks STRIDE bytes apart, as floats. */
+AVX2 INLINE __m256 halves8(const uint8_t *p, size_t stride)
+{
+    const __m128i h = _mm_set_epi64x((long long)four_halves(p + 4 * stride, stride),
+                                     (long long)four_halves(p, stride));
+    return _mm256_cvtph_ps(h);
+}
+
+AVX2 INLINE __m256i load256(const uint8_t *p)
+{
+    return _mm256_loadu_si256((const __m256i *)(const void *)p);
+}
+
+/* The 32 nibbles at QS as bytes 0..15: low nibbles first, as ggml orders a
+ * block's elements. */
+AVX2 INLINE __m256i nibbles32(const uint8_t *qs)
+{
+    const __m128i a = _mm_loadu_si128((const __m128i *)(const void *)qs);
+    const __m256i t = _mm256_inserti128_si256(_mm256_castsi128_si256(a), _mm_srli_epi16(a, 4), 1);
+    return _mm256_and_si256(t, _mm256_set1_epi8(0x0f));
+}
+
+/* Bit i of the 32 bits at P as byte i: 0xff where set, 0 where clear. */
+AVX2 INLINE __m256i bits32(const uint8_t *p)
+{
+    uint32_t b;
+    memcpy(&b, p, sizeof b);
+    const __m256i byte_of_bit = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
+                                                  0x0101010101010101, 0);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32((int)b), byte_of_bit);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+}
+
+/* ---- per-type block views. Signed types: w = x / d as int8 and, for
+ * VNNI, the unsigned u = w + offset. Types with a minimum: u = (x - m) / d. */
+
+#define Q4_0_BYTES sizeof(quant_block_q4_0)
+#define Q5_0_BYTES sizeof(quant_block_q5_0)
+#define Q8_0_BYTES sizeof(quant_block_q8_0)
+#define Q4_1_BYTES sizeof(quant_block_q4_1)
+#define Q5_1_BYTES sizeof(quant_block_q5_1)
+#define Q8_1_BYTES sizeof(quant_block_q8_1)
+
+AVX2 INLINE __m256i q4_0_unsigned(const uint8_t *b)
+{
+    return nibbles32(b + offsetof(quant_block_q4_0, qs));
+}
+
+AVX2 INLINE __m256i q4_0_signed(const uint8_t *b)
+{
+    return _mm256_sub_epi8(q4_0_unsigned(b), _mm256_set1_epi8(8));
+}
+
+AVX2 INLINE __m256i q5_0_unsigned(const uint8_t *b)
+{
+    const __m256i hi = _mm256_and_si256(bits32(b + offsetof(quant_block_q5_0, qh)),
+                                        _mm256_set1_epi8(0x10));
+    return _mm256_or_si256(nibbles32(b + offsetof(quant_block_q5_0, qs)), hi);
+}
+
+/* q - 16 is the nibble with the fifth bit set, else the nibble minus 16:
+ * the same bits as the nibble with 0xf0 on top. */
+AVX2 INLINE __m256i q5_0_signed(const uint8_t *b)
+{
+    const __m256i neg = _mm256_andnot_si256(bits32(b + offsetof(quant_block_q5_0, qh)),
+                                            _mm256_set1_epi8((char)0xf0));
+    return _mm256_or_si256(nibbles32(b + offsetof(quant_block_q5_0, qs)), neg);
+}
+
+AVX2 INLINE __m256i q8_0_signed(const uint8_t *b)
+{
+    return load256(b + offsetof(quant_block_q8_0, qs));
+}
+
+AVX2 INLINE __m256i q8_0_unsigned(const uint8_t *b)
+{
+    return _mm256_xor_si256(q8_0_signed(b), _mm256_set1_epi8((char)0x80));
+}
+
+AVX2 INLINE __m256i q4_1_unsigned(const uint8_t *b)
+{
+    return nibbles32(b + offsetof(quant_block_q4_1, qs));
+}
+
+AVX2 INLINE __m256i q5_1_unsigned(const uint8_t *b)
+{
+    const __m256i hi = _mm256_and_si256(bits32(b + offsetof(quant_block_q5_1, qh)),
+                                        _mm256_set1_epi8(0x10));
+    return _mm256_or_si256(nibbles32(b + offsetof(quant_block_q5_1, qs)), hi);
+}
+
+typedef __m256i (*block_view_fn)(const uint8_t *block);
+
+/* ---- AVX2 ---- */
+
+/* maddubs multiplies unsigned by signed bytes, so the weight's sign moves
+ * onto the activation. |w| <= 128 and |x| <= 127 (the quantizer's range)
+ * keep each pair sum below 2^15. */
+AVX2 INLINE __m256 sum_signed_avx2(__m256i w_abs, __m256i w, const uint8_t *xq)
+{
+    const __m256i p16 = _mm256_maddubs_epi16(w_abs, _mm256_sign_epi8(load256(xq), w));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
+/* u <= 31 keeps the pair sums of unsigned weights well inside int16. */
+AVX2 INLINE __m256 sum_unsigned_avx2(__m256i u, const uint8_t *xq)
+{
+    const __m256i p16 = _mm256_maddubs_epi16(u, load256(xq));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
+/* Row M's block K of activations BYTES long. */
+INLINE const uint8_t *act_block(const uint8_t *x, size_t stride, uint32_t m, uint32_t k,
+                                size_t bytes)
+{
+    return x + (size_t)m * stride + (size_t)k * bytes;
+}
+
+/* Weights of a signed type (WBYTES per block, VIEW giving w) against Q8_0
+ * rows. */
+AVX2 INLINE void dot_signed_avx2(block_view_fn view, size_t wbytes, uint32_t n, const uint8_t *w,
+                                 const uint8_t *x, size_t xs, const uint32_t nx, float *out)
+{
+    const uint32_t nb = n / QK;
+    __m256 acc[4][2];
+    for (uint32_t m = 0; m < nx; m++)
+        acc[m][0] = acc[m][1] = _mm256_setzero_ps();
+    uint32_t k = 0;
+    for (; k + CHUNK <= nb; k += CHUNK) {
+        const uint8_t *wk = w + (size_t)k * wbytes;
+        const __m256 dw = halves8(wk, wbytes);
+        float s[4][CHUNK] __attribute__((aligned(32)));
+        for (uint32_t m = 0; m < nx; m++)
+            _mm256_store_ps(s[m], _mm256_mul_ps(dw, halves8(act_block(x, xs, m, k, Q8_0_BYTES),
+                                                              Q8_0_BYTES)));
+        for (uint32_t j = 0; j < CHUNK; j++) {
+            const __m256i wv = view(wk + j * wbytes);
+            const __m256i wa = _mm256_sign_epi8(wv, wv);
+            for (uint32_t m = 0; m < nx; m++) {
+                const uint8_t *xq = act_block(x, xs, m, k + j, Q8_0_BYTES) + 2;
+                acc[m][j & 1] = _mm256_fmadd_ps(sum_signed_avx2(wa, wv, xq),
+                                                _mm256_broadcast_ss(&s[m][j]), acc[m][j & 1]);
+            }
+        }
+    }
+    for (; k < nb; k++) {
+        const uint8_t *wk = w + (size_t)k * wbytes;
+        const __m256i wv = view(wk);
+        const __m256i wa = _mm256_sign_epi8(wv, wv);
+        const float dw = _cvtsh_ss(half_at(wk));
+        for (uint32_t m = 0; m < nx; m++) {
+            const uint8_t *xb = act_block(x, xs, m, k, Q8_0_BYTES);
+            const __m256 s = _mm256_set1_ps(dw * _cvtsh_ss(half_at(xb)));
+            acc[m][k & 1] = _mm256_fmadd_ps(sum_signed_avx2(wa, wv, xb + 2), s, acc[m][k & 1]);
+        }
+    }
+    for (uint32_t m = 0; m < nx; m++)
+        out[m] = attnd_hsum256(_mm256_add_ps(acc[m][0], acc[m][1]));
+}
+
+/* Weights with a minimum (VIEW giving u) against Q8_1 rows: the minimum's
+ * term m * s_x gets its own accumulator, filled a chunk at a time. */
+AVX2 INLINE void dot_min_avx2(block_view_fn view, size_t wbytes, uint32_t n, const uint8_t *w,
+                              const uint8_t *x, size_t xs, const uint32_t nx, float *out)
+{
+    const uint32_t nb = n / QK;
+    __m256 acc[4][2], accm[4];
+    float tail_min[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (uint32_t m = 0; m < nx; m++)
+        acc[m][0] = acc[m][1] = accm[m] = _mm256_setzero_ps();
+    uint32_t k = 0;
+    for (; k + CHUNK <= nb; k += CHUNK) {
+        const uint8_t *wk = w + (size_t)k * wbytes;
+        const __m256 dw = halves8(wk, wbytes), mw = halves8(wk + 2, wbytes);
+        float s[4][CHUNK] __attribute__((aligned(32)));
+        for (uint32_t m = 0; m < nx; m++) {
+            const uint8_t *xk = act_block(x, xs, m, k, Q8_1_BYTES);
+            _mm256_store_ps(s[m], _mm256_mul_ps(dw, halves8(xk, Q8_1_BYTES)));
+            accm[m] = _mm256_fmadd_ps(mw, halves8(xk + 2, Q8_1_BYTES), accm[m]);
+        }
+        for (uint32_t j = 0; j < CHUNK; j++) {
+            const __m256i u = view(wk + j * wbytes);
+            for (uint32_t m = 0; m < nx; m++) {
+                const uint8_t *xq = act_block(x, xs, m, k + j, Q8_1_BYTES) + 4;
+                acc[m][j & 1] = _mm256_fmadd_ps(sum_unsigned_avx2(u, xq),
+                                                _mm256_broadcast_ss(&s[m][j]), acc[m][j & 1]);
+            }
+        }
+    }
+    for (; k < nb; k++) {
+        const uint8_t *wk = w + (size_t)k * wbytes;
+        const __m256i u = view(wk);
+        const float dw = _cvtsh_ss(half_at(wk)), mw = _cvtsh_ss(half_at(wk + 2));
+        for (uint32_t m = 0; m < nx; m++) {
+            const uint8_t *xb = act_block(x, xs, m, k, Q8_1_BYTES);
+            const __m256 s = _mm256_set1_ps(dw * _cvtsh_ss(half_at(xb)));
+            acc[m][k & 1] = _mm256_fmadd_ps(sum_unsigned_avx2(u, xb + 4), s, acc[m][k & 1]);
+            tail_min[m] += mw * _cvtsh_ss(half_at(xb + 2));
+        }
+    }
+    for (uint32_t m = 0; m < nx; m++)
+        out[m] = attnd_hsum256(_mm256_add_ps(acc[m][0], acc[m][1])) +
+                 (attnd_hsum256(accm[m]) + tail_min[m]);
+}
+
+/* The exported kernels: one copy of the loop per NX, so the row loops
+ * unroll and the accumulators stay in registers. */
+#define PER_NX(call)                                                                               \
+    switch (nx) {                                                                                  \
+    case 1: call(1); break;                                                                        \
+    case 2: call(2); break;                                                                        \
+    case 3: call(3); break;                                                                        \
+    default: call(4); break;                                                                       \
+    }
+
+#define SIGNED_AVX2(NX) dot_signed_avx2(VIEW, WBYTES, n, w, x, x_stride, NX, out)
+#define MIN_AVX2(NX) dot_min_avx2(VIEW, WBYTES, n, w, x, x_stride, NX, out)
+
+AVX2 QUANT_LEGACY_DOT(quant_q4_0_dot_avx2)
+{
+#define VIEW q4_0_signed
+#define WBYTES Q4_0_BYTES
+    PER_NX(SIGNED_AVX2)
+#undef VIEW
+#undef WBYTES
+}
+
+AVX2 QUANT_LEGACY_DOT(quant_q5_0_dot_avx2)
+{
+#define VIEW q5_0_signed
+#define WBYTES Q5_0_BYTES
+    PER_NX(SIGNED_AVX2)
+#undef VIEW
+#undef WBYTES
+}
+
+AVX2 QUANT_LEGACY_DOT(quant_q8_0_dot_avx2)
+{
+#define VIEW q8_0_signed
+#define WBYTES Q8_0_BYTES
+    PER_NX(SIGNED_AVX2)
+#undef VIEW
+#undef WBYTES
+}
+
+AVX2 QUANT_LEGACY_DOT(quant_q4_1_dot_avx2)
+{
+#define VIEW q4_1_unsigned
+#define WBYTES Q4_1_BYTES
+    PER_NX(MIN_AVX2)
+#undef VIEW
+#undef WBYTES
+}
+
+AVX2 QUANT_LEGACY_DOT(quant_q5_1_dot_avx2)
+{
+#define VIEW q5_1_unsigned
+#define WBYTES Q5_1_BYTES
+    PER_NX(MIN_AVX2)
+#undef VIEW
+#undef WBYTES
+}
+
+/* ---- AVX-512 VNNI ---- */
+
+/* vpdpbusd multiplies unsigned by signed bytes. The activation becomes
+ * unsigned by flipping its top bit (x + 128), so every row pays one xor and
+ * no sign trick; the 128 * sum(w) this adds is taken off by starting each
+ * block's sum at -128 * sum(w), computed once per weight block from
+ * u = w + OFFSET: -128 * sum(u) + 4 * 128 * OFFSET per 4-byte lane. Exact
+ * for any bytes. */
+AVX512 INLINE __m256i minus_128_sum(__m256i u, int offset)
+{
+    return _mm256_dpbusd_epi32(_mm256_set1_epi32(512 * offset), u, _mm256_set1_epi8(-128));
+}
+
+AVX512 INLINE __m256 sum_signed_vnni(__m256i start, __m256i w, const uint8_t *xq)
+{
+    const __m256i xu = _mm256_xor_si256(load256(xq), _mm256_set1_epi8((char)0x80));
+    return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(start, xu, w));
+}
+
+typedef struct signed_view {
+    block_view_fn u, w; /* u = w + offset */
+    int offset;
+} signed_view;
+
+AVX512 INLINE void dot_signed_vnni(signed_view view, size_t wbytes, uint32_t n, const uint8_t *w,
+                                   const uint8_t *x, size_t xs, const uint32_t nx, float *out)
+{
+    const uint32_t nb = n / QK;
+    __m256 acc[4][2];
+    for (uint32_t m = 0; m < nx; m++)
+        acc[m][0] = acc[m][1] = _mm256_setzero_ps();
+    uint32_t k = 0;
+    for (; k + CHUNK <= nb; k += CHUNK) {
+        const uint8_t *wk = w + (size_t)k * wbytes;
+        const __m256 dw = halves8(wk, wbytes);
+        float s[4][CHUNK] __attribute__((aligned(32)));
+        for (uint32_t m = 0; m < nx; m++)
+            _mm256_store_ps(s[m], _mm256_mul_ps(dw, halves8(act_block(x, xs, m, k, Q8_0_BYTES),
+                                                              Q8_0_BYTES)));
+        for (uint32_t j = 0; j < CHUNK; j++) {
+            const uint8_t *wb = wk + j * wbytes;
+            const __m256i start = minus_128_sum(view.u(wb), view.offset), wv = view.w(wb);
+            for (uint32_t m = 0; m < nx; m++) {
+                const uint8_t *xq = act_block(x, xs, m, k + j, Q8_0_BYTES) + 2;
+                acc[m][j & 1] = _mm256_fmadd_ps(sum_signed_vnni(start, wv, xq),
+                                                _mm256_broadcast_ss(&s[m][j]), acc[m][j & 1]);
+            }
+        }
+    }
+    for (; k < nb; k++) {
+        const uint8_t *wk = w + (size_t)k * wbytes;
+        const __m256i start = minus_128_sum(view.u(wk), view.offset), wv = view.w(wk);
+        const float dw = _cvtsh_ss(half_at(wk));
+        for (uint32_t m = 0; m < nx; m++) {
+            const uint8_t *xb = act_block(x, xs, m, k, Q8_0_BYTES);
+            const __m256 s = _mm256_set1_ps(dw * _cvtsh_ss(half_at(xb)));
+            acc[m][k & 1] = _mm256_fmadd_ps(sum_signed_vnni(start, wv, xb + 2), s, acc[m][k & 1]);
+        }
+    }
+    for (uint32_t m = 0; m < nx; m++)
+        out[m] = attnd_hsum256(_mm256_add_ps(acc[m][0], acc[m][1]));
+}
+
+AVX512 INLINE __m256 sum_unsigned_vnni(__m256i u, const uint8_t *xq)
+{
+    return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u, load256(xq)));
+}
+
+AVX512 INLINE void dot_min_vnni(block_view_fn view, size_t wbytes, uint32_t n, const uint8_t *w,
+                                const uint8_t *x, size_t xs, const uint32_t nx, float *out)
+{
+    const uint32_t nb = n / QK;
+    __m256 acc[4][2], accm[4];
+    float tail_min[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (uint32_t m = 0; m < nx; m++)
+        acc[m][0] = acc[m][1] = accm[m] = _mm256_setzero_ps();
+    uint32_t k = 0;
+    for (; k + CHUNK <= nb; k += CHUNK) {
+        const uint8_t *wk = w + (size_t)k * wbytes;
+        const __m256 dw = halves8(wk, wbytes), mw = halves8(wk + 2, wbytes);
+        float s[4][CHUNK] __attribute__((aligned(32)));
+        for (uint32_t m = 0; m < nx; m++) {
+            const uint8_t *xk = act_block(x, xs, m, k, Q8_1_BYTES);
+            _mm256_store_ps(s[m], _mm256_mul_ps(dw, halves8(xk, Q8_1_BYTES)));
+            accm[m] = _mm256_fmadd_ps(mw, halves8(xk + 2, Q8_1_BYTES), accm[m]);
+        }
+        for (uint32_t j = 0; j < CHUNK; j++) {
+            const __m256i u = view(wk + j * wbytes);
+            for (uint32_t m = 0; m < nx; m++) {
+                const uint8_t *xq = act_block(x, xs, m, k + j, Q8_1_BYTES) + 4;
+                acc[m][j & 1] = _mm256_fmadd_ps(sum_unsigned_vnni(u, xq),
+                                                _mm256_broadcast_ss(&s[m][j]), acc[m][j & 1]);
+            }
+        }
+    }
+    for (; k < nb; k++) {
+        const uint8_t *wk = w + (size_t)k * wbytes;
+        const __m256i u = view(wk);
+        const float dw = _cvtsh_ss(half_at(wk)), mw = _cvtsh_ss(half_at(wk + 2));
+        for (uint32_t m = 0; m < nx; m++) {
+            const uint8_t *xb = act_block(x, xs, m, k, Q8_1_BYTES);
+            const __m256 s = _mm256_set1_ps(dw * _cvtsh_ss(half_at(xb)));
+            acc[m][k & 1] = _mm256_fmadd_ps(sum_unsigned_vnni(u, xb + 4), s, acc[m][k & 1]);
+            tail_min[m] += mw * _cvtsh_ss(half_at(xb + 2));
+        }
+    }
+    for (uint32_t m = 0; m < nx; m++)
+        out[m] = attnd_hsum256(_mm256_add_ps(acc[m][0], acc[m][1])) +
+                 (attnd_hsum256(accm[m]) + tail_min[m]);
+}
+
+#define SIGNED_VNNI(NX) dot_signed_vnni(VIEW, WBYTES, n, w, x, x_stride, NX, out)
+#define MIN_VNNI(NX) dot_min_vnni(VIEW, WBYTES, n, w, x, x_stride, NX, out)
+
+AVX512 QUANT_LEGACY_DOT(quant_q4_0_dot_avx512)
+{
+#define VIEW ((signed_view){q4_0_unsigned, q4_0_signed, 8})
+#define WBYTES Q4_0_BYTES
+    PER_NX(SIGNED_VNNI)
+#undef VIEW
+#undef WBYTES
+}
+
+AVX512 QUANT_LEGACY_DOT(quant_q5_0_dot_avx512)
+{
+#define VIEW ((signed_view){q5_0_unsigned, q5_0_signed, 16})
+#define WBYTES Q5_0_BYTES
+    PER_NX(SIGNED_VNNI)
+#undef VIEW
+#undef WBYTES
+}
+
+AVX512 QUANT_LEGACY_DOT(quant_q8_0_dot_avx512)
+{
+#define VIEW ((signed_view){q8_0_unsigned, q8_0_signed, 128})
+#define WBYTES Q8_0_BYTES
+    PER_NX(SIGNED_VNNI)
+#undef VIEW
+#undef WBYTES
+}
+
+AVX512 QUANT_LEGACY_DOT(quant_q4_1_dot_avx512)
+{
+#define VIEW q4_1_unsigned
+#define WBYTES Q4_1_BYTES
+    PER_NX(MIN_VNNI)
+#undef VIEW
+#undef WBYTES
+}
+
+AVX512 QUANT_LEGACY_DOT(quant_q5_1_dot_avx512)
+{
+#define VIEW q5_1_unsigned
+#define WBYTES Q5_1_BYTES
+    PER_NX(MIN_VNNI)
+#undef VIEW
+#undef WBYTES
+}
+
+/* ---- activation quantizers: the reference's bits. The amax is a max, so
+ * its order does not matter; d = amax / 127 and id = 1 / d are the same
+ * scalar operations; q = roundf(x * id) is built as trunc(p + copysign(h,
+ * p)) with h the float just below 0.5, which equals roundf for every float
+ * (checked for all of them up to 200; |p| <= 127 here): adding h cannot
+ * carry p's fraction past the next integer unless it is >= 0.5. */
+
+#define JUST_BELOW_HALF 0x1.fffffep-2f
+
+AVX2 INLINE __m256i round_away_avx2(__m256 p)
+{
+    const __m256 sign = _mm256_and_ps(p, _mm256_set1_ps(-0.0f));
+    return _mm256_cvttps_epi32(_mm256_add_ps(p, _mm256_or_ps(sign, _mm256_set1_ps(JUST_BELOW_HALF))));
+}
+
+/* Block B's 32 values quantized to QS; returns d, and the sum of the
+ * quantized values in *SUM. */
+AVX2 INLINE float quantize_block_avx2(const float *xb, int8_t *qs, int *sum)
+{
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 v[4], amax = _mm256_setzero_ps();
+    for (int g = 0; g < 4; g++) {
+        v[g] = _mm256_loadu_ps(xb + 8 * g);
+        amax = _mm256_max_ps(amax, _mm256_and_ps(v[g], absmask));
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float d = _mm_cvtss_f32(m4) / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const __m256 vid = _mm256_set1_ps(id);
+    __m256i q[4];
+    for (int g = 0; g < 4; g++)
+        q[g] = round_away_avx2(_mm256_mul_ps(v[g], vid));
+    const __m256i s32 = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(1, 0, 3, 2)));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(2, 3, 0, 1)));
+    *sum = _mm_cvtsi128_si32(s4);
+    /* packs work within 128-bit lanes: the permute restores the order */
+    const __m256i q16 = _mm256_packs_epi32(q[0], q[1]), q16b = _mm256_packs_epi32(q[2], q[3]);
+    const __m256i q8 = _mm256_packs_epi16(q16, q16b);
+    _mm256_storeu_si256((__m256i *)(void *)qs,
+                        _mm256_permutevar8x32_epi32(q8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    return d;
+}
+
+AVX2 void quant_q8_0_quantize_avx2(const float *restrict src, void *restrict dst, size_t n)
+{
+    quant_block_q8_0 *b = dst;
+    for (size_t k = 0; k < n / QK; k++) {
+        int sum;
+        b[k].d = attnd_f32_to_f16(quantize_block_avx2(src + k * QK, b[k].qs, &sum));
+    }
+}
+
+AVX2 void quant_q8_1_quantize_avx2(const float *restrict src, void *restrict dst, size_t n)
+{
+    quant_block_q8_1 *b = dst;
+    for (size_t k = 0; k < n / QK; k++) {
+        int sum;
+        const float d = quantize_block_avx2(src + k * QK, b[k].qs, &sum);
+        b[k].d = attnd_f32_to_f16(d);
+        b[k].s = attnd_f32_to_f16((float)sum * d);
+    }
+}
+
+AVX512 INLINE __m512i round_away_avx512(__m512 p)
+{
+    const __m512 h = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(
+        _mm512_castps_si512(p), _mm512_set1_epi32((int)0x80000000u),
+        _mm512_castps_si512(_mm512_set1_ps(JUST_BELOW_HALF)), 0xea)); /* (p & sign) | h */
+    return _mm512_cvttps_epi32(_mm512_add_ps(p, h));
+}
+
+AVX512 INLINE float quantize_block_avx512(const float *xb, int8_t *qs, int *sum)
+{
+    const __m512 v0 = _mm512_loadu_ps(xb), v1 = _mm512_loadu_ps(xb + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const __m512 vid = _mm512_set1_ps(id);
+    const __m512i q0 = round_away_avx512(_mm512_mul_ps(v0, vid));
+    const __m512i q1 = round_away_avx512(_mm512_mul_ps(v1, vid));
+    *sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    _mm_storeu_si128((__m128i *)(void *)qs, _mm512_cvtsepi32_epi8(q0));
+    _mm_storeu_si128((__m128i *)(void *)(qs + 16), _mm512_cvtsepi32_epi8(q1));
+    return d;
+}
+
+AVX512 void quant_q8_0_quantize_avx512(const float *restrict src, void *restrict dst, size_t n)
+{
+    quant_block_q8_0 *b = dst;
+    for (size_t k = 0; k < n / QK; k++) {
+        int sum;
+        b[k].d = attnd_f32_to_f16(quantize_block_avx512(src + k * QK, b[k].qs, &sum));
+    }
+}
+
+AVX512 void quant_q8_1_quantize_avx512(const float *restrict src, void *restrict dst, size_t n)
+{
+    quant_block_q8_1 *b = dst;
+    for (size_t k = 0; k < n / QK; k++) {
+        int sum;
+        const float d = quantize_block_avx512(src + k * QK, b[k].qs, &sum);
+        b[k].d = attnd_f32_to_f16(d);
+        b[k].s = attnd_f32_to_f16((float)sum * d);
+    }
+}
+
+#endif
