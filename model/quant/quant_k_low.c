@@ -34,10 +34,14 @@ static int clamp_int(int v, int lo, int hi)
     return v < lo ? lo : v > hi ? hi : v;
 }
 
-/* Level of element E (0..255) of the shared 2-bit packing. */
-static int level2(const uint8_t *qs, int e)
+/* The 16 levels of sub-block J (elements 16J..16J+15) in the shared 2-bit
+ * packing: bytes 32 * (J / 8) + 16 * (J % 2) on, bit pair J % 8 / 2. */
+static void sub_levels2(const uint8_t *qs, int j, int8_t *out)
 {
-    return (qs[32 * (e / 128) + e % 32] >> (2 * (e % 128 / 32))) & 3;
+    const uint8_t *q = qs + 32 * (j / 8) + 16 * (j % 2);
+    const int shift = 2 * (j % 8 / 2);
+    for (int i = 0; i < 16; i++)
+        out[i] = (int8_t)((q[i] >> shift) & 3);
 }
 
 static void pack_levels2(const uint8_t *levels, uint8_t *qs)
@@ -57,13 +61,16 @@ static const quant_block_q8_K *act_block(const void *x, size_t x_stride, uint32_
 static void q2_K_to_f32(const void *restrict src, float *restrict dst, size_t n)
 {
     const quant_block_q2_K *blk = src;
-    for (size_t b = 0; b < n / QUANT_QK_K; b++, dst += QUANT_QK_K) {
+    for (size_t b = 0; b < n / QUANT_QK_K; b++) {
         const float d = attnd_f16_to_f32(blk[b].d), dmin = attnd_f16_to_f32(blk[b].dmin);
-        for (int e = 0; e < QUANT_QK_K; e++) {
-            const uint8_t sc = blk[b].scales[e / 16];
+        for (int j = 0; j < SUBS; j++, dst += 16) {
+            const uint8_t sc = blk[b].scales[j];
             /* the reference's rounding: each factor first, then d*q - m */
             const float dl = d * (float)(sc & 0xF), ml = dmin * (float)(sc >> 4);
-            dst[e] = dl * (float)level2(blk[b].qs, e) - ml;
+            int8_t q[16];
+            sub_levels2(blk[b].qs, j, q);
+            for (int i = 0; i < 16; i++)
+                dst[i] = dl * (float)q[i] - ml;
         }
     }
 }
@@ -186,8 +193,8 @@ static void q2_K_dot_ref(uint32_t n, const void *restrict w, const void *restric
         out[m] = 0.0f;
     for (size_t b = 0; b < n / QUANT_QK_K; b++) {
         int8_t q[QUANT_QK_K];
-        for (int e = 0; e < QUANT_QK_K; e++)
-            q[e] = (int8_t)level2(wb[b].qs, e);
+        for (int j = 0; j < SUBS; j++)
+            sub_levels2(wb[b].qs, j, q + 16 * j);
         const float d = attnd_f16_to_f32(wb[b].d), dmin = attnd_f16_to_f32(wb[b].dmin);
         for (uint32_t m = 0; m < nx; m++) {
             const quant_block_q8_K *xb = act_block(x, x_stride, m, b);
@@ -231,21 +238,27 @@ static void q3_K_set_scale6(uint8_t *scales, int j, int v)
     scales[8 + j % 4] |= (uint8_t)((v >> 4) << (2 * (j / 4)));
 }
 
-/* Element E's level in -4..3. */
-static int q3_K_level(const quant_block_q3_K *blk, int e)
+/* Sub-block J's 16 levels in -4..3: element e's third bit is bit e / 32 of
+ * hmask[e % 32], and a clear bit means the level is 4 lower. */
+static void q3_K_sub_levels(const quant_block_q3_K *blk, int j, int8_t *out)
 {
-    const int high = (blk->hmask[e % 32] >> (e / 32)) & 1;
-    return level2(blk->qs, e) - (high ? 0 : 4);
+    sub_levels2(blk->qs, j, out);
+    const uint8_t *hm = blk->hmask + 16 * (j % 2);
+    for (int i = 0; i < 16; i++)
+        out[i] = (int8_t)(out[i] - ((hm[i] >> (j / 2)) & 1 ? 0 : 4));
 }
 
 static void q3_K_to_f32(const void *restrict src, float *restrict dst, size_t n)
 {
     const quant_block_q3_K *blk = src;
-    for (size_t b = 0; b < n / QUANT_QK_K; b++, dst += QUANT_QK_K) {
+    for (size_t b = 0; b < n / QUANT_QK_K; b++) {
         const float d = attnd_f16_to_f32(blk[b].d);
-        for (int e = 0; e < QUANT_QK_K; e++) {
-            const float dl = d * (float)(q3_K_scale6(blk[b].scales, e / 16) - 32);
-            dst[e] = dl * (float)q3_K_level(&blk[b], e);
+        for (int j = 0; j < SUBS; j++, dst += 16) {
+            const float dl = d * (float)(q3_K_scale6(blk[b].scales, j) - 32);
+            int8_t q[16];
+            q3_K_sub_levels(&blk[b], j, q);
+            for (int i = 0; i < 16; i++)
+                dst[i] = dl * (float)q[i];
         }
     }
 }
@@ -361,10 +374,10 @@ static void q3_K_dot_ref(uint32_t n, const void *restrict w, const void *restric
     for (size_t b = 0; b < n / QUANT_QK_K; b++) {
         int8_t q[QUANT_QK_K];
         int scale[SUBS];
-        for (int e = 0; e < QUANT_QK_K; e++)
-            q[e] = (int8_t)q3_K_level(&wb[b], e);
-        for (int j = 0; j < SUBS; j++)
+        for (int j = 0; j < SUBS; j++) {
+            q3_K_sub_levels(&wb[b], j, q + 16 * j);
             scale[j] = q3_K_scale6(wb[b].scales, j) - 32;
+        }
         const float d = attnd_f16_to_f32(wb[b].d);
         for (uint32_t m = 0; m < nx; m++) {
             const quant_block_q8_K *xb = act_block(x, x_stride, m, b);
