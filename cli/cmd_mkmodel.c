@@ -271,6 +271,8 @@ int cli_mkmodel(int argc, char **argv)
     if (rc == ATTND_OK)
         rc = gguf_writer_set_str(m.w, "general.name", name, &m.err);
     if (rc == ATTND_OK)
+        rc = gguf_writer_set_u32(m.w, "general.file_type", quant_preset_file_type(preset), &m.err);
+    if (rc == ATTND_OK)
         rc = gguf_writer_set_u32(m.w, KEY("%s.context_length"), ctx, &m.err);
     if (rc == ATTND_OK)
         rc = gguf_writer_set_u32(m.w, KEY("%s.embedding_length"), dim, &m.err);

@@ -533,8 +533,11 @@ Test(cli, mkmodel_types_are_the_presets_and_threads_do_not_change_bytes)
         free(out);
         if (rc != 0)
             continue;
-        cr_assert_eq(attnd(&out, "info --tensors '%s'", mk), 0);
+        cr_assert_eq(attnd(&out, "info --tensors --meta '%s'", mk), 0);
         expect_types(out, k_expect[i].dim96, k_expect[i].preset);
+        char line[96];
+        snprintf(line, sizeof line, "general.file_type (uint32) = %u", k_expect[i].ftype);
+        cr_expect(strstr(out, line), "mkmodel --type %s: lacks %s", k_expect[i].preset, line);
         free(out);
     }
     static const char *const threaded[] = {"Q4_K_M", "q8_0", "iq4_xs", "q2_k"};
@@ -608,5 +611,43 @@ Test(cli, quantize_fails_clearly)
     free(bad);
     remove(f32);
     free(f32);
+    free(q);
+}
+
+/* The shared F32 model quantized by us to each preset holds, tensor for
+ * tensor, the bytes llama-quantize wrote to models/quant: same types, same
+ * blocks (the quantizers reproduce the reference's without an importance
+ * matrix). */
+Test(cli, quantize_reproduces_llama_quantize_on_the_shared_model)
+{
+    char *q = test_tmp_path("qref.gguf");
+    char src[1024];
+    snprintf(src, sizeof src, "%s", test_shared("models/quant/llama-synth-256x2-f32.gguf"));
+    static const char *const presets[] = {"q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k",
+                                          "q3_k_m", "q4_k_m", "q5_k_m", "q6_k", "iq4_nl", "iq4_xs"};
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
+        char rel[96];
+        snprintf(rel, sizeof rel, "models/quant/llama-synth-256x2-%s.gguf", presets[i]);
+        if (attnd(NULL, "quantize --threads 2 '%s' '%s' %s >/dev/null 2>&1", src, q, presets[i]) != 0) {
+            cr_expect_fail("quantize to %s failed", presets[i]);
+            continue;
+        }
+        attnd_err err = {0};
+        gguf_file *ours, *ref;
+        cr_assert_eq(gguf_open(q, &ours, &err), ATTND_OK, "%s", err.msg);
+        cr_assert_eq(gguf_open(test_shared(rel), &ref, &err), ATTND_OK, "%s", err.msg);
+        cr_expect_eq(gguf_tensor_count(ours), gguf_tensor_count(ref));
+        for (size_t k = 0; k < gguf_tensor_count(ref); k++) {
+            const gguf_tensor *r = gguf_tensor_at(ref, k), *o = gguf_tensor_find(ours, r->name);
+            cr_assert(o, "%s: no %s", presets[i], r->name);
+            cr_expect(o->type == r->type && o->nbytes == r->nbytes &&
+                          memcmp(o->data, r->data, (size_t)r->nbytes) == 0,
+                      "%s %s: ours %s differs from llama-quantize's %s", presets[i], r->name,
+                      gguf_dtype_name(o->type), gguf_dtype_name(r->type));
+        }
+        gguf_close(ours);
+        gguf_close(ref);
+    }
+    remove(q);
     free(q);
 }
