@@ -23,8 +23,9 @@
  *
  * maddubs multiplies unsigned by signed bytes: Q4_K/Q5_K levels are
  * unsigned; Q6_K's signed q - 32 moves its sign onto the activation, which
- * needs activations in [-127, 127] (the Q8_K quantizer's range for finite
- * input). Pair sums stay below 2^15 (2 * 63 * 127). */
+ * needs activations in [-127, 127]: what the Q8_K quantizer gives for any
+ * input, NaN included (its rounding maps a NaN to its payload, clamped to
+ * 127). Pair sums stay below 2^15 (2 * 63 * 127). */
 #include "quant_internal.h"
 
 #include <string.h>
