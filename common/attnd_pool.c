@@ -3,7 +3,14 @@
  * A run is published under the mutex with a new generation number; workers
  * wake, claim task indices with an atomic counter, and the last one to finish
  * signals the caller. The caller also claims tasks, so a pool of size 1 has no
- * worker threads at all. */
+ * worker threads at all.
+ *
+ * A decode step is a few hundred short runs (one per matmul, tens of
+ * microseconds each), and a futex wake-up costs about as much in a VM. So
+ * both sides spin briefly before sleeping: a worker watches the generation
+ * for SPIN_ROUNDS pauses after a run, the caller watches the busy count, and
+ * only then do they block on the condition variables. The atomics carry the
+ * hand-off; the mutex and condition variables only put sleepers to sleep. */
 #include "attnd_pool.h"
 
 #include <pthread.h>
@@ -12,20 +19,32 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+/* Pauses a worker or caller spins before blocking: ~0.1-0.3 ms, longer than
+ * the gap between two matmuls of a step, short enough not to matter when
+ * the pool is idle between steps. */
+#define SPIN_ROUNDS 65536u
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__)
+    __asm__ volatile("" ::: "memory");
+#endif
+}
+
 struct attnd_pool {
     uint32_t n_threads;
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t work; /* a new generation was published, or shutdown */
     pthread_cond_t done; /* the running generation finished */
-    uint64_t generation;
-    bool shutdown;
+    atomic_uint_fast64_t generation;
+    atomic_bool shutdown;
     /* the current run */
     attnd_pool_fn fn;
     void *ctx;
     uint32_t n_tasks;
     atomic_uint next;
-    uint32_t busy; /* workers still inside the current run (under mu) */
+    atomic_uint busy; /* workers still inside the current run */
 };
 
 struct worker_arg {
@@ -44,29 +63,42 @@ static void run_tasks(attnd_pool *p, attnd_pool_fn fn, void *ctx, uint32_t n_tas
     }
 }
 
+/* Whether a generation other than SEEN (or shutdown) is published, spinning
+ * a while before blocking on `work`. */
+static void wait_for_work(attnd_pool *p, uint64_t seen)
+{
+    for (uint32_t i = 0; i < SPIN_ROUNDS; i++) {
+        if (atomic_load_explicit(&p->generation, memory_order_acquire) != seen ||
+            atomic_load_explicit(&p->shutdown, memory_order_acquire))
+            return;
+        cpu_relax();
+    }
+    pthread_mutex_lock(&p->mu);
+    while (!atomic_load_explicit(&p->shutdown, memory_order_acquire) &&
+           atomic_load_explicit(&p->generation, memory_order_acquire) == seen)
+        pthread_cond_wait(&p->work, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
 static void *worker_main(void *arg)
 {
     struct worker_arg wa = *(struct worker_arg *)arg;
     free(arg);
     attnd_pool *p = wa.pool;
     uint64_t seen = 0;
-    pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!p->shutdown && p->generation == seen)
-            pthread_cond_wait(&p->work, &p->mu);
-        if (p->shutdown)
+        wait_for_work(p, seen);
+        if (atomic_load_explicit(&p->shutdown, memory_order_acquire))
             break;
-        seen = p->generation;
-        attnd_pool_fn fn = p->fn;
-        void *ctx = p->ctx;
-        uint32_t n = p->n_tasks;
-        pthread_mutex_unlock(&p->mu);
-        run_tasks(p, fn, ctx, n, wa.index);
-        pthread_mutex_lock(&p->mu);
-        if (--p->busy == 0)
+        /* fn, ctx and n_tasks were written before the generation's release */
+        seen = atomic_load_explicit(&p->generation, memory_order_acquire);
+        run_tasks(p, p->fn, p->ctx, p->n_tasks, wa.index);
+        if (atomic_fetch_sub_explicit(&p->busy, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&p->mu);
             pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
-    pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
@@ -91,6 +123,9 @@ int attnd_pool_new(uint32_t n_threads, attnd_pool **out, attnd_err *err)
     pthread_cond_init(&p->work, NULL);
     pthread_cond_init(&p->done, NULL);
     atomic_init(&p->next, 0);
+    atomic_init(&p->busy, 0);
+    atomic_init(&p->generation, 0);
+    atomic_init(&p->shutdown, false);
     p->threads = calloc(n_threads, sizeof *p->threads);
     if (!p->threads) {
         attnd_pool_free(p);
@@ -118,7 +153,7 @@ void attnd_pool_free(attnd_pool *p)
     if (!p)
         return;
     pthread_mutex_lock(&p->mu);
-    p->shutdown = true;
+    atomic_store_explicit(&p->shutdown, true, memory_order_release);
     pthread_cond_broadcast(&p->work);
     pthread_mutex_unlock(&p->mu);
     for (uint32_t i = 1; p->threads && i < p->n_threads; i++)
@@ -144,20 +179,27 @@ void attnd_pool_run(attnd_pool *p, attnd_pool_fn fn, void *ctx, uint32_t n_tasks
             fn(ctx, t, 0);
         return;
     }
-    pthread_mutex_lock(&p->mu);
+    /* Every worker finished the previous run (busy reached 0), so none
+     * reads these fields until the new generation is released. */
     p->fn = fn;
     p->ctx = ctx;
     p->n_tasks = n_tasks;
     atomic_store_explicit(&p->next, 0, memory_order_relaxed);
-    p->busy = p->n_threads - 1;
-    p->generation++;
+    atomic_store_explicit(&p->busy, p->n_threads - 1, memory_order_relaxed);
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
     pthread_cond_broadcast(&p->work);
     pthread_mutex_unlock(&p->mu);
 
     run_tasks(p, fn, ctx, n_tasks, 0);
 
+    for (uint32_t i = 0; i < SPIN_ROUNDS; i++) {
+        if (atomic_load_explicit(&p->busy, memory_order_acquire) == 0)
+            return;
+        cpu_relax();
+    }
     pthread_mutex_lock(&p->mu);
-    while (p->busy > 0)
+    while (atomic_load_explicit(&p->busy, memory_order_acquire) > 0)
         pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
 }
