@@ -5,21 +5,22 @@
  *
  * Every dot takes the same exact integer sum per block as the scalar
  * reference and differs from it only in the order the float products are
- * added. Each activation row has its own two accumulators (even and odd
- * blocks, to hide the FMA latency) whatever NX is, so a row's result does
- * not depend on what it is batched with.
+ * added. A row's blocks go round a fixed set of accumulators whatever NX
+ * is, so its result does not depend on what it is batched with.
  *
- * The half scales of CHUNK blocks are converted with one F16C instruction
- * and multiplied in one vector; a block then broadcasts its product from
- * memory (a load, no shuffle). Blocks past the last whole chunk take the
- * same operations one at a time.
+ * What bounds these loops (measured on Zen 4) is the number of loads and
+ * vector operations per block, not latency: the half scales of CHUNK blocks
+ * are gathered in general registers and converted by one F16C instruction,
+ * a block's scale product is broadcast straight from memory into its FMA,
+ * and nibbles are unpacked from one broadcast load.
  *
- * The AVX512 kernels are the AVX2 ones with VNNI (vpdpbusd) on 256-bit
- * vectors: 512-bit vectors bought nothing on the machines measured (a
- * block is 32 bytes of activations, the scales are per block). */
+ * The AVX512 kernels are the AVX2 ones with VNNI on 256-bit vectors and
+ * twice the accumulators (32 registers): 512-bit vectors gave no more
+ * throughput (a block is 32 bytes, and its scale is its own). */
 #include "quant_legacy_x86.h"
 
 #ifdef ATTND_HAVE_X86
+#include <stdbool.h>
 #include <string.h>
 
 #include "attnd_half.h"
@@ -31,6 +32,13 @@
 #define AVX2 ATTND_AVX2
 #define AVX512 ATTND_AVX512
 
+#define Q4_0_BYTES sizeof(quant_block_q4_0)
+#define Q5_0_BYTES sizeof(quant_block_q5_0)
+#define Q8_0_BYTES sizeof(quant_block_q8_0)
+#define Q4_1_BYTES sizeof(quant_block_q4_1)
+#define Q5_1_BYTES sizeof(quant_block_q5_1)
+#define Q8_1_BYTES sizeof(quant_block_q8_1)
+
 static inline uint16_t half_at(const uint8_t *p)
 {
     uint16_t h;
@@ -38,21 +46,25 @@ static inline uint16_t half_at(const uint8_t *p)
     return h;
 }
 
-/* The halves at P, P + STRIDE, P + 2 STRIDE, P + 3 STRIDE, packed low first. */
+/* The halves at P, P + STRIDE, P + 2 STRIDE, P + 3 STRIDE, packed low
+ * first. The empty asm keeps the packing in general registers, where it
+ * costs nothing the dot needs: left alone, the compiler builds it with
+ * vector shuffles. */
 static inline uint64_t four_halves(const uint8_t *p, size_t stride)
 {
-    uint64_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v |= (uint64_t)half_at(p + (size_t)i * stride) << (16 * i);
+    uint64_t v = half_at(p);
+    for (size_t i = 1; i < 4; i++) {
+        v |= (uint64_t)half_at(p + i * stride) << (16 * i);
+        __asm__("" : "+r"(v));
+    }
     return v;
 }
 
 /* The half scales of CHUNK blocks STRIDE bytes apart, as floats. */
 AVX2 INLINE __m256 halves8(const uint8_t *p, size_t stride)
 {
-    const __m128i h = _mm_set_epi64x((long long)four_halves(p + 4 * stride, stride),
-                                     (long long)four_halves(p, stride));
-    return _mm256_cvtph_ps(h);
+    const __m128i lo = _mm_cvtsi64_si128((long long)four_halves(p, stride));
+    return _mm256_cvtph_ps(_mm_insert_epi64(lo, (long long)four_halves(p + 4 * stride, stride), 1));
 }
 
 AVX2 INLINE __m256i load256(const uint8_t *p)
@@ -60,13 +72,13 @@ AVX2 INLINE __m256i load256(const uint8_t *p)
     return _mm256_loadu_si256((const __m256i *)(const void *)p);
 }
 
-/* The 32 nibbles at QS as bytes 0..15: low nibbles first, as ggml orders a
- * block's elements. */
+/* The 32 nibbles at QS as bytes, low nibbles first (ggml's element order):
+ * one broadcast load, the upper copy shifted by 4. */
 AVX2 INLINE __m256i nibbles32(const uint8_t *qs)
 {
-    const __m128i a = _mm_loadu_si128((const __m128i *)(const void *)qs);
-    const __m256i t = _mm256_inserti128_si256(_mm256_castsi128_si256(a), _mm_srli_epi16(a, 4), 1);
-    return _mm256_and_si256(t, _mm256_set1_epi8(0x0f));
+    const __m256i both = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)qs));
+    return _mm256_and_si256(_mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4)),
+                            _mm256_set1_epi8(0x0f));
 }
 
 /* Bit i of the 32 bits at P as byte i: 0xff where set, 0 where clear. */
@@ -81,15 +93,9 @@ AVX2 INLINE __m256i bits32(const uint8_t *p)
     return _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
 }
 
-/* ---- per-type block views. Signed types: w = x / d as int8 and, for
- * VNNI, the unsigned u = w + offset. Types with a minimum: u = (x - m) / d. */
-
-#define Q4_0_BYTES sizeof(quant_block_q4_0)
-#define Q5_0_BYTES sizeof(quant_block_q5_0)
-#define Q8_0_BYTES sizeof(quant_block_q8_0)
-#define Q4_1_BYTES sizeof(quant_block_q4_1)
-#define Q5_1_BYTES sizeof(quant_block_q5_1)
-#define Q8_1_BYTES sizeof(quant_block_q8_1)
+/* ---- block views: a block's 32 values as bytes. Signed types give
+ * w = x / d as int8 and, for VNNI, the unsigned u = w + offset; types with
+ * a minimum give u = (x - m) / d. */
 
 AVX2 INLINE __m256i q4_0_unsigned(const uint8_t *b)
 {
@@ -108,8 +114,8 @@ AVX2 INLINE __m256i q5_0_unsigned(const uint8_t *b)
     return _mm256_or_si256(nibbles32(b + offsetof(quant_block_q5_0, qs)), hi);
 }
 
-/* q - 16 is the nibble with the fifth bit set, else the nibble minus 16:
- * the same bits as the nibble with 0xf0 on top. */
+/* q - 16 is the nibble where the fifth bit is set, else the nibble minus
+ * 16: the nibble with 0xf0 on top. */
 AVX2 INLINE __m256i q5_0_signed(const uint8_t *b)
 {
     const __m256i neg = _mm256_andnot_si256(bits32(b + offsetof(quant_block_q5_0, qh)),
@@ -120,11 +126,6 @@ AVX2 INLINE __m256i q5_0_signed(const uint8_t *b)
 AVX2 INLINE __m256i q8_0_signed(const uint8_t *b)
 {
     return load256(b + offsetof(quant_block_q8_0, qs));
-}
-
-AVX2 INLINE __m256i q8_0_unsigned(const uint8_t *b)
-{
-    return _mm256_xor_si256(q8_0_signed(b), _mm256_set1_epi8((char)0x80));
 }
 
 AVX2 INLINE __m256i q4_1_unsigned(const uint8_t *b)
@@ -139,12 +140,123 @@ AVX2 INLINE __m256i q5_1_unsigned(const uint8_t *b)
     return _mm256_or_si256(nibbles32(b + offsetof(quant_block_q5_1, qs)), hi);
 }
 
+/* AVX-512 BW applies the fifth bits as a byte mask. */
+AVX512 INLINE __m256i add_fifth_bits(__m256i nibbles, const uint8_t *qh)
+{
+    uint32_t h;
+    memcpy(&h, qh, sizeof h);
+    return _mm256_mask_add_epi8(nibbles, _cvtu32_mask32(h), nibbles, _mm256_set1_epi8(16));
+}
+
+AVX512 INLINE __m256i q5_0_unsigned_512(const uint8_t *b)
+{
+    return add_fifth_bits(nibbles32(b + offsetof(quant_block_q5_0, qs)),
+                          b + offsetof(quant_block_q5_0, qh));
+}
+
+AVX512 INLINE __m256i q5_0_signed_512(const uint8_t *b)
+{
+    return _mm256_sub_epi8(q5_0_unsigned_512(b), _mm256_set1_epi8(16));
+}
+
+AVX512 INLINE __m256i q8_0_unsigned(const uint8_t *b)
+{
+    return _mm256_xor_si256(q8_0_signed(b), _mm256_set1_epi8((char)0x80));
+}
+
+AVX512 INLINE __m256i q5_1_unsigned_512(const uint8_t *b)
+{
+    return add_fifth_bits(nibbles32(b + offsetof(quant_block_q5_1, qs)),
+                          b + offsetof(quant_block_q5_1, qh));
+}
+
 typedef __m256i (*block_view_fn)(const uint8_t *block);
+
+/* ---- what all the dots share ---- */
+
+/* The products of weight and activation scales of CHUNK blocks for each of
+ * the NX rows (XS bytes apart), S[m * CHUNK + j]; with a minimum, also
+ * m_w * s_x added to MINS[m]. */
+AVX2 INLINE void chunk_scales(const uint8_t *wk, size_t wbytes, const uint8_t *xk, size_t xs,
+                              size_t xbytes, uint32_t nx, bool has_min, float *s, __m256 *mins)
+{
+    const __m256 dw = halves8(wk, wbytes);
+    const __m256 mw = has_min ? halves8(wk + 2, wbytes) : dw;
+    for (uint32_t m = 0; m < nx; m++) {
+        const uint8_t *xm = xk + (size_t)m * xs;
+        _mm256_store_ps(s + m * CHUNK, _mm256_mul_ps(dw, halves8(xm, xbytes)));
+        if (has_min)
+            mins[m] = _mm256_fmadd_ps(mw, halves8(xm + 2, xbytes), mins[m]);
+    }
+}
+
+/* The same for one block: S[m * CHUNK], and m_w * s_x added to TAIL_MIN[m]. */
+AVX2 INLINE void block_scales(const uint8_t *wb, const uint8_t *xb, size_t xs, uint32_t nx,
+                              bool has_min, float *s, float *tail_min)
+{
+    const float dw = _cvtsh_ss(half_at(wb));
+    for (uint32_t m = 0; m < nx; m++) {
+        const uint8_t *xm = xb + (size_t)m * xs;
+        s[m * CHUNK] = dw * _cvtsh_ss(half_at(xm));
+        if (has_min)
+            tail_min[m] += _cvtsh_ss(half_at(wb + 2)) * _cvtsh_ss(half_at(xm + 2));
+    }
+}
+
+/* The loop of every dot. Block k goes into accumulator k % NACC of each
+ * row, so consecutive FMAs are independent; CHUNK blocks share one scale
+ * conversion, blocks after the last whole chunk convert their own.
+ * BLOCK(wb, xb, s, acc) adds weight block WB times the rows' blocks at XB
+ * with scale products S[m * CHUNK] into ACC[m]. HAS_MIN: the weights have a
+ * minimum, whose term m_w * s_x (Q8_1's s = d * sum(q)) is summed apart. */
+#define DOT_LOOP(BLOCK, WBYTES, XBYTES, HAS_MIN, NACC)                                             \
+    const uint32_t nb = n / QK, nb_chunks = nb - nb % CHUNK;                                       \
+    const uint8_t *wp = w, *xp = x;                                                                \
+    __m256 acc[NACC][4], mins[4];                                                                  \
+    float tail_min[4] = {0.0f, 0.0f, 0.0f, 0.0f};                                                  \
+    float s[4 * CHUNK] __attribute__((aligned(32)));                                               \
+    for (uint32_t m = 0; m < nx; m++) {                                                            \
+        mins[m] = _mm256_setzero_ps();                                                             \
+        for (int a = 0; a < (NACC); a++)                                                           \
+            acc[a][m] = _mm256_setzero_ps();                                                       \
+    }                                                                                              \
+    for (uint32_t k = 0; k < nb_chunks; k += CHUNK) {                                              \
+        const uint8_t *wk = wp + (size_t)k * (WBYTES), *xk = xp + (size_t)k * (XBYTES);            \
+        chunk_scales(wk, WBYTES, xk, x_stride, XBYTES, nx, HAS_MIN, s, mins);                      \
+        _Pragma("GCC unroll 8") for (uint32_t j = 0; j < CHUNK; j++)                               \
+            BLOCK(wk + j * (WBYTES), xk + j * (XBYTES), s + j, acc[j % (NACC)]);                   \
+    }                                                                                              \
+    _Pragma("GCC unroll 8") for (uint32_t j = 0; j < CHUNK; j++) {                                 \
+        if (nb_chunks + j < nb) {                                                                  \
+            const uint8_t *wb = wp + (size_t)(nb_chunks + j) * (WBYTES);                           \
+            const uint8_t *xb = xp + (size_t)(nb_chunks + j) * (XBYTES);                           \
+            block_scales(wb, xb, x_stride, nx, HAS_MIN, s, tail_min);                              \
+            BLOCK(wb, xb, s, acc[j % (NACC)]);                                                     \
+        }                                                                                          \
+    }                                                                                              \
+    for (uint32_t m = 0; m < nx; m++) {                                                            \
+        __m256 sum = _mm256_add_ps(acc[0][m], acc[1][m]);                                          \
+        if ((NACC) == 4)                                                                           \
+            sum = _mm256_add_ps(sum, _mm256_add_ps(acc[2 % (NACC)][m], acc[3 % (NACC)][m]));       \
+        out[m] = attnd_hsum256(sum);                                                               \
+        if (HAS_MIN)                                                                               \
+            out[m] += attnd_hsum256(mins[m]) + tail_min[m];                                        \
+    }
+
+/* One copy of each kernel per NX, so the row loops unroll and the
+ * accumulators stay in registers. */
+#define PER_NX(KERNEL, VIEW, WBYTES)                                                               \
+    switch (nx) {                                                                                  \
+    case 1: KERNEL(VIEW, WBYTES, n, w, x, x_stride, 1, out); break;                                \
+    case 2: KERNEL(VIEW, WBYTES, n, w, x, x_stride, 2, out); break;                                \
+    case 3: KERNEL(VIEW, WBYTES, n, w, x, x_stride, 3, out); break;                                \
+    default: KERNEL(VIEW, WBYTES, n, w, x, x_stride, 4, out); break;                               \
+    }
 
 /* ---- AVX2 ---- */
 
 /* maddubs multiplies unsigned by signed bytes, so the weight's sign moves
- * onto the activation. |w| <= 128 and |x| <= 127 (the quantizer's range)
+ * onto the activation: |w| <= 128 and |x| <= 127 (the quantizer's range)
  * keep each pair sum below 2^15. */
 AVX2 INLINE __m256 sum_signed_avx2(__m256i w_abs, __m256i w, const uint8_t *xq)
 {
@@ -159,166 +271,75 @@ AVX2 INLINE __m256 sum_unsigned_avx2(__m256i u, const uint8_t *xq)
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
 }
 
-/* Row M's block K of activations BYTES long. */
-INLINE const uint8_t *act_block(const uint8_t *x, size_t stride, uint32_t m, uint32_t k,
-                                size_t bytes)
+AVX2 INLINE void block_signed_avx2(block_view_fn view, const uint8_t *wb, const uint8_t *xb,
+                                   size_t xs, const float *s, uint32_t nx, __m256 *acc)
 {
-    return x + (size_t)m * stride + (size_t)k * bytes;
+    const __m256i wv = view(wb);
+    const __m256i wa = _mm256_sign_epi8(wv, wv);
+    for (uint32_t m = 0; m < nx; m++)
+        acc[m] = _mm256_fmadd_ps(sum_signed_avx2(wa, wv, xb + (size_t)m * xs + 2),
+                                 _mm256_broadcast_ss(s + m * CHUNK), acc[m]);
 }
 
-/* Weights of a signed type (WBYTES per block, VIEW giving w) against Q8_0
- * rows. */
+AVX2 INLINE void block_min_avx2(block_view_fn view, const uint8_t *wb, const uint8_t *xb,
+                                size_t xs, const float *s, uint32_t nx, __m256 *acc)
+{
+    const __m256i u = view(wb);
+    for (uint32_t m = 0; m < nx; m++)
+        acc[m] = _mm256_fmadd_ps(sum_unsigned_avx2(u, xb + (size_t)m * xs + 4),
+                                 _mm256_broadcast_ss(s + m * CHUNK), acc[m]);
+}
+
+/* 16 registers: two accumulators per row. */
 AVX2 INLINE void dot_signed_avx2(block_view_fn view, size_t wbytes, uint32_t n, const uint8_t *w,
-                                 const uint8_t *x, size_t xs, const uint32_t nx, float *out)
+                                 const uint8_t *x, size_t x_stride, const uint32_t nx, float *out)
 {
-    const uint32_t nb = n / QK;
-    __m256 acc[4][2];
-    for (uint32_t m = 0; m < nx; m++)
-        acc[m][0] = acc[m][1] = _mm256_setzero_ps();
-    uint32_t k = 0;
-    for (; k + CHUNK <= nb; k += CHUNK) {
-        const uint8_t *wk = w + (size_t)k * wbytes;
-        const __m256 dw = halves8(wk, wbytes);
-        float s[4][CHUNK] __attribute__((aligned(32)));
-        for (uint32_t m = 0; m < nx; m++)
-            _mm256_store_ps(s[m], _mm256_mul_ps(dw, halves8(act_block(x, xs, m, k, Q8_0_BYTES),
-                                                              Q8_0_BYTES)));
-        for (uint32_t j = 0; j < CHUNK; j++) {
-            const __m256i wv = view(wk + j * wbytes);
-            const __m256i wa = _mm256_sign_epi8(wv, wv);
-            for (uint32_t m = 0; m < nx; m++) {
-                const uint8_t *xq = act_block(x, xs, m, k + j, Q8_0_BYTES) + 2;
-                acc[m][j & 1] = _mm256_fmadd_ps(sum_signed_avx2(wa, wv, xq),
-                                                _mm256_broadcast_ss(&s[m][j]), acc[m][j & 1]);
-            }
-        }
-    }
-    for (; k < nb; k++) {
-        const uint8_t *wk = w + (size_t)k * wbytes;
-        const __m256i wv = view(wk);
-        const __m256i wa = _mm256_sign_epi8(wv, wv);
-        const float dw = _cvtsh_ss(half_at(wk));
-        for (uint32_t m = 0; m < nx; m++) {
-            const uint8_t *xb = act_block(x, xs, m, k, Q8_0_BYTES);
-            const __m256 s = _mm256_set1_ps(dw * _cvtsh_ss(half_at(xb)));
-            acc[m][k & 1] = _mm256_fmadd_ps(sum_signed_avx2(wa, wv, xb + 2), s, acc[m][k & 1]);
-        }
-    }
-    for (uint32_t m = 0; m < nx; m++)
-        out[m] = attnd_hsum256(_mm256_add_ps(acc[m][0], acc[m][1]));
+#define BLOCK(wb, xb, sj, a) block_signed_avx2(view, wb, xb, x_stride, sj, nx, a)
+    DOT_LOOP(BLOCK, wbytes, Q8_0_BYTES, false, 2)
+#undef BLOCK
 }
 
-/* Weights with a minimum (VIEW giving u) against Q8_1 rows: the minimum's
- * term m * s_x gets its own accumulator, filled a chunk at a time. */
 AVX2 INLINE void dot_min_avx2(block_view_fn view, size_t wbytes, uint32_t n, const uint8_t *w,
-                              const uint8_t *x, size_t xs, const uint32_t nx, float *out)
+                              const uint8_t *x, size_t x_stride, const uint32_t nx, float *out)
 {
-    const uint32_t nb = n / QK;
-    __m256 acc[4][2], accm[4];
-    float tail_min[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (uint32_t m = 0; m < nx; m++)
-        acc[m][0] = acc[m][1] = accm[m] = _mm256_setzero_ps();
-    uint32_t k = 0;
-    for (; k + CHUNK <= nb; k += CHUNK) {
-        const uint8_t *wk = w + (size_t)k * wbytes;
-        const __m256 dw = halves8(wk, wbytes), mw = halves8(wk + 2, wbytes);
-        float s[4][CHUNK] __attribute__((aligned(32)));
-        for (uint32_t m = 0; m < nx; m++) {
-            const uint8_t *xk = act_block(x, xs, m, k, Q8_1_BYTES);
-            _mm256_store_ps(s[m], _mm256_mul_ps(dw, halves8(xk, Q8_1_BYTES)));
-            accm[m] = _mm256_fmadd_ps(mw, halves8(xk + 2, Q8_1_BYTES), accm[m]);
-        }
-        for (uint32_t j = 0; j < CHUNK; j++) {
-            const __m256i u = view(wk + j * wbytes);
-            for (uint32_t m = 0; m < nx; m++) {
-                const uint8_t *xq = act_block(x, xs, m, k + j, Q8_1_BYTES) + 4;
-                acc[m][j & 1] = _mm256_fmadd_ps(sum_unsigned_avx2(u, xq),
-                                                _mm256_broadcast_ss(&s[m][j]), acc[m][j & 1]);
-            }
-        }
-    }
-    for (; k < nb; k++) {
-        const uint8_t *wk = w + (size_t)k * wbytes;
-        const __m256i u = view(wk);
-        const float dw = _cvtsh_ss(half_at(wk)), mw = _cvtsh_ss(half_at(wk + 2));
-        for (uint32_t m = 0; m < nx; m++) {
-            const uint8_t *xb = act_block(x, xs, m, k, Q8_1_BYTES);
-            const __m256 s = _mm256_set1_ps(dw * _cvtsh_ss(half_at(xb)));
-            acc[m][k & 1] = _mm256_fmadd_ps(sum_unsigned_avx2(u, xb + 4), s, acc[m][k & 1]);
-            tail_min[m] += mw * _cvtsh_ss(half_at(xb + 2));
-        }
-    }
-    for (uint32_t m = 0; m < nx; m++)
-        out[m] = attnd_hsum256(_mm256_add_ps(acc[m][0], acc[m][1])) +
-                 (attnd_hsum256(accm[m]) + tail_min[m]);
+#define BLOCK(wb, xb, sj, a) block_min_avx2(view, wb, xb, x_stride, sj, nx, a)
+    DOT_LOOP(BLOCK, wbytes, Q8_1_BYTES, true, 2)
+#undef BLOCK
 }
-
-/* The exported kernels: one copy of the loop per NX, so the row loops
- * unroll and the accumulators stay in registers. */
-#define PER_NX(call)                                                                               \
-    switch (nx) {                                                                                  \
-    case 1: call(1); break;                                                                        \
-    case 2: call(2); break;                                                                        \
-    case 3: call(3); break;                                                                        \
-    default: call(4); break;                                                                       \
-    }
-
-#define SIGNED_AVX2(NX) dot_signed_avx2(VIEW, WBYTES, n, w, x, x_stride, NX, out)
-#define MIN_AVX2(NX) dot_min_avx2(VIEW, WBYTES, n, w, x, x_stride, NX, out)
 
 AVX2 QUANT_LEGACY_DOT(quant_q4_0_dot_avx2)
 {
-#define VIEW q4_0_signed
-#define WBYTES Q4_0_BYTES
-    PER_NX(SIGNED_AVX2)
-#undef VIEW
-#undef WBYTES
+    PER_NX(dot_signed_avx2, q4_0_signed, Q4_0_BYTES)
 }
 
 AVX2 QUANT_LEGACY_DOT(quant_q5_0_dot_avx2)
 {
-#define VIEW q5_0_signed
-#define WBYTES Q5_0_BYTES
-    PER_NX(SIGNED_AVX2)
-#undef VIEW
-#undef WBYTES
+    PER_NX(dot_signed_avx2, q5_0_signed, Q5_0_BYTES)
 }
 
 AVX2 QUANT_LEGACY_DOT(quant_q8_0_dot_avx2)
 {
-#define VIEW q8_0_signed
-#define WBYTES Q8_0_BYTES
-    PER_NX(SIGNED_AVX2)
-#undef VIEW
-#undef WBYTES
+    PER_NX(dot_signed_avx2, q8_0_signed, Q8_0_BYTES)
 }
 
 AVX2 QUANT_LEGACY_DOT(quant_q4_1_dot_avx2)
 {
-#define VIEW q4_1_unsigned
-#define WBYTES Q4_1_BYTES
-    PER_NX(MIN_AVX2)
-#undef VIEW
-#undef WBYTES
+    PER_NX(dot_min_avx2, q4_1_unsigned, Q4_1_BYTES)
 }
 
 AVX2 QUANT_LEGACY_DOT(quant_q5_1_dot_avx2)
 {
-#define VIEW q5_1_unsigned
-#define WBYTES Q5_1_BYTES
-    PER_NX(MIN_AVX2)
-#undef VIEW
-#undef WBYTES
+    PER_NX(dot_min_avx2, q5_1_unsigned, Q5_1_BYTES)
 }
 
 /* ---- AVX-512 VNNI ---- */
 
 /* vpdpbusd multiplies unsigned by signed bytes. The activation becomes
- * unsigned by flipping its top bit (x + 128), so every row pays one xor and
- * no sign trick; the 128 * sum(w) this adds is taken off by starting each
- * block's sum at -128 * sum(w), computed once per weight block from
- * u = w + OFFSET: -128 * sum(u) + 4 * 128 * OFFSET per 4-byte lane. Exact
- * for any bytes. */
+ * unsigned by flipping its top bit (x + 128), one xor per row and no sign
+ * trick; the 128 * sum(w) this adds is taken off by starting each block's
+ * sum at -128 * sum(w), computed once per weight block from u = w + OFFSET:
+ * -128 * sum(u) + 4 * 128 * OFFSET in each 4-byte lane. Exact for any
+ * bytes. */
 AVX512 INLINE __m256i minus_128_sum(__m256i u, int offset)
 {
     return _mm256_dpbusd_epi32(_mm256_set1_epi32(512 * offset), u, _mm256_set1_epi8(-128));
@@ -330,144 +351,79 @@ AVX512 INLINE __m256 sum_signed_vnni(__m256i start, __m256i w, const uint8_t *xq
     return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(start, xu, w));
 }
 
-typedef struct signed_view {
-    block_view_fn u, w; /* u = w + offset */
-    int offset;
-} signed_view;
-
-AVX512 INLINE void dot_signed_vnni(signed_view view, size_t wbytes, uint32_t n, const uint8_t *w,
-                                   const uint8_t *x, size_t xs, const uint32_t nx, float *out)
-{
-    const uint32_t nb = n / QK;
-    __m256 acc[4][2];
-    for (uint32_t m = 0; m < nx; m++)
-        acc[m][0] = acc[m][1] = _mm256_setzero_ps();
-    uint32_t k = 0;
-    for (; k + CHUNK <= nb; k += CHUNK) {
-        const uint8_t *wk = w + (size_t)k * wbytes;
-        const __m256 dw = halves8(wk, wbytes);
-        float s[4][CHUNK] __attribute__((aligned(32)));
-        for (uint32_t m = 0; m < nx; m++)
-            _mm256_store_ps(s[m], _mm256_mul_ps(dw, halves8(act_block(x, xs, m, k, Q8_0_BYTES),
-                                                              Q8_0_BYTES)));
-        for (uint32_t j = 0; j < CHUNK; j++) {
-            const uint8_t *wb = wk + j * wbytes;
-            const __m256i start = minus_128_sum(view.u(wb), view.offset), wv = view.w(wb);
-            for (uint32_t m = 0; m < nx; m++) {
-                const uint8_t *xq = act_block(x, xs, m, k + j, Q8_0_BYTES) + 2;
-                acc[m][j & 1] = _mm256_fmadd_ps(sum_signed_vnni(start, wv, xq),
-                                                _mm256_broadcast_ss(&s[m][j]), acc[m][j & 1]);
-            }
-        }
-    }
-    for (; k < nb; k++) {
-        const uint8_t *wk = w + (size_t)k * wbytes;
-        const __m256i start = minus_128_sum(view.u(wk), view.offset), wv = view.w(wk);
-        const float dw = _cvtsh_ss(half_at(wk));
-        for (uint32_t m = 0; m < nx; m++) {
-            const uint8_t *xb = act_block(x, xs, m, k, Q8_0_BYTES);
-            const __m256 s = _mm256_set1_ps(dw * _cvtsh_ss(half_at(xb)));
-            acc[m][k & 1] = _mm256_fmadd_ps(sum_signed_vnni(start, wv, xb + 2), s, acc[m][k & 1]);
-        }
-    }
-    for (uint32_t m = 0; m < nx; m++)
-        out[m] = attnd_hsum256(_mm256_add_ps(acc[m][0], acc[m][1]));
-}
-
 AVX512 INLINE __m256 sum_unsigned_vnni(__m256i u, const uint8_t *xq)
 {
     return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u, load256(xq)));
 }
 
-AVX512 INLINE void dot_min_vnni(block_view_fn view, size_t wbytes, uint32_t n, const uint8_t *w,
-                                const uint8_t *x, size_t xs, const uint32_t nx, float *out)
+typedef struct signed_view {
+    block_view_fn u, w; /* u = w + offset */
+    int offset;
+} signed_view;
+
+AVX512 INLINE void block_signed_vnni(signed_view view, const uint8_t *wb, const uint8_t *xb,
+                                     size_t xs, const float *s, uint32_t nx, __m256 *acc)
 {
-    const uint32_t nb = n / QK;
-    __m256 acc[4][2], accm[4];
-    float tail_min[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    const __m256i start = minus_128_sum(view.u(wb), view.offset), wv = view.w(wb);
     for (uint32_t m = 0; m < nx; m++)
-        acc[m][0] = acc[m][1] = accm[m] = _mm256_setzero_ps();
-    uint32_t k = 0;
-    for (; k + CHUNK <= nb; k += CHUNK) {
-        const uint8_t *wk = w + (size_t)k * wbytes;
-        const __m256 dw = halves8(wk, wbytes), mw = halves8(wk + 2, wbytes);
-        float s[4][CHUNK] __attribute__((aligned(32)));
-        for (uint32_t m = 0; m < nx; m++) {
-            const uint8_t *xk = act_block(x, xs, m, k, Q8_1_BYTES);
-            _mm256_store_ps(s[m], _mm256_mul_ps(dw, halves8(xk, Q8_1_BYTES)));
-            accm[m] = _mm256_fmadd_ps(mw, halves8(xk + 2, Q8_1_BYTES), accm[m]);
-        }
-        for (uint32_t j = 0; j < CHUNK; j++) {
-            const __m256i u = view(wk + j * wbytes);
-            for (uint32_t m = 0; m < nx; m++) {
-                const uint8_t *xq = act_block(x, xs, m, k + j, Q8_1_BYTES) + 4;
-                acc[m][j & 1] = _mm256_fmadd_ps(sum_unsigned_vnni(u, xq),
-                                                _mm256_broadcast_ss(&s[m][j]), acc[m][j & 1]);
-            }
-        }
-    }
-    for (; k < nb; k++) {
-        const uint8_t *wk = w + (size_t)k * wbytes;
-        const __m256i u = view(wk);
-        const float dw = _cvtsh_ss(half_at(wk)), mw = _cvtsh_ss(half_at(wk + 2));
-        for (uint32_t m = 0; m < nx; m++) {
-            const uint8_t *xb = act_block(x, xs, m, k, Q8_1_BYTES);
-            const __m256 s = _mm256_set1_ps(dw * _cvtsh_ss(half_at(xb)));
-            acc[m][k & 1] = _mm256_fmadd_ps(sum_unsigned_vnni(u, xb + 4), s, acc[m][k & 1]);
-            tail_min[m] += mw * _cvtsh_ss(half_at(xb + 2));
-        }
-    }
-    for (uint32_t m = 0; m < nx; m++)
-        out[m] = attnd_hsum256(_mm256_add_ps(acc[m][0], acc[m][1])) +
-                 (attnd_hsum256(accm[m]) + tail_min[m]);
+        acc[m] = _mm256_fmadd_ps(sum_signed_vnni(start, wv, xb + (size_t)m * xs + 2),
+                                 _mm256_broadcast_ss(s + m * CHUNK), acc[m]);
 }
 
-#define SIGNED_VNNI(NX) dot_signed_vnni(VIEW, WBYTES, n, w, x, x_stride, NX, out)
-#define MIN_VNNI(NX) dot_min_vnni(VIEW, WBYTES, n, w, x, x_stride, NX, out)
+AVX512 INLINE void block_min_vnni(block_view_fn view, const uint8_t *wb, const uint8_t *xb,
+                                  size_t xs, const float *s, uint32_t nx, __m256 *acc)
+{
+    const __m256i u = view(wb);
+    for (uint32_t m = 0; m < nx; m++)
+        acc[m] = _mm256_fmadd_ps(sum_unsigned_vnni(u, xb + (size_t)m * xs + 4),
+                                 _mm256_broadcast_ss(s + m * CHUNK), acc[m]);
+}
+
+/* 32 registers: four accumulators per row. */
+AVX512 INLINE void dot_signed_vnni(signed_view view, size_t wbytes, uint32_t n, const uint8_t *w,
+                                   const uint8_t *x, size_t x_stride, const uint32_t nx,
+                                   float *out)
+{
+#define BLOCK(wb, xb, sj, a) block_signed_vnni(view, wb, xb, x_stride, sj, nx, a)
+    DOT_LOOP(BLOCK, wbytes, Q8_0_BYTES, false, 4)
+#undef BLOCK
+}
+
+AVX512 INLINE void dot_min_vnni(block_view_fn view, size_t wbytes, uint32_t n, const uint8_t *w,
+                                const uint8_t *x, size_t x_stride, const uint32_t nx, float *out)
+{
+#define BLOCK(wb, xb, sj, a) block_min_vnni(view, wb, xb, x_stride, sj, nx, a)
+    DOT_LOOP(BLOCK, wbytes, Q8_1_BYTES, true, 4)
+#undef BLOCK
+}
+
+#define Q4_0_VNNI ((signed_view){q4_0_unsigned, q4_0_signed, 8})
+#define Q5_0_VNNI ((signed_view){q5_0_unsigned_512, q5_0_signed_512, 16})
+#define Q8_0_VNNI ((signed_view){q8_0_unsigned, q8_0_signed, 128})
 
 AVX512 QUANT_LEGACY_DOT(quant_q4_0_dot_avx512)
 {
-#define VIEW ((signed_view){q4_0_unsigned, q4_0_signed, 8})
-#define WBYTES Q4_0_BYTES
-    PER_NX(SIGNED_VNNI)
-#undef VIEW
-#undef WBYTES
+    PER_NX(dot_signed_vnni, Q4_0_VNNI, Q4_0_BYTES)
 }
 
 AVX512 QUANT_LEGACY_DOT(quant_q5_0_dot_avx512)
 {
-#define VIEW ((signed_view){q5_0_unsigned, q5_0_signed, 16})
-#define WBYTES Q5_0_BYTES
-    PER_NX(SIGNED_VNNI)
-#undef VIEW
-#undef WBYTES
+    PER_NX(dot_signed_vnni, Q5_0_VNNI, Q5_0_BYTES)
 }
 
 AVX512 QUANT_LEGACY_DOT(quant_q8_0_dot_avx512)
 {
-#define VIEW ((signed_view){q8_0_unsigned, q8_0_signed, 128})
-#define WBYTES Q8_0_BYTES
-    PER_NX(SIGNED_VNNI)
-#undef VIEW
-#undef WBYTES
+    PER_NX(dot_signed_vnni, Q8_0_VNNI, Q8_0_BYTES)
 }
 
 AVX512 QUANT_LEGACY_DOT(quant_q4_1_dot_avx512)
 {
-#define VIEW q4_1_unsigned
-#define WBYTES Q4_1_BYTES
-    PER_NX(MIN_VNNI)
-#undef VIEW
-#undef WBYTES
+    PER_NX(dot_min_vnni, q4_1_unsigned, Q4_1_BYTES)
 }
 
 AVX512 QUANT_LEGACY_DOT(quant_q5_1_dot_avx512)
 {
-#define VIEW q5_1_unsigned
-#define WBYTES Q5_1_BYTES
-    PER_NX(MIN_VNNI)
-#undef VIEW
-#undef WBYTES
+    PER_NX(dot_min_vnni, q5_1_unsigned_512, Q5_1_BYTES)
 }
 
 /* ---- activation quantizers: the reference's bits. The amax is a max, so
