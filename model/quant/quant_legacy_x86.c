@@ -172,66 +172,97 @@ AVX512 INLINE __m256i q5_1_unsigned_512(const uint8_t *b)
 
 typedef __m256i (*block_view_fn)(const uint8_t *block);
 
-/* ---- what all the dots share ---- */
+/* ---- scales ---- */
 
-/* The products of weight and activation scales of CHUNK blocks for each of
- * the NX rows (XS bytes apart), S[m * CHUNK + j]; with a minimum, also
- * m_w * s_x added to MINS[m]. */
+/* One row's scale products d_w * d_x for CHUNK blocks, each half repeated
+ * across both lanes (LO: blocks 0-3, HI: blocks 4-7), so that broadcasting
+ * block j's is one in-lane permute by an immediate. */
+typedef struct chunk_scale {
+    __m256 lo, hi;
+} chunk_scale;
+
+AVX2 INLINE chunk_scale split_scales(__m256 s)
+{
+    return (chunk_scale){_mm256_permute2f128_ps(s, s, 0x00), _mm256_permute2f128_ps(s, s, 0x11)};
+}
+
+/* Element J (0..3) of each lane of V, broadcast within the lane. */
+AVX2 INLINE __m256 lane_broadcast(__m256 v, uint32_t j)
+{
+    switch (j & 3) {
+    case 0: return _mm256_permute_ps(v, 0x00);
+    case 1: return _mm256_permute_ps(v, 0x55);
+    case 2: return _mm256_permute_ps(v, 0xaa);
+    default: return _mm256_permute_ps(v, 0xff);
+    }
+}
+
+AVX2 INLINE __m256 scale_of(chunk_scale s, uint32_t j)
+{
+    return lane_broadcast(j < 4 ? s.lo : s.hi, j);
+}
+
+/* The products for CHUNK blocks of the NX rows (XS bytes apart) into SC;
+ * with a minimum, also m_w * s_x (Q8_1's s = d * sum(q)) added to MINS. */
 AVX2 INLINE void chunk_scales(const uint8_t *wk, size_t wbytes, const uint8_t *xk, size_t xs,
-                              size_t xbytes, uint32_t nx, bool has_min, float *s, __m256 *mins)
+                              size_t xbytes, uint32_t nx, bool has_min, chunk_scale *sc,
+                              __m256 *mins)
 {
     const __m256 dw = halves8(wk, wbytes);
     const __m256 mw = has_min ? halves8(wk + 2, wbytes) : dw;
     for (uint32_t m = 0; m < nx; m++) {
         const uint8_t *xm = xk + (size_t)m * xs;
-        _mm256_store_ps(s + m * CHUNK, _mm256_mul_ps(dw, halves8(xm, xbytes)));
+        sc[m] = split_scales(_mm256_mul_ps(dw, halves8(xm, xbytes)));
         if (has_min)
             mins[m] = _mm256_fmadd_ps(mw, halves8(xm + 2, xbytes), mins[m]);
     }
 }
 
-/* The same for one block: S[m * CHUNK], and m_w * s_x added to TAIL_MIN[m]. */
+/* The same for one block, as block 0 of a chunk; m_w * s_x goes to
+ * TAIL_MIN[m]. */
 AVX2 INLINE void block_scales(const uint8_t *wb, const uint8_t *xb, size_t xs, uint32_t nx,
-                              bool has_min, float *s, float *tail_min)
+                              bool has_min, chunk_scale *sc, float *tail_min)
 {
     const float dw = _cvtsh_ss(half_at(wb));
     for (uint32_t m = 0; m < nx; m++) {
         const uint8_t *xm = xb + (size_t)m * xs;
-        s[m * CHUNK] = dw * _cvtsh_ss(half_at(xm));
+        const __m256 s = _mm256_set1_ps(dw * _cvtsh_ss(half_at(xm)));
+        sc[m] = (chunk_scale){s, s};
         if (has_min)
             tail_min[m] += _cvtsh_ss(half_at(wb + 2)) * _cvtsh_ss(half_at(xm + 2));
     }
 }
 
-/* The loop of every dot. Block k goes into accumulator k % NACC of each
- * row, so consecutive FMAs are independent; CHUNK blocks share one scale
- * conversion, blocks after the last whole chunk convert their own.
- * BLOCK(wb, xb, s, acc) adds weight block WB times the rows' blocks at XB
- * with scale products S[m * CHUNK] into ACC[m]. HAS_MIN: the weights have a
- * minimum, whose term m_w * s_x (Q8_1's s = d * sum(q)) is summed apart. */
+/* ---- the loop of the dots that take one block at a time ---- */
+
+/* Block k goes into accumulator k % NACC of each row, so consecutive FMAs
+ * are independent; CHUNK blocks share one scale conversion, the blocks
+ * after the last whole chunk convert their own. BLOCK(wb, xb, sc, j, acc)
+ * adds weight block WB times the rows' blocks at XB, scaled by block J of
+ * SC, into ACC[m]. HAS_MIN: the weights have a minimum, whose term is
+ * summed apart. */
 #define DOT_LOOP(BLOCK, WBYTES, XBYTES, HAS_MIN, NACC)                                             \
     const uint32_t nb = n / QK, nb_chunks = nb - nb % CHUNK;                                       \
-    const uint8_t *wp = w, *xp = x;                                                                \
     __m256 acc[NACC][4], mins[4];                                                                  \
     float tail_min[4] = {0.0f, 0.0f, 0.0f, 0.0f};                                                  \
-    float s[4 * CHUNK] __attribute__((aligned(32)));                                               \
+    chunk_scale sc[4];                                                                             \
     for (uint32_t m = 0; m < nx; m++) {                                                            \
         mins[m] = _mm256_setzero_ps();                                                             \
         for (int a = 0; a < (NACC); a++)                                                           \
             acc[a][m] = _mm256_setzero_ps();                                                       \
     }                                                                                              \
     for (uint32_t k = 0; k < nb_chunks; k += CHUNK) {                                              \
-        const uint8_t *wk = wp + (size_t)k * (WBYTES), *xk = xp + (size_t)k * (XBYTES);            \
-        chunk_scales(wk, WBYTES, xk, x_stride, XBYTES, nx, HAS_MIN, s, mins);                      \
+        const uint8_t *wk = w + (size_t)k * (WBYTES), *xk = x + (size_t)k * (XBYTES);              \
+        chunk_scales(wk, WBYTES, xk, x_stride, XBYTES, nx, HAS_MIN, sc, mins);                     \
         _Pragma("GCC unroll 8") for (uint32_t j = 0; j < CHUNK; j++)                               \
-            BLOCK(wk + j * (WBYTES), xk + j * (XBYTES), s + j, acc[j % (NACC)]);                   \
+            BLOCK(wk + j * (WBYTES), xk + j * (XBYTES), sc, j, acc[j % (NACC)]);                   \
     }                                                                                              \
     _Pragma("GCC unroll 8") for (uint32_t j = 0; j < CHUNK; j++) {                                 \
         if (nb_chunks + j < nb) {                                                                  \
-            const uint8_t *wb = wp + (size_t)(nb_chunks + j) * (WBYTES);                           \
-            const uint8_t *xb = xp + (size_t)(nb_chunks + j) * (XBYTES);                           \
-            block_scales(wb, xb, x_stride, nx, HAS_MIN, s, tail_min);                              \
-            BLOCK(wb, xb, s, acc[j % (NACC)]);                                                     \
+            const uint8_t *wb = w + (size_t)(nb_chunks + j) * (WBYTES);                            \
+            const uint8_t *xb = x + (size_t)(nb_chunks + j) * (XBYTES);                            \
+            block_scales(wb, xb, x_stride, nx, HAS_MIN, sc, tail_min);                             \
+            BLOCK(wb, xb, sc, 0, acc[j % (NACC)]);                                                 \
         }                                                                                          \
     }                                                                                              \
     for (uint32_t m = 0; m < nx; m++) {                                                            \
@@ -245,56 +276,123 @@ AVX2 INLINE void block_scales(const uint8_t *wb, const uint8_t *xb, size_t xs, u
 
 /* One copy of each kernel per NX, so the row loops unroll and the
  * accumulators stay in registers. */
-#define PER_NX(KERNEL, VIEW, WBYTES)                                                               \
+#define PER_NX(CALL)                                                                               \
     switch (nx) {                                                                                  \
-    case 1: KERNEL(VIEW, WBYTES, n, w, x, x_stride, 1, out); break;                                \
-    case 2: KERNEL(VIEW, WBYTES, n, w, x, x_stride, 2, out); break;                                \
-    case 3: KERNEL(VIEW, WBYTES, n, w, x, x_stride, 3, out); break;                                \
-    default: KERNEL(VIEW, WBYTES, n, w, x, x_stride, 4, out); break;                               \
+    case 1: CALL(1); break;                                                                        \
+    case 2: CALL(2); break;                                                                        \
+    case 3: CALL(3); break;                                                                        \
+    default: CALL(4); break;                                                                       \
     }
+
+/* ---- Q4_0 two blocks at a time ----
+ * Q4_0 is where the loads and vector operations per byte of weights count
+ * most. A pair of blocks j, j+1 is laid out as A = elements 0..15 of both
+ * (lanes 0-3 block j, 4-7 block j+1) and B = elements 16..31: one load
+ * unpacks both blocks' nibbles, the integer sums of both land in one
+ * vector, and one conversion and FMA scale both. The scale products are
+ * gathered even blocks first (0 2 4 6 | 1 3 5 7), so pair p's is an
+ * in-lane broadcast of element p. */
+
+AVX2 INLINE __m256i load_2x16(const uint8_t *lo, const uint8_t *hi)
+{
+    return _mm256_loadu2_m128i((const __m128i *)(const void *)hi, (const __m128i *)(const void *)lo);
+}
+
+/* Pair starting at block B: the unsigned nibbles of A and B. */
+AVX2 INLINE void q4_0_pair(const uint8_t *b, __m256i *ua, __m256i *ub)
+{
+    const __m256i t = load_2x16(b + 2, b + Q4_0_BYTES + 2);
+    *ua = _mm256_and_si256(t, _mm256_set1_epi8(0x0f));
+    *ub = _mm256_and_si256(_mm256_srli_epi16(t, 4), _mm256_set1_epi8(0x0f));
+}
+
+/* Activations of the pair starting at block B, laid out as A and B. */
+AVX2 INLINE void act_pair(const uint8_t *b, __m256i *xa, __m256i *xb)
+{
+    *xa = load_2x16(b + 2, b + Q8_0_BYTES + 2);
+    *xb = load_2x16(b + 18, b + Q8_0_BYTES + 18);
+}
+
+/* The halves of CHUNK blocks, even blocks first. */
+AVX2 INLINE __m256 halves8_even_odd(const uint8_t *p, size_t stride)
+{
+    const __m128i even = _mm_cvtsi64_si128((long long)four_halves(p, 2 * stride));
+    return _mm256_cvtph_ps(_mm_insert_epi64(even, (long long)four_halves(p + stride, 2 * stride), 1));
+}
+
+/* The loop of the pair kernels. DW_EVEN_ODD(wk) gives the chunk's weight
+ * scales, even blocks first; PAIR(wb, xb, s2, p, acc) adds the pair at WB
+ * (pair P of the chunk, scales S2) into ACC[m]; SINGLE is the one-block
+ * kernel for the blocks after the last whole chunk. */
+#define PAIR_LOOP(DW_EVEN_ODD, PAIR, SINGLE)                                                       \
+    const uint32_t nb = n / QK, nb_chunks = nb - nb % CHUNK;                                       \
+    __m256 acc[2][4], s2[4];                                                                       \
+    chunk_scale sc[4];                                                                             \
+    for (uint32_t m = 0; m < nx; m++)                                                              \
+        acc[0][m] = acc[1][m] = _mm256_setzero_ps();                                               \
+    for (uint32_t k = 0; k < nb_chunks; k += CHUNK) {                                              \
+        const uint8_t *wk = w + (size_t)k * Q4_0_BYTES, *xk = x + (size_t)k * Q8_0_BYTES;          \
+        const __m256 dw = DW_EVEN_ODD(wk);                                                         \
+        for (uint32_t m = 0; m < nx; m++)                                                          \
+            s2[m] = _mm256_mul_ps(dw, halves8_even_odd(xk + (size_t)m * x_stride, Q8_0_BYTES));    \
+        _Pragma("GCC unroll 4") for (uint32_t p = 0; p < CHUNK / 2; p++)                           \
+            PAIR(wk + 2 * p * Q4_0_BYTES, xk + 2 * p * Q8_0_BYTES, s2, p, acc[p % 2]);             \
+    }                                                                                              \
+    _Pragma("GCC unroll 8") for (uint32_t j = 0; j < CHUNK; j++) {                                 \
+        if (nb_chunks + j < nb) {                                                                  \
+            const uint8_t *wb = w + (size_t)(nb_chunks + j) * Q4_0_BYTES;                          \
+            const uint8_t *xb = x + (size_t)(nb_chunks + j) * Q8_0_BYTES;                          \
+            block_scales(wb, xb, x_stride, nx, false, sc, NULL);                                   \
+            SINGLE(wb, xb, sc, 0, acc[j % 2]);                                                     \
+        }                                                                                          \
+    }                                                                                              \
+    for (uint32_t m = 0; m < nx; m++)                                                              \
+        out[m] = attnd_hsum256(_mm256_add_ps(acc[0][m], acc[1][m]));
 
 /* ---- AVX2 ---- */
 
 /* maddubs multiplies unsigned by signed bytes, so the weight's sign moves
  * onto the activation: |w| <= 128 and |x| <= 127 (the quantizer's range)
  * keep each pair sum below 2^15. */
-AVX2 INLINE __m256 sum_signed_avx2(__m256i w_abs, __m256i w, const uint8_t *xq)
+AVX2 INLINE __m256i pairs_signed_avx2(__m256i w_abs, __m256i w, __m256i x)
 {
-    const __m256i p16 = _mm256_maddubs_epi16(w_abs, _mm256_sign_epi8(load256(xq), w));
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+    return _mm256_maddubs_epi16(w_abs, _mm256_sign_epi8(x, w));
 }
 
-/* u <= 31 keeps the pair sums of unsigned weights well inside int16. */
-AVX2 INLINE __m256 sum_unsigned_avx2(__m256i u, const uint8_t *xq)
+AVX2 INLINE __m256 to_float_avx2(__m256i p16)
 {
-    const __m256i p16 = _mm256_maddubs_epi16(u, load256(xq));
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
 }
 
 AVX2 INLINE void block_signed_avx2(block_view_fn view, const uint8_t *wb, const uint8_t *xb,
-                                   size_t xs, const float *s, uint32_t nx, __m256 *acc)
+                                   size_t xs, const chunk_scale *sc, uint32_t j, uint32_t nx,
+                                   __m256 *acc)
 {
     const __m256i wv = view(wb);
     const __m256i wa = _mm256_sign_epi8(wv, wv);
-    for (uint32_t m = 0; m < nx; m++)
-        acc[m] = _mm256_fmadd_ps(sum_signed_avx2(wa, wv, xb + (size_t)m * xs + 2),
-                                 _mm256_broadcast_ss(s + m * CHUNK), acc[m]);
+    for (uint32_t m = 0; m < nx; m++) {
+        const __m256i p16 = pairs_signed_avx2(wa, wv, load256(xb + (size_t)m * xs + 2));
+        acc[m] = _mm256_fmadd_ps(to_float_avx2(p16), scale_of(sc[m], j), acc[m]);
+    }
 }
 
+/* u <= 31 keeps the pair sums of unsigned weights well inside int16. */
 AVX2 INLINE void block_min_avx2(block_view_fn view, const uint8_t *wb, const uint8_t *xb,
-                                size_t xs, const float *s, uint32_t nx, __m256 *acc)
+                                size_t xs, const chunk_scale *sc, uint32_t j, uint32_t nx,
+                                __m256 *acc)
 {
     const __m256i u = view(wb);
-    for (uint32_t m = 0; m < nx; m++)
-        acc[m] = _mm256_fmadd_ps(sum_unsigned_avx2(u, xb + (size_t)m * xs + 4),
-                                 _mm256_broadcast_ss(s + m * CHUNK), acc[m]);
+    for (uint32_t m = 0; m < nx; m++) {
+        const __m256i p16 = _mm256_maddubs_epi16(u, load256(xb + (size_t)m * xs + 4));
+        acc[m] = _mm256_fmadd_ps(to_float_avx2(p16), scale_of(sc[m], j), acc[m]);
+    }
 }
 
 /* 16 registers: two accumulators per row. */
 AVX2 INLINE void dot_signed_avx2(block_view_fn view, size_t wbytes, uint32_t n, const uint8_t *w,
                                  const uint8_t *x, size_t x_stride, const uint32_t nx, float *out)
 {
-#define BLOCK(wb, xb, sj, a) block_signed_avx2(view, wb, xb, x_stride, sj, nx, a)
+#define BLOCK(wb, xb, sc, j, a) block_signed_avx2(view, wb, xb, x_stride, sc, j, nx, a)
     DOT_LOOP(BLOCK, wbytes, Q8_0_BYTES, false, 2)
 #undef BLOCK
 }
@@ -302,58 +400,108 @@ AVX2 INLINE void dot_signed_avx2(block_view_fn view, size_t wbytes, uint32_t n, 
 AVX2 INLINE void dot_min_avx2(block_view_fn view, size_t wbytes, uint32_t n, const uint8_t *w,
                               const uint8_t *x, size_t x_stride, const uint32_t nx, float *out)
 {
-#define BLOCK(wb, xb, sj, a) block_min_avx2(view, wb, xb, x_stride, sj, nx, a)
+#define BLOCK(wb, xb, sc, j, a) block_min_avx2(view, wb, xb, x_stride, sc, j, nx, a)
     DOT_LOOP(BLOCK, wbytes, Q8_1_BYTES, true, 2)
 #undef BLOCK
 }
 
+/* Both halves' 16-bit pair sums fit one int16 (|w| <= 8): one madd. */
+AVX2 INLINE void pair_q4_0_avx2(const uint8_t *wb, const uint8_t *xb, size_t xs, const __m256 *s2,
+                                uint32_t p, uint32_t nx, __m256 *acc)
+{
+    __m256i ua, ub;
+    q4_0_pair(wb, &ua, &ub);
+    const __m256i wa = _mm256_sub_epi8(ua, _mm256_set1_epi8(8));
+    const __m256i wb8 = _mm256_sub_epi8(ub, _mm256_set1_epi8(8));
+    const __m256i wa_abs = _mm256_sign_epi8(wa, wa), wb_abs = _mm256_sign_epi8(wb8, wb8);
+    for (uint32_t m = 0; m < nx; m++) {
+        __m256i xa, xb2;
+        act_pair(xb + (size_t)m * xs, &xa, &xb2);
+        const __m256i p16 = _mm256_add_epi16(pairs_signed_avx2(wa_abs, wa, xa),
+                                             pairs_signed_avx2(wb_abs, wb8, xb2));
+        acc[m] = _mm256_fmadd_ps(to_float_avx2(p16), lane_broadcast(s2[m], p), acc[m]);
+    }
+}
+
+AVX2 INLINE __m256 q4_0_dw_avx2(const uint8_t *wk)
+{
+    return halves8_even_odd(wk, Q4_0_BYTES);
+}
+
+AVX2 INLINE void dot_q4_0_avx2(uint32_t n, const uint8_t *w, const uint8_t *x, size_t x_stride,
+                               const uint32_t nx, float *out)
+{
+#define PAIR(wb, xb, s2, p, a) pair_q4_0_avx2(wb, xb, x_stride, s2, p, nx, a)
+#define SINGLE(wb, xb, sc, j, a) block_signed_avx2(q4_0_signed, wb, xb, x_stride, sc, j, nx, a)
+    PAIR_LOOP(q4_0_dw_avx2, PAIR, SINGLE)
+#undef PAIR
+#undef SINGLE
+}
+
 AVX2 QUANT_LEGACY_DOT(quant_q4_0_dot_avx2)
 {
-    PER_NX(dot_signed_avx2, q4_0_signed, Q4_0_BYTES)
+#define CALL(NX) dot_q4_0_avx2(n, w, x, x_stride, NX, out)
+    PER_NX(CALL)
+#undef CALL
 }
 
 AVX2 QUANT_LEGACY_DOT(quant_q5_0_dot_avx2)
 {
-    PER_NX(dot_signed_avx2, q5_0_signed, Q5_0_BYTES)
+#define CALL(NX) dot_signed_avx2(q5_0_signed, Q5_0_BYTES, n, w, x, x_stride, NX, out)
+    PER_NX(CALL)
+#undef CALL
 }
 
 AVX2 QUANT_LEGACY_DOT(quant_q8_0_dot_avx2)
 {
-    PER_NX(dot_signed_avx2, q8_0_signed, Q8_0_BYTES)
+#define CALL(NX) dot_signed_avx2(q8_0_signed, Q8_0_BYTES, n, w, x, x_stride, NX, out)
+    PER_NX(CALL)
+#undef CALL
 }
 
 AVX2 QUANT_LEGACY_DOT(quant_q4_1_dot_avx2)
 {
-    PER_NX(dot_min_avx2, q4_1_unsigned, Q4_1_BYTES)
+#define CALL(NX) dot_min_avx2(q4_1_unsigned, Q4_1_BYTES, n, w, x, x_stride, NX, out)
+    PER_NX(CALL)
+#undef CALL
 }
 
 AVX2 QUANT_LEGACY_DOT(quant_q5_1_dot_avx2)
 {
-    PER_NX(dot_min_avx2, q5_1_unsigned, Q5_1_BYTES)
+#define CALL(NX) dot_min_avx2(q5_1_unsigned, Q5_1_BYTES, n, w, x, x_stride, NX, out)
+    PER_NX(CALL)
+#undef CALL
 }
 
-/* ---- AVX-512 VNNI ---- */
+/* ---- AVX-512 VNNI ----
+ * vpdpbusd multiplies unsigned by signed bytes, exactly, into 32 bits. Two
+ * ways to feed it signed weights w = u - OFFSET (u unsigned) and signed
+ * activations x, giving the same sums:
+ * - flip the activation's top bit (x + 128, one xor per row) against w,
+ *   and start the sum at -128 * sum(w), computed once per weight block from
+ *   u: -128 * sum(u) + 4 * 128 * OFFSET per 4-byte lane. Best with several
+ *   rows.
+ * - u against x, starting at -OFFSET * sum(x), from the flipped
+ *   activation: saves forming w, costs a product per row; best for one
+ *   row. */
 
-/* vpdpbusd multiplies unsigned by signed bytes. The activation becomes
- * unsigned by flipping its top bit (x + 128), one xor per row and no sign
- * trick; the 128 * sum(w) this adds is taken off by starting each block's
- * sum at -128 * sum(w), computed once per weight block from u = w + OFFSET:
- * -128 * sum(u) + 4 * 128 * OFFSET in each 4-byte lane. Exact for any
- * bytes. */
-AVX512 INLINE __m256i minus_128_sum(__m256i u, int offset)
+AVX512 INLINE __m256i flip(__m256i v)
 {
-    return _mm256_dpbusd_epi32(_mm256_set1_epi32(512 * offset), u, _mm256_set1_epi8(-128));
+    return _mm256_xor_si256(v, _mm256_set1_epi8((char)0x80));
 }
 
-AVX512 INLINE __m256 sum_signed_vnni(__m256i start, __m256i w, const uint8_t *xq)
+/* -128 * sum(u - offset) in each 4-byte lane, plus START. */
+AVX512 INLINE __m256i minus_128_sum_w(__m256i start, __m256i u, int offset)
 {
-    const __m256i xu = _mm256_xor_si256(load256(xq), _mm256_set1_epi8((char)0x80));
-    return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(start, xu, w));
+    return _mm256_dpbusd_epi32(_mm256_add_epi32(start, _mm256_set1_epi32(512 * offset)), u,
+                               _mm256_set1_epi8(-128));
 }
 
-AVX512 INLINE __m256 sum_unsigned_vnni(__m256i u, const uint8_t *xq)
+/* -offset * sum(x) in each 4-byte lane, plus START, from x + 128. */
+AVX512 INLINE __m256i minus_offset_sum_x(__m256i start, __m256i x_flipped, int offset)
 {
-    return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u, load256(xq)));
+    return _mm256_dpbusd_epi32(_mm256_add_epi32(start, _mm256_set1_epi32(512 * offset)), x_flipped,
+                               _mm256_set1_epi8((char)-offset));
 }
 
 typedef struct signed_view {
@@ -362,21 +510,28 @@ typedef struct signed_view {
 } signed_view;
 
 AVX512 INLINE void block_signed_vnni(signed_view view, const uint8_t *wb, const uint8_t *xb,
-                                     size_t xs, const float *s, uint32_t nx, __m256 *acc)
+                                     size_t xs, const chunk_scale *sc, uint32_t j, uint32_t nx,
+                                     __m256 *acc)
 {
-    const __m256i start = minus_128_sum(view.u(wb), view.offset), wv = view.w(wb);
-    for (uint32_t m = 0; m < nx; m++)
-        acc[m] = _mm256_fmadd_ps(sum_signed_vnni(start, wv, xb + (size_t)m * xs + 2),
-                                 _mm256_broadcast_ss(s + m * CHUNK), acc[m]);
+    const __m256i zero = _mm256_setzero_si256();
+    const __m256i start = minus_128_sum_w(zero, view.u(wb), view.offset), wv = view.w(wb);
+    for (uint32_t m = 0; m < nx; m++) {
+        const __m256i xu = flip(load256(xb + (size_t)m * xs + 2));
+        const __m256 f = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(start, xu, wv));
+        acc[m] = _mm256_fmadd_ps(f, scale_of(sc[m], j), acc[m]);
+    }
 }
 
 AVX512 INLINE void block_min_vnni(block_view_fn view, const uint8_t *wb, const uint8_t *xb,
-                                  size_t xs, const float *s, uint32_t nx, __m256 *acc)
+                                  size_t xs, const chunk_scale *sc, uint32_t j, uint32_t nx,
+                                  __m256 *acc)
 {
     const __m256i u = view(wb);
-    for (uint32_t m = 0; m < nx; m++)
-        acc[m] = _mm256_fmadd_ps(sum_unsigned_vnni(u, xb + (size_t)m * xs + 4),
-                                 _mm256_broadcast_ss(s + m * CHUNK), acc[m]);
+    for (uint32_t m = 0; m < nx; m++) {
+        const __m256i xv = load256(xb + (size_t)m * xs + 4);
+        const __m256 f = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u, xv));
+        acc[m] = _mm256_fmadd_ps(f, scale_of(sc[m], j), acc[m]);
+    }
 }
 
 /* 32 registers: four accumulators per row. */
@@ -384,7 +539,7 @@ AVX512 INLINE void dot_signed_vnni(signed_view view, size_t wbytes, uint32_t n, 
                                    const uint8_t *x, size_t x_stride, const uint32_t nx,
                                    float *out)
 {
-#define BLOCK(wb, xb, sj, a) block_signed_vnni(view, wb, xb, x_stride, sj, nx, a)
+#define BLOCK(wb, xb, sc, j, a) block_signed_vnni(view, wb, xb, x_stride, sc, j, nx, a)
     DOT_LOOP(BLOCK, wbytes, Q8_0_BYTES, false, 4)
 #undef BLOCK
 }
@@ -392,38 +547,99 @@ AVX512 INLINE void dot_signed_vnni(signed_view view, size_t wbytes, uint32_t n, 
 AVX512 INLINE void dot_min_vnni(block_view_fn view, size_t wbytes, uint32_t n, const uint8_t *w,
                                 const uint8_t *x, size_t x_stride, const uint32_t nx, float *out)
 {
-#define BLOCK(wb, xb, sj, a) block_min_vnni(view, wb, xb, x_stride, sj, nx, a)
+#define BLOCK(wb, xb, sc, j, a) block_min_vnni(view, wb, xb, x_stride, sc, j, nx, a)
     DOT_LOOP(BLOCK, wbytes, Q8_1_BYTES, true, 4)
 #undef BLOCK
+}
+
+AVX512 INLINE void pair_q4_0_vnni(const uint8_t *wb, const uint8_t *xb, size_t xs,
+                                  const __m256 *s2, uint32_t p, uint32_t nx, __m256 *acc)
+{
+    __m256i ua, ub;
+    q4_0_pair(wb, &ua, &ub);
+    const __m256i zero = _mm256_setzero_si256();
+    if (nx == 1) {
+        __m256i xa, xb2;
+        act_pair(xb, &xa, &xb2);
+        __m256i sum = minus_offset_sum_x(zero, flip(xa), 8);
+        sum = minus_offset_sum_x(sum, flip(xb2), 8);
+        sum = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(sum, ua, xa), ub, xb2);
+        acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), lane_broadcast(s2[0], p), acc[0]);
+        return;
+    }
+    const __m256i wa = _mm256_sub_epi8(ua, _mm256_set1_epi8(8));
+    const __m256i wb8 = _mm256_sub_epi8(ub, _mm256_set1_epi8(8));
+    const __m256i start = minus_128_sum_w(minus_128_sum_w(zero, ua, 8), ub, 8);
+    for (uint32_t m = 0; m < nx; m++) {
+        __m256i xa, xb2;
+        act_pair(xb + (size_t)m * xs, &xa, &xb2);
+        const __m256i sum = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(start, flip(xa), wa), flip(xb2), wb8);
+        acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), lane_broadcast(s2[m], p), acc[m]);
+    }
+}
+
+AVX512 INLINE __m512i load512(const uint8_t *p)
+{
+    return _mm512_loadu_si512((const void *)p);
+}
+
+/* The 8 scales of a Q4_0 chunk (144 bytes) lie in its first 128: one
+ * word permute picks them, even blocks first (word 9 * b). */
+AVX512 INLINE __m256 q4_0_dw_vnni(const uint8_t *wk)
+{
+    const __m512i words = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                           0, 0, 0, 0, 0, 63, 45, 27, 9, 54, 36, 18, 0);
+    const __m512i d = _mm512_permutex2var_epi16(load512(wk), words, load512(wk + 64));
+    return _mm256_cvtph_ps(_mm512_castsi512_si128(d));
 }
 
 #define Q4_0_VNNI ((signed_view){q4_0_unsigned, q4_0_signed, 8})
 #define Q5_0_VNNI ((signed_view){q5_0_unsigned_512, q5_0_signed_512, 16})
 #define Q8_0_VNNI ((signed_view){q8_0_unsigned, q8_0_signed, 128})
 
+AVX512 INLINE void dot_q4_0_vnni(uint32_t n, const uint8_t *w, const uint8_t *x, size_t x_stride,
+                                 const uint32_t nx, float *out)
+{
+#define PAIR(wb, xb, s2, p, a) pair_q4_0_vnni(wb, xb, x_stride, s2, p, nx, a)
+#define SINGLE(wb, xb, sc, j, a) block_signed_vnni(Q4_0_VNNI, wb, xb, x_stride, sc, j, nx, a)
+    PAIR_LOOP(q4_0_dw_vnni, PAIR, SINGLE)
+#undef PAIR
+#undef SINGLE
+}
+
 AVX512 QUANT_LEGACY_DOT(quant_q4_0_dot_avx512)
 {
-    PER_NX(dot_signed_vnni, Q4_0_VNNI, Q4_0_BYTES)
+#define CALL(NX) dot_q4_0_vnni(n, w, x, x_stride, NX, out)
+    PER_NX(CALL)
+#undef CALL
 }
 
 AVX512 QUANT_LEGACY_DOT(quant_q5_0_dot_avx512)
 {
-    PER_NX(dot_signed_vnni, Q5_0_VNNI, Q5_0_BYTES)
+#define CALL(NX) dot_signed_vnni(Q5_0_VNNI, Q5_0_BYTES, n, w, x, x_stride, NX, out)
+    PER_NX(CALL)
+#undef CALL
 }
 
 AVX512 QUANT_LEGACY_DOT(quant_q8_0_dot_avx512)
 {
-    PER_NX(dot_signed_vnni, Q8_0_VNNI, Q8_0_BYTES)
+#define CALL(NX) dot_signed_vnni(Q8_0_VNNI, Q8_0_BYTES, n, w, x, x_stride, NX, out)
+    PER_NX(CALL)
+#undef CALL
 }
 
 AVX512 QUANT_LEGACY_DOT(quant_q4_1_dot_avx512)
 {
-    PER_NX(dot_min_vnni, q4_1_unsigned, Q4_1_BYTES)
+#define CALL(NX) dot_min_vnni(q4_1_unsigned, Q4_1_BYTES, n, w, x, x_stride, NX, out)
+    PER_NX(CALL)
+#undef CALL
 }
 
 AVX512 QUANT_LEGACY_DOT(quant_q5_1_dot_avx512)
 {
-    PER_NX(dot_min_vnni, q5_1_unsigned_512, Q5_1_BYTES)
+#define CALL(NX) dot_min_vnni(q5_1_unsigned_512, Q5_1_BYTES, n, w, x, x_stride, NX, out)
+    PER_NX(CALL)
+#undef CALL
 }
 
 /* ---- activation quantizers: the reference's bits. The amax is a max, so
