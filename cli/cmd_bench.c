@@ -17,6 +17,7 @@
 #include "attn.h"
 #include "attnd_pool.h"
 #include "cli.h"
+#include "quant.h"
 #include "engine.h"
 
 void openblas_set_num_threads(int n);
@@ -360,7 +361,9 @@ int cli_bench(int argc, char **argv)
         model_free(m);
         return 1;
     }
-    double wbytes = (double)model_weight_bytes(m);
+    /* what a decode step streams: not the embedding table, of which it
+     * reads one row per token */
+    double wbytes = (double)model_step_bytes(m);
     /* Prefill FLOPs: a multiply and an add per matmul weight (q, k, v, o and
      * the FFN matrices) per prompt token, plus the output projection once:
      * only the last prompt token's logits are computed. Attention's own
@@ -422,7 +425,9 @@ int cli_bench(int argc, char **argv)
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "model", path);
         cJSON_AddNumberToObject(o, "threads", attnd_pool_size(pool));
-        cJSON_AddNumberToObject(o, "weight_bytes", wbytes);
+        cJSON_AddNumberToObject(o, "weight_bytes", (double)model_weight_bytes(m));
+        cJSON_AddNumberToObject(o, "step_bytes", wbytes);
+        cJSON_AddStringToObject(o, "isa", quant_isa_name(quant_best_isa()));
         cJSON *arr = cJSON_AddArrayToObject(o, "results");
         for (int i = 0; i < nr; i++) {
             cJSON *r = cJSON_CreateObject();
@@ -440,9 +445,11 @@ int cli_bench(int argc, char **argv)
         free(txt);
         cJSON_Delete(o);
     } else {
-        printf("model: %s (%s, %.1f MiB of weights), %u threads, KV %s\n", path, hp->arch_name,
-               wbytes / 1048576.0, attnd_pool_size(pool),
-               b.ep.kv_type == KV_DTYPE_F16 ? "f16" : "f32");
+        printf("model: %s (%s, %.1f MiB of weights, %.1f MiB read per decode step), %u threads, "
+               "KV %s, kernels %s\n",
+               path, hp->arch_name, (double)model_weight_bytes(m) / 1048576.0, wbytes / 1048576.0,
+               attnd_pool_size(pool), b.ep.kv_type == KV_DTYPE_F16 ? "f16" : "f32",
+               quant_isa_name(quant_best_isa()));
         printf("%-30s %14s %-10s %s\n", "figure", "value", "unit", "of ceiling");
         for (int i = 0; i < nr; i++) {
             printf("%-30s %14.1f %-10s", rows[i].name, rows[i].value, rows[i].unit);

@@ -16,8 +16,9 @@ static void usage(FILE *out)
             "usage: attnd info [OPTIONS] MODEL.gguf\n\n"
             "Describes a GGUF model: architecture, hyperparameters (context, embedding,\n"
             "layers, heads, KV heads, FFN, rope base, norm eps), tokenizer kind and size,\n"
-            "special token ids, tensor count by type, total weight bytes and the KV\n"
-            "cache bytes per token.\n\n"
+            "special token ids, tensor count and bytes by type, total weight bytes, bits\n"
+            "per weight (of all tensors and of the weight matrices) and the KV cache\n"
+            "bytes per token.\n\n"
             "options:\n"
             "  --meta       also list every metadata key with its type and value\n"
             "  --tensors    also list every tensor with its type, shape and offset\n"
@@ -92,16 +93,32 @@ static void print_model(const model_hparams *hp)
            f32, hp->n_head / hp->n_head_kv);
 }
 
+/* Bits per element of BYTES over ELEMS; 0 for no elements. */
+static double bits_per_weight(uint64_t bytes, uint64_t elems)
+{
+    return elems ? 8.0 * (double)bytes / (double)elems : 0.0;
+}
+
 static void print_tensors(const gguf_file *f, bool list)
 {
-    uint64_t count[64] = {0}, bytes = 0;
+    uint64_t count[GGUF_DTYPE_COUNT_] = {0}, type_bytes[GGUF_DTYPE_COUNT_] = {0};
+    uint64_t bytes = 0, elems = 0, mat_bytes = 0, mat_elems = 0;
     for (size_t i = 0; i < gguf_tensor_count(f); i++) {
         const gguf_tensor *t = gguf_tensor_at(f, i);
-        if ((unsigned)t->type < 64)
+        if ((unsigned)t->type < GGUF_DTYPE_COUNT_) {
             count[t->type]++;
+            type_bytes[t->type] += t->nbytes;
+        }
         bytes += t->nbytes;
+        elems += t->n_elems;
+        /* Weight matrices: what quantization presets convert (embeddings
+         * included); vectors such as norms and biases are the rest. */
+        if (t->n_dims >= 2) {
+            mat_bytes += t->nbytes;
+            mat_elems += t->n_elems;
+        }
         if (list) {
-            printf("  %-32s %-5s [", t->name, gguf_dtype_name(t->type));
+            printf("  %-32s %-6s [", t->name, gguf_dtype_name(t->type));
             for (uint32_t d = 0; d < t->n_dims; d++)
                 printf("%s%" PRIu64, d ? ", " : "", t->ne[d]);
             printf("] offset %" PRIu64 " bytes %" PRIu64 "\n", t->offset, t->nbytes);
@@ -109,14 +126,21 @@ static void print_tensors(const gguf_file *f, bool list)
     }
     printf("tensors: %zu (", gguf_tensor_count(f));
     bool first = true;
-    for (unsigned t = 0; t < 64; t++) {
+    for (unsigned t = 0; t < GGUF_DTYPE_COUNT_; t++) {
         if (count[t]) {
             printf("%s%s %" PRIu64, first ? "" : ", ", gguf_dtype_name((gguf_dtype)t), count[t]);
             first = false;
         }
     }
     printf(")\n");
+    for (unsigned t = 0; t < GGUF_DTYPE_COUNT_; t++)
+        if (count[t])
+            printf("type %s: %" PRIu64 " tensors, %" PRIu64 " bytes (%.2f MiB)\n",
+                   gguf_dtype_name((gguf_dtype)t), count[t], type_bytes[t],
+                   (double)type_bytes[t] / 1048576.0);
     printf("weight bytes: %" PRIu64 " (%.2f MiB)\n", bytes, (double)bytes / 1048576.0);
+    printf("bits per weight: %.2f (all tensors), %.2f (weight matrices)\n",
+           bits_per_weight(bytes, elems), bits_per_weight(mat_bytes, mat_elems));
 }
 
 int cli_info(int argc, char **argv)

@@ -3,14 +3,15 @@
  * data is generated while the file is written, one tensor at a time, so even
  * a 1.1B-parameter model needs little memory. */
 #include <getopt.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
-#include "dtype.h"
 #include "hparams.h"
+#include "quant.h"
 
 static void usage(FILE *out)
 {
@@ -26,8 +27,10 @@ static void usage(FILE *out)
             "  --kv-heads N        key/value heads, llama only (default = heads)\n"
             "  --ff N              feed-forward size (default 4 x dim)\n"
             "  --ctx N             context length (default 256)\n"
-            "  --type T            f32, f16, bf16 or q8_0 for weight matrices (default f32;\n"
-            "                      norms and biases stay f32)\n"
+            "  --type T            weight types, as `attnd quantize` would choose them for\n"
+            "                      preset T (any case): f32 (default), f16, bf16, q4_0,\n"
+            "                      q4_1, q5_0, q5_1, q8_0, q2_k, q3_k_m, q4_k_m, q5_k_m,\n"
+            "                      q6_k, iq4_nl, iq4_xs; norms and biases stay f32\n"
             "  --vocab PATH        copy the tokenizer (tokenizer.* keys) from this GGUF;\n"
             "                      default: a small built-in SentencePiece vocabulary\n"
             "  --seed N            random seed (default 1)\n"
@@ -68,8 +71,8 @@ static int fill_random(void *ctx, void *buf, uint64_t nbytes, attnd_err *err)
             tmp[i] = sp->center + sp->scale * (float)(2.0 * u - 1.0);
         }
         if (!gguf_dtype_row_bytes(sp->type, k, &row_bytes) ||
-            dtype_from_f32(sp->type, tmp, out, k) != 0)
-            return attnd_err_set(err, ATTND_EINVAL, "mkmodel: cannot convert to %s",
+            quant_from_f32(sp->type, tmp, out, k) != 0)
+            return attnd_err_set(err, ATTND_EINVAL, "cannot write type %s (no quantizer for it)",
                                  gguf_dtype_name(sp->type));
         out += row_bytes;
     }
@@ -80,14 +83,16 @@ static int fill_random(void *ctx, void *buf, uint64_t nbytes, attnd_err *err)
 struct mk {
     gguf_writer *w;
     uint64_t seed;
-    gguf_dtype wtype;
+    quant_preset preset;
+    quant_preset_model shape;
+    bool bad_shape; /* a matrix the preset cannot store (a usage error) */
     struct fill_spec *specs;
     size_t n_specs, cap_specs;
     attnd_err err;
 };
 
-/* Adds a tensor of shape [ne0, ne1] (ne1 = 0: a vector). Matrices get WTYPE,
- * vectors F32. */
+/* Adds a tensor of shape [ne0, ne1] (ne1 = 0: a vector) in the type the
+ * preset gives it; vectors stay F32. */
 static int mk_tensor(struct mk *m, const char *name, uint64_t ne0, uint64_t ne1, float center,
                      float scale)
 {
@@ -95,10 +100,20 @@ static int mk_tensor(struct mk *m, const char *name, uint64_t ne0, uint64_t ne1,
         return attnd_err_set(&m->err, ATTND_EINVAL, "mkmodel: too many tensors");
     struct fill_spec *sp = &m->specs[m->n_specs];
     uint64_t ne[2] = {ne0, ne1};
+    gguf_dtype type;
+    if (!quant_preset_tensor_type(m->preset, &m->shape, name, ne1 ? 2 : 1, ne0, GGUF_DTYPE_F32,
+                                  &type)) {
+        m->bad_shape = true;
+        return attnd_err_set(&m->err, ATTND_EINVAL,
+                             "--type %s: tensor '%s' has rows of %" PRIu64
+                             " elements, not whole blocks of %u",
+                             quant_preset_name(m->preset), name, ne0,
+                             gguf_dtype_block_elems(quant_preset_base_type(m->preset)));
+    }
     *sp = (struct fill_spec){
         .seed = m->seed * 1000003u + m->n_specs,
         .n = ne0 * (ne1 ? ne1 : 1),
-        .type = ne1 ? m->wtype : GGUF_DTYPE_F32,
+        .type = type,
         .center = center,
         .scale = scale,
     };
@@ -149,21 +164,6 @@ static int mk_layers(struct mk *m, model_arch arch, uint32_t dim, uint32_t layer
     return rc;
 }
 
-static bool parse_type(const char *s, gguf_dtype *t)
-{
-    static const struct {
-        const char *name;
-        gguf_dtype t;
-    } k[] = {{"f32", GGUF_DTYPE_F32}, {"f16", GGUF_DTYPE_F16}, {"bf16", GGUF_DTYPE_BF16},
-             {"q8_0", GGUF_DTYPE_Q8_0}};
-    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
-        if (strcmp(s, k[i].name) == 0) {
-            *t = k[i].t;
-            return true;
-        }
-    return false;
-}
-
 /* Copies every tokenizer.* key of PATH; sets *n_vocab from the token list. */
 static int copy_vocab(gguf_writer *w, const char *path, uint32_t *n_vocab, attnd_err *err)
 {
@@ -200,7 +200,7 @@ int cli_mkmodel(int argc, char **argv)
     model_arch arch = MODEL_ARCH_LLAMA;
     uint32_t dim = 64, layers = 2, heads = 4, kv_heads = 0, ff = 0, ctx = 256;
     uint64_t seed = 1;
-    gguf_dtype wtype = GGUF_DTYPE_F32;
+    quant_preset preset = QUANT_PRESET_F32;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
@@ -222,8 +222,7 @@ int cli_mkmodel(int argc, char **argv)
         case 'f': ok = cli_parse_u32("--ff", optarg, 1, 1u << 20, &ff); break;
         case 'c': ok = cli_parse_u32("--ctx", optarg, 1, 1u << 24, &ctx); break;
         case 't':
-            if (!parse_type(optarg, &wtype))
-                ok = (fprintf(stderr, "attnd mkmodel: --type: '%s' is not f32, f16, bf16 or q8_0\n", optarg), false);
+            ok = cli_parse_preset("mkmodel --type", optarg, &preset);
             break;
         case 'v': vocab = optarg; break;
         case 's': ok = cli_parse_u64("--seed", optarg, &seed); break;
@@ -251,12 +250,14 @@ int cli_mkmodel(int argc, char **argv)
         fprintf(stderr, "attnd mkmodel: gpt2 has no grouped-query attention (--kv-heads)\n");
         return 2;
     }
-    if (wtype == GGUF_DTYPE_Q8_0 && (dim % 32 != 0 || ff % 32 != 0)) {
-        fprintf(stderr, "attnd mkmodel: q8_0 needs --dim and --ff to be multiples of 32\n");
-        return 2;
-    }
 
-    struct mk m = {.w = gguf_writer_new(), .seed = seed, .wtype = wtype};
+    struct mk m = {
+        .w = gguf_writer_new(),
+        .seed = seed,
+        .preset = preset,
+        .shape = {.n_layer = layers, .n_gqa = heads / kv_heads,
+                  .has_output = arch == MODEL_ARCH_LLAMA},
+    };
     m.cap_specs = 16 + 12ull * layers;
     m.specs = calloc(m.cap_specs, sizeof *m.specs);
     const char *a = arch == MODEL_ARCH_LLAMA ? "llama" : "gpt2";
@@ -269,6 +270,8 @@ int cli_mkmodel(int argc, char **argv)
         rc = gguf_writer_set_str(m.w, "general.architecture", a, &m.err);
     if (rc == ATTND_OK)
         rc = gguf_writer_set_str(m.w, "general.name", name, &m.err);
+    if (rc == ATTND_OK)
+        rc = gguf_writer_set_u32(m.w, "general.file_type", quant_preset_file_type(preset), &m.err);
     if (rc == ATTND_OK)
         rc = gguf_writer_set_u32(m.w, KEY("%s.context_length"), ctx, &m.err);
     if (rc == ATTND_OK)
@@ -312,7 +315,7 @@ int cli_mkmodel(int argc, char **argv)
     free(m.specs);
     if (rc != ATTND_OK) {
         fprintf(stderr, "attnd mkmodel: %s\n", m.err.msg);
-        return 1;
+        return m.bad_shape ? 2 : 1;
     }
     return 0;
 }

@@ -38,7 +38,7 @@ struct engine {
     kv_pool *kv;
     uint32_t n_threads;
     uint32_t max_entries;
-    matmul_isa isa;
+    quant_isa isa;
     uint32_t q_dim, kv_dim;
 
     /* sequences, indexed by id */
@@ -53,8 +53,9 @@ struct engine {
     float *rope_cos, *rope_sin; /* [max_entries][n_rot/2] */
     double *inv_freq;           /* [n_rot/2] */
 
-    /* activations quantized for Q8_0 weights, [max_entries][widest / 32] */
-    dtype_q8_0 *xq;
+    /* activations quantized for the weight being multiplied, [max_entries]
+     * rows of matmul_act_row_bytes_max(widest) bytes */
+    void *xq;
 
     /* per thread */
     float **mm_scratch;
@@ -77,7 +78,7 @@ struct mm_job {
     engine *e;
     const model_weight *w;
     const float *x;
-    const dtype_q8_0 *xq; /* x quantized, for Q8_0 weights */
+    const void *xq; /* x quantized, for quantized weights */
     uint32_t M;
     float *y;
     uint32_t ldy;
@@ -90,7 +91,7 @@ static void mm_task(void *ctx, uint32_t task, uint32_t thread)
     uint32_t r0 = task * j->chunk;
     uint32_t r1 = r0 + j->chunk < j->w->n_out ? r0 + j->chunk : j->w->n_out;
     if (j->xq)
-        matmul_rows_q8_0(j->w, j->xq, j->M, j->y, j->ldy, r0, r1, j->e->isa);
+        matmul_rows_quant(j->w, j->xq, j->M, j->y, j->ldy, r0, r1, j->e->isa);
     else
         matmul_rows(j->w, j->x, j->M, j->y, j->ldy, r0, r1, j->e->mm_scratch[thread], j->e->isa);
 }
@@ -101,21 +102,21 @@ static void quantize_task(void *ctx, uint32_t task, uint32_t thread)
     const struct mm_job *j = ctx;
     uint32_t m0 = task * j->chunk;
     uint32_t m1 = m0 + j->chunk < j->M ? m0 + j->chunk : j->M;
-    matmul_quantize_rows(j->x, j->w->n_in, m0, m1, j->e->xq, j->e->isa);
+    matmul_quantize_rows(j->w, j->x, m0, m1, j->e->xq, j->e->isa);
 }
 
 /* y[M][ldy] (columns [0, n_out)) = x[M][n_in] · Wᵀ, split by output rows.
- * Q8_0 weights: x is quantized once first (split by activation rows when
- * there are many). */
+ * Quantized weights: x is quantized once first (split by activation rows
+ * when there are many). */
 static void run_matmul(engine *e, const model_weight *w, const float *x, uint32_t M, float *y,
                        uint32_t ldy)
 {
     uint32_t tasks = e->n_threads * 4;
     struct mm_job j = {e, w, x, NULL, M, y, ldy, 0};
-    if (w->type == GGUF_DTYPE_Q8_0) {
+    if (matmul_quantizes(w)) {
         /* a decode batch is quicker to quantize than to hand out */
         if (M <= 8) {
-            matmul_quantize_rows(x, w->n_in, 0, M, e->xq, e->isa);
+            matmul_quantize_rows(w, x, 0, M, e->xq, e->isa);
         } else {
             j.chunk = (M + e->n_threads - 1) / e->n_threads;
             attnd_pool_run(e->pool, quantize_task, &j, (M + j.chunk - 1) / j.chunk);
@@ -268,7 +269,7 @@ int engine_new(const model *m, const engine_params *p, engine **out, attnd_err *
         return rc;
     }
     e->n_threads = attnd_pool_size(e->pool);
-    e->isa = matmul_best_isa();
+    e->isa = quant_best_isa();
     /* Our workers each call OpenBLAS on their own slice: OpenBLAS itself must
      * not start more threads. */
     openblas_set_num_threads(1);
@@ -323,7 +324,7 @@ int engine_new(const model *m, const engine_params *p, engine **out, attnd_err *
     };
     uint32_t widest = d > ff ? d : ff;
     widest = widest > e->q_dim ? widest : e->q_dim;
-    e->xq = malloc((size_t)n * (widest / DTYPE_QK8_0 + 1) * sizeof *e->xq);
+    e->xq = malloc((size_t)n * matmul_act_row_bytes_max(widest));
     if (!e->xq)
         ok = false;
     for (uint32_t t = 0; ok && t < e->n_threads; t++) {

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dtype.h"
+#include "quant.h"
 
 /* Vectors (norm weights, biases) are copied to F32 into one owned buffer;
  * the loader counts them first, then fills. */
@@ -18,10 +18,25 @@ struct binder {
     attnd_err *err;
 };
 
-static bool matrix_type_supported(gguf_dtype t)
+/* The table entry of a type a weight matrix may have: one with a dot
+ * kernel (every weight type; not the activation-only formats). */
+static const quant_traits *matrix_traits(gguf_dtype t)
 {
-    return t == GGUF_DTYPE_F32 || t == GGUF_DTYPE_F16 || t == GGUF_DTYPE_BF16 ||
-           t == GGUF_DTYPE_Q8_0;
+    const quant_traits *qt = quant_traits_of(t);
+    return qt && qt->dot[QUANT_ISA_SCALAR] ? qt : NULL;
+}
+
+/* "F32, F16, ..." for error messages: every type matrix_traits admits. */
+static void matrix_type_list(char *buf, size_t cap)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (uint32_t t = 0; t < GGUF_DTYPE_COUNT_ && len < cap; t++)
+        if (matrix_traits((gguf_dtype)t)) {
+            int n = snprintf(buf + len, cap - len, "%s%s", len ? ", " : "",
+                             gguf_dtype_name((gguf_dtype)t));
+            len += n > 0 ? (size_t)n : 0;
+        }
 }
 
 static const gguf_tensor *find(struct binder *b, const char *name, bool required)
@@ -43,11 +58,25 @@ static int bind_matrix(struct binder *b, const char *name, uint32_t n_in, uint32
                              "%s: tensor '%s' has shape [%llu, %llu] (%u dims), expected [%u, %u]",
                              b->path, name, (unsigned long long)t->ne[0],
                              (unsigned long long)t->ne[1], t->n_dims, n_in, n_out);
-    if (!matrix_type_supported(t->type))
+    const quant_traits *qt = matrix_traits(t->type);
+    if (!qt) {
+        char types[256];
+        matrix_type_list(types, sizeof types);
         return attnd_err_set(b->err, ATTND_EUNSUPPORTED,
-                             "%s: tensor '%s': unsupported tensor type %s (F32, F16, BF16 and "
-                             "Q8_0 are supported)",
-                             b->path, name, gguf_dtype_name(t->type));
+                             "%s: tensor '%s': unsupported tensor type %s (supported: %s)",
+                             b->path, name, gguf_dtype_name(t->type), types);
+    }
+    if (qt->find_bad_scale) {
+        size_t n_blocks = (size_t)(t->n_elems / gguf_dtype_block_elems(t->type));
+        size_t bad = qt->find_bad_scale(t->data, n_blocks);
+        if (bad < n_blocks)
+            return attnd_err_set(b->err, ATTND_EFORMAT,
+                                 "%s: tensor '%s' (%s): block %zu (row %zu) has a NaN or "
+                                 "infinite scale",
+                                 b->path, name, gguf_dtype_name(t->type), bad,
+                                 bad / (n_in / gguf_dtype_block_elems(t->type)));
+    }
+    w->qt = qt;
     w->type = t->type;
     w->data = t->data;
     w->n_in = n_in;
@@ -65,11 +94,10 @@ static int bind_vector(struct binder *b, const char *name, uint32_t n, const flo
         return attnd_err_set(b->err, ATTND_EFORMAT,
                              "%s: tensor '%s' has %llu elements, expected %u", b->path, name,
                              (unsigned long long)t->n_elems, n);
-    if (t->type != GGUF_DTYPE_F32 && t->type != GGUF_DTYPE_F16 && t->type != GGUF_DTYPE_BF16)
+    if (quant_to_f32(t->type, t->data, b->vec_next, n) != 0)
         return attnd_err_set(b->err, ATTND_EUNSUPPORTED,
                              "%s: tensor '%s': unsupported tensor type %s for a vector", b->path,
                              name, gguf_dtype_name(t->type));
-    dtype_to_f32(t->type, t->data, b->vec_next, n);
     *out = b->vec_next;
     b->vec_next += n;
     return ATTND_OK;
@@ -196,6 +224,19 @@ uint64_t model_weight_bytes(const model *m)
     return bytes;
 }
 
+static uint64_t matrix_bytes(const model_weight *w)
+{
+    return w->data ? w->row_bytes * w->n_out : 0;
+}
+
+uint64_t model_step_bytes(const model *m)
+{
+    uint64_t bytes = model_weight_bytes(m) - matrix_bytes(&m->pos_embd);
+    if (m->output.data != m->tok_embd.data)
+        bytes -= matrix_bytes(&m->tok_embd);
+    return bytes;
+}
+
 const model_hparams *model_hparams_of(const model *m)
 {
     return &m->hp;
@@ -209,5 +250,5 @@ const tok_vocab *model_vocab(const model *m)
 void model_weight_row(const model_weight *w, uint32_t row, float *out)
 {
     const uint8_t *p = (const uint8_t *)w->data + (size_t)row * w->row_bytes;
-    dtype_to_f32(w->type, p, out, w->n_in);
+    w->qt->to_f32(p, out, w->n_in);
 }

@@ -21,8 +21,11 @@ typedef struct model model;
 int model_load(const char *path, model **out, attnd_err *err);
 void model_free(model *m);
 
-/* Bytes of all weight tensors (what a decode step reads at least once). */
+/* Bytes of all weight tensors (what the file holds). */
 uint64_t model_weight_bytes(const model *m);
+/* Bytes a decode step reads: every tensor but the embedding tables, of
+ * which a step reads one row per token (unless the output shares them). */
+uint64_t model_step_bytes(const model *m);
 const model_hparams *model_hparams_of(const model *m);
 const tok_vocab *model_vocab(const model *m);
 

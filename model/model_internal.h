@@ -4,10 +4,13 @@
 #define ATTND_MODEL_INTERNAL_H
 
 #include "model.h"
+#include "quant.h"
 
-/* A weight matrix of n_out rows of n_in elements (GGUF ne = [n_in, n_out]). */
+/* A weight matrix of n_out rows of n_in elements (GGUF ne = [n_in, n_out]),
+ * in the file's mapping; qt is its type's table entry. */
 typedef struct model_weight {
     gguf_dtype type;
+    const quant_traits *qt;
     const void *data;
     uint32_t n_in;
     uint32_t n_out;

@@ -76,6 +76,10 @@ bin=build/release/cli/attnd
 "$bin" mkmodel -o "$corpus/gguf/llama-f32.gguf" --dim 16 --layers 1 --heads 2 --kv-heads 1 --ff 16 --ctx 8
 "$bin" mkmodel -o "$corpus/gguf/llama-q8.gguf" --dim 32 --layers 1 --heads 2 --ff 32 --ctx 8 --type q8_0
 "$bin" mkmodel -o "$corpus/gguf/gpt2-f16.gguf" --arch gpt2 --dim 16 --layers 1 --heads 2 --ff 16 --ctx 8 --type f16
+# one file per quantization preset: every block layout the loader reads
+for q in q4_0 q4_1 q5_0 q5_1 q2_k q3_k_m q4_k_m q5_k_m q6_k iq4_nl iq4_xs; do
+  "$bin" mkmodel -o "$corpus/gguf/llama-$q.gguf" --dim 256 --layers 1 --heads 2 --ff 256 --ctx 8 --type "$q"
+done
 printf '%s' '{"prompt":"Hello","max_tokens":8,"temperature":0.7,"top_k":40,"top_p":0.9,"min_p":0.05,"repeat_penalty":1.1,"seed":42,"stop":["\n","END"],"ignore_eos":false,"stream":true}' > "$corpus/request/full.json"
 printf '%s' '{"prompt":"a","stop":"x"}' > "$corpus/request/min.json"
 printf '%s' '{"text":"caf\u00e9 \ud83d\ude00"}' > "$corpus/request/tokenize.json"

@@ -45,7 +45,7 @@ typedef void (*quant_dot_fn)(uint32_t n, const void *restrict w, const void *res
 typedef struct quant_traits {
     gguf_dtype type;
     /* Format activations are quantized to before dot (Q8_0, Q8_1, Q8_K);
-     * GGUF_DTYPE_F32 for float weights (matmul multiplies floats); for an
+     * GGUF_DTYPE_F32 for float weights, whose dot takes float rows; for an
      * activation format itself, its own type. */
     gguf_dtype act_type;
     /* Dequantization: the reference's bits exactly (golden/dequant). */
@@ -56,8 +56,9 @@ typedef struct quant_traits {
     /* Activation formats only: the quantizer per ISA, each giving from_f32's
      * bits exactly. NULL entries fall back to the level below. */
     quant_from_f32_fn quantize_act[QUANT_ISA_COUNT];
-    /* Weight types only: [QUANT_ISA_SCALAR] is the plain reference, always
-     * present; NULL entries above it fall back to the level below. */
+    /* Weight types (every type but Q8_1 and Q8_K): [QUANT_ISA_SCALAR] is the
+     * plain reference, always present; NULL entries above it fall back to
+     * the level below. */
     quant_dot_fn dot[QUANT_ISA_COUNT];
     /* Index of the first of N_BLOCKS blocks whose scale is NaN or infinite,
      * or N_BLOCKS if none; NULL for float types (nothing to check). */
@@ -68,8 +69,8 @@ typedef struct quant_traits {
  * type, an integer type, an unknown id). */
 const quant_traits *quant_traits_of(gguf_dtype t);
 
-/* T's dot kernel for ISA (falling back to lower levels); NULL for types
- * without one (floats, activation formats). */
+/* QT's dot kernel for ISA (falling back to lower levels); NULL for the
+ * activation-only formats Q8_1 and Q8_K. */
 quant_dot_fn quant_dot(const quant_traits *qt, quant_isa isa);
 /* The activation quantizer of activation format T for ISA. */
 quant_from_f32_fn quant_act_quantizer(const quant_traits *qt, quant_isa isa);

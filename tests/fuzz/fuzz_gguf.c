@@ -1,6 +1,8 @@
 /* fuzz_gguf.c - libFuzzer target for everything that reads a GGUF file from
- * outside: the reader, hyperparameter loading and tokenizer construction (plus
- * a short encode/decode with whatever tokenizer the bytes describe). Build with
+ * outside: the reader, hyperparameter loading, tokenizer construction (plus
+ * a short encode/decode with whatever tokenizer the bytes describe), and the
+ * weight-type table's scale check and dequantization of whatever blocks the
+ * bytes hold. Build with
  * clang and -DATTND_FUZZ=ON; scripts/test.sh runs it from a seed corpus. */
 #include <stddef.h>
 #include <stdint.h>
@@ -8,6 +10,7 @@
 
 #include "gguf.h"
 #include "hparams.h"
+#include "quant.h"
 #include "tok.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -48,6 +51,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const uint8_t *p = t->data;
         if (t->nbytes)
             acc += p[0] + p[t->nbytes - 1];
+        /* The loader's scale check over every block, then a row or two
+         * dequantized: a wrong bound or shift shows up under ASan/UBSan. */
+        const quant_traits *qt = quant_traits_of(t->type);
+        const uint32_t be = gguf_dtype_block_elems(t->type);
+        if (!qt || !be)
+            continue;
+        if (qt->find_bad_scale)
+            acc += (unsigned)qt->find_bad_scale(t->data, (size_t)(t->n_elems / be));
+        static float row[4096];
+        uint64_t n = t->n_elems < 4096 ? t->n_elems : 4096;
+        n -= n % be;
+        if (n)
+            acc += quant_to_f32(t->type, t->data, row, (size_t)n) == 0 && row[0] == row[0];
     }
     model_hparams hp;
     (void)model_hparams_load(f, &hp, &err);
