@@ -428,6 +428,7 @@ AVX2 INLINE __m256 q4_0_dw_avx2(const uint8_t *wk)
     return halves8_even_odd(wk, Q4_0_BYTES);
 }
 
+
 AVX2 INLINE void dot_q4_0_avx2(uint32_t n, const uint8_t *w, const uint8_t *x, size_t x_stride,
                                const uint32_t nx, float *out)
 {
@@ -490,18 +491,23 @@ AVX512 INLINE __m256i flip(__m256i v)
     return _mm256_xor_si256(v, _mm256_set1_epi8((char)0x80));
 }
 
-/* -128 * sum(u - offset) in each 4-byte lane, plus START. */
-AVX512 INLINE __m256i minus_128_sum_w(__m256i start, __m256i u, int offset)
+/* ACC - 128 * sum(u) in each 4-byte lane: -128 * sum(w) - 512 * OFFSET. */
+AVX512 INLINE __m256i minus_128_sum_u(__m256i acc, __m256i u)
 {
-    return _mm256_dpbusd_epi32(_mm256_add_epi32(start, _mm256_set1_epi32(512 * offset)), u,
-                               _mm256_set1_epi8(-128));
+    return _mm256_dpbusd_epi32(acc, u, _mm256_set1_epi8(-128));
 }
 
-/* -offset * sum(x) in each 4-byte lane, plus START, from x + 128. */
-AVX512 INLINE __m256i minus_offset_sum_x(__m256i start, __m256i x_flipped, int offset)
+/* ACC - OFFSET * sum(x + 128) in each lane: -OFFSET * sum(x) - 512 * OFFSET. */
+AVX512 INLINE __m256i minus_offset_sum_x(__m256i acc, __m256i x_flipped, int offset)
 {
-    return _mm256_dpbusd_epi32(_mm256_add_epi32(start, _mm256_set1_epi32(512 * offset)), x_flipped,
-                               _mm256_set1_epi8((char)-offset));
+    return _mm256_dpbusd_epi32(acc, x_flipped, _mm256_set1_epi8((char)-offset));
+}
+
+/* Where a sum starts that takes USES of those corrections: the 512 * OFFSET
+ * each one subtracts, given back once. */
+AVX512 INLINE __m256i bias(int offset, int uses)
+{
+    return _mm256_set1_epi32(512 * offset * uses);
 }
 
 typedef struct signed_view {
@@ -513,8 +519,7 @@ AVX512 INLINE void block_signed_vnni(signed_view view, const uint8_t *wb, const 
                                      size_t xs, const chunk_scale *sc, uint32_t j, uint32_t nx,
                                      __m256 *acc)
 {
-    const __m256i zero = _mm256_setzero_si256();
-    const __m256i start = minus_128_sum_w(zero, view.u(wb), view.offset), wv = view.w(wb);
+    const __m256i start = minus_128_sum_u(bias(view.offset, 1), view.u(wb)), wv = view.w(wb);
     for (uint32_t m = 0; m < nx; m++) {
         const __m256i xu = flip(load256(xb + (size_t)m * xs + 2));
         const __m256 f = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(start, xu, wv));
@@ -557,11 +562,10 @@ AVX512 INLINE void pair_q4_0_vnni(const uint8_t *wb, const uint8_t *xb, size_t x
 {
     __m256i ua, ub;
     q4_0_pair(wb, &ua, &ub);
-    const __m256i zero = _mm256_setzero_si256();
     if (nx == 1) {
         __m256i xa, xb2;
         act_pair(xb, &xa, &xb2);
-        __m256i sum = minus_offset_sum_x(zero, flip(xa), 8);
+        __m256i sum = minus_offset_sum_x(bias(8, 2), flip(xa), 8);
         sum = minus_offset_sum_x(sum, flip(xb2), 8);
         sum = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(sum, ua, xa), ub, xb2);
         acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), lane_broadcast(s2[0], p), acc[0]);
@@ -569,7 +573,7 @@ AVX512 INLINE void pair_q4_0_vnni(const uint8_t *wb, const uint8_t *xb, size_t x
     }
     const __m256i wa = _mm256_sub_epi8(ua, _mm256_set1_epi8(8));
     const __m256i wb8 = _mm256_sub_epi8(ub, _mm256_set1_epi8(8));
-    const __m256i start = minus_128_sum_w(minus_128_sum_w(zero, ua, 8), ub, 8);
+    const __m256i start = minus_128_sum_u(minus_128_sum_u(bias(8, 2), ua), ub);
     for (uint32_t m = 0; m < nx; m++) {
         __m256i xa, xb2;
         act_pair(xb + (size_t)m * xs, &xa, &xb2);
