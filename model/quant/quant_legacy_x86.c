@@ -3,20 +3,20 @@
  * activations and of Q4_1 / Q5_1 weights with Q8_1 activations, and the
  * activation quantizers.
  *
- * Every dot takes the same exact integer sum per block as the scalar
+ * Every dot takes the same exact integer sums per block as the scalar
  * reference and differs from it only in the order the float products are
  * added. A row's blocks go round a fixed set of accumulators whatever NX
- * is, so its result does not depend on what it is batched with.
+ * is, so its result does not depend on what it is batched with; where the
+ * kernel for one row computes its integer sums differently from the one
+ * for several, the sums in every lane are still the same exact numbers.
  *
- * What bounds these loops (measured on Zen 4) is the number of loads and
- * vector operations per block, not latency: the half scales of CHUNK blocks
- * are gathered in general registers and converted by one F16C instruction,
- * a block's scale product is broadcast straight from memory into its FMA,
- * and nibbles are unpacked from one broadcast load.
- *
- * The AVX512 kernels are the AVX2 ones with VNNI on 256-bit vectors and
- * twice the accumulators (32 registers): 512-bit vectors gave no more
- * throughput (a block is 32 bytes, and its scale is its own). */
+ * What bounds these loops (measured on Zen 4) is the number of
+ * instructions and loads per block, not latency. So: the half scales of
+ * CHUNK blocks are packed in general registers and converted by one F16C
+ * instruction; a block's scale product is broadcast by an in-lane permute;
+ * Q4_0 goes two blocks at a time; weights are prefetched. 256-bit vectors:
+ * 512-bit ones were slower on the same machine (each costs two 256-bit
+ * issue slots, and the 16-byte pieces do not fill them for free). */
 #include "quant_legacy_x86.h"
 
 #ifdef ATTND_HAVE_X86
@@ -72,11 +72,24 @@ AVX2 INLINE __m256i load256(const uint8_t *p)
     return _mm256_loadu_si256((const __m256i *)(const void *)p);
 }
 
+/* Weights are read once, in order: the hardware prefetcher alone leaves a
+ * one-row dot waiting on memory about a fifth of the time (measured), so
+ * each chunk asks for the lines PREFETCH_AHEAD bytes on (the next row's
+ * when near the end: matmul takes rows in order). */
+#define PREFETCH_AHEAD 2048
+
+AVX2 INLINE void prefetch_ahead(const uint8_t *chunk, size_t chunk_bytes)
+{
+    for (size_t off = 0; off < chunk_bytes; off += 64)
+        _mm_prefetch((const char *)chunk + PREFETCH_AHEAD + off, _MM_HINT_T0);
+}
+
 /* The 32 nibbles at QS as bytes, low nibbles first (ggml's element order):
  * one broadcast load, the upper copy shifted by 4. */
 AVX2 INLINE __m256i nibbles32(const uint8_t *qs)
 {
-    const __m256i both = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)qs));
+    const __m128i q = _mm_loadu_si128((const __m128i *)(const void *)qs);
+    const __m256i both = _mm256_broadcastsi128_si256(q);
     return _mm256_and_si256(_mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4)),
                             _mm256_set1_epi8(0x0f));
 }
@@ -253,6 +266,7 @@ AVX2 INLINE void block_scales(const uint8_t *wb, const uint8_t *xb, size_t xs, u
     }                                                                                              \
     for (uint32_t k = 0; k < nb_chunks; k += CHUNK) {                                              \
         const uint8_t *wk = w + (size_t)k * (WBYTES), *xk = x + (size_t)k * (XBYTES);              \
+        prefetch_ahead(wk, CHUNK * (WBYTES));                                                      \
         chunk_scales(wk, WBYTES, xk, x_stride, XBYTES, nx, HAS_MIN, sc, mins);                     \
         _Pragma("GCC unroll 8") for (uint32_t j = 0; j < CHUNK; j++)                               \
             BLOCK(wk + j * (WBYTES), xk + j * (XBYTES), sc, j, acc[j % (NACC)]);                   \
@@ -295,7 +309,8 @@ AVX2 INLINE void block_scales(const uint8_t *wb, const uint8_t *xb, size_t xs, u
 
 AVX2 INLINE __m256i load_2x16(const uint8_t *lo, const uint8_t *hi)
 {
-    return _mm256_loadu2_m128i((const __m128i *)(const void *)hi, (const __m128i *)(const void *)lo);
+    return _mm256_loadu2_m128i((const __m128i *)(const void *)hi,
+                               (const __m128i *)(const void *)lo);
 }
 
 /* Pair starting at block B: the unsigned nibbles of A and B. */
@@ -317,7 +332,8 @@ AVX2 INLINE void act_pair(const uint8_t *b, __m256i *xa, __m256i *xb)
 AVX2 INLINE __m256 halves8_even_odd(const uint8_t *p, size_t stride)
 {
     const __m128i even = _mm_cvtsi64_si128((long long)four_halves(p, 2 * stride));
-    return _mm256_cvtph_ps(_mm_insert_epi64(even, (long long)four_halves(p + stride, 2 * stride), 1));
+    const long long odd = (long long)four_halves(p + stride, 2 * stride);
+    return _mm256_cvtph_ps(_mm_insert_epi64(even, odd, 1));
 }
 
 /* The loop of the pair kernels. DW_EVEN_ODD(wk) gives the chunk's weight
@@ -332,6 +348,7 @@ AVX2 INLINE __m256 halves8_even_odd(const uint8_t *p, size_t stride)
         acc[0][m] = acc[1][m] = _mm256_setzero_ps();                                               \
     for (uint32_t k = 0; k < nb_chunks; k += CHUNK) {                                              \
         const uint8_t *wk = w + (size_t)k * Q4_0_BYTES, *xk = x + (size_t)k * Q8_0_BYTES;          \
+        prefetch_ahead(wk, CHUNK * Q4_0_BYTES);                                                    \
         const __m256 dw = DW_EVEN_ODD(wk);                                                         \
         for (uint32_t m = 0; m < nx; m++)                                                          \
             s2[m] = _mm256_mul_ps(dw, halves8_even_odd(xk + (size_t)m * x_stride, Q8_0_BYTES));    \
@@ -475,16 +492,16 @@ AVX2 QUANT_LEGACY_DOT(quant_q5_1_dot_avx2)
 }
 
 /* ---- AVX-512 VNNI ----
- * vpdpbusd multiplies unsigned by signed bytes, exactly, into 32 bits. Two
- * ways to feed it signed weights w = u - OFFSET (u unsigned) and signed
- * activations x, giving the same sums:
- * - flip the activation's top bit (x + 128, one xor per row) against w,
- *   and start the sum at -128 * sum(w), computed once per weight block from
- *   u: -128 * sum(u) + 4 * 128 * OFFSET per 4-byte lane. Best with several
- *   rows.
- * - u against x, starting at -OFFSET * sum(x), from the flipped
- *   activation: saves forming w, costs a product per row; best for one
- *   row. */
+ * vpdpbusd adds products of unsigned by signed bytes, four to a 32-bit
+ * lane, exactly. Signed weights w = u - OFFSET (u unsigned) meet signed
+ * activations x in one of two ways, with the same lane sums:
+ * - the activation flipped to unsigned (x + 128, one xor per row) against
+ *   w, the sum starting at -128 * sum(w), once per weight block (from u):
+ *   best for several rows;
+ * - u against x, the sum starting at -OFFSET * sum(x) (from the flipped
+ *   activation): no w to form, one more product per row: best for one.
+ * Each correction also takes off a constant 512 * OFFSET, which the sum's
+ * starting value gives back. */
 
 AVX512 INLINE __m256i flip(__m256i v)
 {
@@ -577,7 +594,8 @@ AVX512 INLINE void pair_q4_0_vnni(const uint8_t *wb, const uint8_t *xb, size_t x
     for (uint32_t m = 0; m < nx; m++) {
         __m256i xa, xb2;
         act_pair(xb + (size_t)m * xs, &xa, &xb2);
-        const __m256i sum = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(start, flip(xa), wa), flip(xb2), wb8);
+        const __m256i sum_a = _mm256_dpbusd_epi32(start, flip(xa), wa);
+        const __m256i sum = _mm256_dpbusd_epi32(sum_a, flip(xb2), wb8);
         acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), lane_broadcast(s2[m], p), acc[m]);
     }
 }
@@ -658,10 +676,11 @@ AVX512 QUANT_LEGACY_DOT(quant_q5_1_dot_avx512)
 AVX2 INLINE __m256i round_away_avx2(__m256 p)
 {
     const __m256 sign = _mm256_and_ps(p, _mm256_set1_ps(-0.0f));
-    return _mm256_cvttps_epi32(_mm256_add_ps(p, _mm256_or_ps(sign, _mm256_set1_ps(JUST_BELOW_HALF))));
+    const __m256 h = _mm256_or_ps(sign, _mm256_set1_ps(JUST_BELOW_HALF));
+    return _mm256_cvttps_epi32(_mm256_add_ps(p, h));
 }
 
-/* Block B's 32 values quantized to QS; returns d, and the sum of the
+/* The 32 values at XB quantized to QS; returns d, and the sum of the
  * quantized values in *SUM. */
 AVX2 INLINE float quantize_block_avx2(const float *xb, int8_t *qs, int *sum)
 {
@@ -680,7 +699,8 @@ AVX2 INLINE float quantize_block_avx2(const float *xb, int8_t *qs, int *sum)
     __m256i q[4];
     for (int g = 0; g < 4; g++)
         q[g] = round_away_avx2(_mm256_mul_ps(v[g], vid));
-    const __m256i s32 = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    const __m256i s32 =
+        _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
     __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1));
     s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(1, 0, 3, 2)));
     s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(2, 3, 0, 1)));
