@@ -496,12 +496,11 @@ AVX2 QUANT_LEGACY_DOT(quant_q5_1_dot_avx2)
  * lane, exactly. Signed weights w = u - OFFSET (u unsigned) meet signed
  * activations x in one of two ways, with the same lane sums:
  * - the activation flipped to unsigned (x + 128, one xor per row) against
- *   w, the sum starting at -128 * sum(w), once per weight block (from u):
- *   best for several rows;
- * - u against x, the sum starting at -OFFSET * sum(x) (from the flipped
- *   activation): no w to form, one more product per row: best for one.
- * Each correction also takes off a constant 512 * OFFSET, which the sum's
- * starting value gives back. */
+ *   w, the sum starting at -128 * sum(w), once per weight block (from u;
+ *   the correction also takes off 512 * OFFSET, which the starting value
+ *   gives back): best for several rows;
+ * - u against x, less OFFSET times x (OFFSET as the unsigned factor): no w
+ *   to form, one more product and a subtraction per row: best for one. */
 
 AVX512 INLINE __m256i flip(__m256i v)
 {
@@ -514,14 +513,8 @@ AVX512 INLINE __m256i minus_128_sum_u(__m256i acc, __m256i u)
     return _mm256_dpbusd_epi32(acc, u, _mm256_set1_epi8(-128));
 }
 
-/* ACC - OFFSET * sum(x + 128) in each lane: -OFFSET * sum(x) - 512 * OFFSET. */
-AVX512 INLINE __m256i minus_offset_sum_x(__m256i acc, __m256i x_flipped, int offset)
-{
-    return _mm256_dpbusd_epi32(acc, x_flipped, _mm256_set1_epi8((char)-offset));
-}
-
 /* Where a sum starts that takes USES of those corrections: the 512 * OFFSET
- * each one subtracts, given back once. */
+ * each one takes off, given back. */
 AVX512 INLINE __m256i bias(int offset, int uses)
 {
     return _mm256_set1_epi32(512 * offset * uses);
@@ -582,9 +575,10 @@ AVX512 INLINE void pair_q4_0_vnni(const uint8_t *wb, const uint8_t *xb, size_t x
     if (nx == 1) {
         __m256i xa, xb2;
         act_pair(xb, &xa, &xb2);
-        __m256i sum = minus_offset_sum_x(bias(8, 2), flip(xa), 8);
-        sum = minus_offset_sum_x(sum, flip(xb2), 8);
-        sum = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(sum, ua, xa), ub, xb2);
+        const __m256i zero = _mm256_setzero_si256(), eight = _mm256_set1_epi8(8);
+        const __m256i ux = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(zero, ua, xa), ub, xb2);
+        const __m256i x8 = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(zero, eight, xa), eight, xb2);
+        const __m256i sum = _mm256_sub_epi32(ux, x8);
         acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), lane_broadcast(s2[0], p), acc[0]);
         return;
     }
