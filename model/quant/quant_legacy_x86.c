@@ -445,7 +445,6 @@ AVX2 INLINE __m256 q4_0_dw_avx2(const uint8_t *wk)
     return halves8_even_odd(wk, Q4_0_BYTES);
 }
 
-
 AVX2 INLINE void dot_q4_0_avx2(uint32_t n, const uint8_t *w, const uint8_t *x, size_t x_stride,
                                const uint32_t nx, float *out)
 {
