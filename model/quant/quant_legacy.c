@@ -430,7 +430,8 @@ static size_t q8_1_bad_scale(const void *blocks, size_t n_blocks)
 /* ---- the table entries ---- */
 
 #ifdef ATTND_HAVE_X86
-#define X86_DOTS(t) [QUANT_ISA_AVX2] = quant_##t##_dot_avx2, [QUANT_ISA_AVX512] = quant_##t##_dot_avx512,
+#define X86_DOTS(t)                                                                                \
+    [QUANT_ISA_AVX2] = quant_##t##_dot_avx2, [QUANT_ISA_AVX512] = quant_##t##_dot_avx512,
 #define X86_ACT(t)                                                                                 \
     .quantize_act = {[QUANT_ISA_AVX2] = quant_##t##_quantize_avx2,                                 \
                      [QUANT_ISA_AVX512] = quant_##t##_quantize_avx512},

@@ -3,23 +3,24 @@
  * activations and of Q4_1 / Q5_1 weights with Q8_1 activations, and the
  * activation quantizers.
  *
- * Every dot takes the same exact integer sum per block as the scalar
+ * Every dot takes the same exact integer sums per block as the scalar
  * reference and differs from it only in the order the float products are
- * added. Each activation row has its own two accumulators (even and odd
- * blocks, to hide the FMA latency) whatever NX is, so a row's result does
- * not depend on what it is batched with.
+ * added. A row's blocks go round a fixed set of accumulators whatever NX
+ * is, so its result does not depend on what it is batched with; where the
+ * kernel for one row computes its integer sums differently from the one
+ * for several, the sums in every lane are still the same exact numbers.
  *
- * The half scales of CHUNK blocks are converted with one F16C instruction
- * and multiplied in one vector; a block then broadcasts its product from
- * memory (a load, no shuffle). Blocks past the last whole chunk take the
- * same operations one at a time.
- *
- * The AVX512 kernels are the AVX2 ones with VNNI (vpdpbusd) on 256-bit
- * vectors: 512-bit vectors bought nothing on the machines measured (a
- * block is 32 bytes of activations, the scales are per block). */
+ * What bounds these loops (measured on Zen 4) is the number of
+ * instructions and loads per block, not latency. So: the half scales of
+ * CHUNK blocks are packed in general registers and converted by one F16C
+ * instruction; a block's scale product is broadcast by an in-lane permute;
+ * Q4_0 goes two blocks at a time; weights are prefetched. 256-bit vectors:
+ * 512-bit ones were slower on the same machine (each costs two 256-bit
+ * issue slots, and the 16-byte pieces do not fill them for free). */
 #include "quant_legacy_x86.h"
 
 #ifdef ATTND_HAVE_X86
+#include <stdbool.h>
 #include <string.h>
 
 #include "attnd_half.h"
@@ -31,6 +32,13 @@
 #define AVX2 ATTND_AVX2
 #define AVX512 ATTND_AVX512
 
+#define Q4_0_BYTES sizeof(quant_block_q4_0)
+#define Q5_0_BYTES sizeof(quant_block_q5_0)
+#define Q8_0_BYTES sizeof(quant_block_q8_0)
+#define Q4_1_BYTES sizeof(quant_block_q4_1)
+#define Q5_1_BYTES sizeof(quant_block_q5_1)
+#define Q8_1_BYTES sizeof(quant_block_q8_1)
+
 static inline uint16_t half_at(const uint8_t *p)
 {
     uint16_t h;
@@ -38,21 +46,25 @@ static inline uint16_t half_at(const uint8_t *p)
     return h;
 }
 
-/* The halves at P, P + STRIDE, P + 2 STRIDE, P + 3 STRIDE, packed low first. */
+/* The halves at P, P + STRIDE, P + 2 STRIDE, P + 3 STRIDE, packed low
+ * first. The empty asm keeps the packing in general registers, where it
+ * costs nothing the dot needs: left alone, the compiler builds it with
+ * vector shuffles. */
 static inline uint64_t four_halves(const uint8_t *p, size_t stride)
 {
-    uint64_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v |= (uint64_t)half_at(p + (size_t)i * stride) << (16 * i);
+    uint64_t v = half_at(p);
+    for (size_t i = 1; i < 4; i++) {
+        v |= (uint64_t)half_at(p + i * stride) << (16 * i);
+        __asm__("" : "+r"(v));
+    }
     return v;
 }
 
 /* The half scales of CHUNK blocks STRIDE bytes apart, as floats. */
 AVX2 INLINE __m256 halves8(const uint8_t *p, size_t stride)
 {
-    const __m128i h = _mm_set_epi64x((long long)four_halves(p + 4 * stride, stride),
-                                     (long long)four_halves(p, stride));
-    return _mm256_cvtph_ps(h);
+    const __m128i lo = _mm_cvtsi64_si128((long long)four_halves(p, stride));
+    return _mm256_cvtph_ps(_mm_insert_epi64(lo, (long long)four_halves(p + 4 * stride, stride), 1));
 }
 
 AVX2 INLINE __m256i load256(const uint8_t *p)
@@ -60,13 +72,26 @@ AVX2 INLINE __m256i load256(const uint8_t *p)
     return _mm256_loadu_si256((const __m256i *)(const void *)p);
 }
 
-/* The 32 nibbles at QS as bytes 0..15: low nibbles first, as ggml orders a
- * block's elements. */
+/* Weights are read once, in order: the hardware prefetcher alone leaves a
+ * one-row dot waiting on memory about a fifth of the time (measured), so
+ * each chunk asks for the lines PREFETCH_AHEAD bytes on (the next row's
+ * when near the end: matmul takes rows in order). */
+#define PREFETCH_AHEAD 2048
+
+AVX2 INLINE void prefetch_ahead(const uint8_t *chunk, size_t chunk_bytes)
+{
+    for (size_t off = 0; off < chunk_bytes; off += 64)
+        _mm_prefetch((const char *)chunk + PREFETCH_AHEAD + off, _MM_HINT_T0);
+}
+
+/* The 32 nibbles at QS as bytes, low nibbles first (ggml's element order):
+ * one broadcast load, the upper copy shifted by 4. */
 AVX2 INLINE __m256i nibbles32(const uint8_t *qs)
 {
-    const __m128i a = _mm_loadu_si128((const __m128i *)(const void *)qs);
-    const __m256i t = _mm256_inserti128_si256(_mm256_castsi128_si256(a), _mm_srli_epi16(a, 4), 1);
-    return _mm256_and_si256(t, _mm256_set1_epi8(0x0f));
+    const __m128i q = _mm_loadu_si128((const __m128i *)(const void *)qs);
+    const __m256i both = _mm256_broadcastsi128_si256(q);
+    return _mm256_and_si256(_mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4)),
+                            _mm256_set1_epi8(0x0f));
 }
 
 /* Bit i of the 32 bits at P as byte i: 0xff where set, 0 where clear. */
@@ -81,15 +106,9 @@ AVX2 INLINE __m256i bits32(const uint8_t *p)
     return _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
 }
 
-/* ---- per-type block views. Signed types: w = x / d as int8 and, for
- * VNNI, the unsigned u = w + offset. Types with a minimum: u = (x - m) / d. */
-
-#define Q4_0_BYTES sizeof(quant_block_q4_0)
-#define Q5_0_BYTES sizeof(quant_block_q5_0)
-#define Q8_0_BYTES sizeof(quant_block_q8_0)
-#define Q4_1_BYTES sizeof(quant_block_q4_1)
-#define Q5_1_BYTES sizeof(quant_block_q5_1)
-#define Q8_1_BYTES sizeof(quant_block_q8_1)
+/* ---- block views: a block's 32 values as bytes. Signed types give
+ * w = x / d as int8 and, for VNNI, the unsigned u = w + offset; types with
+ * a minimum give u = (x - m) / d. */
 
 AVX2 INLINE __m256i q4_0_unsigned(const uint8_t *b)
 {
@@ -108,8 +127,8 @@ AVX2 INLINE __m256i q5_0_unsigned(const uint8_t *b)
     return _mm256_or_si256(nibbles32(b + offsetof(quant_block_q5_0, qs)), hi);
 }
 
-/* q - 16 is the nibble with the fifth bit set, else the nibble minus 16:
- * the same bits as the nibble with 0xf0 on top. */
+/* q - 16 is the nibble where the fifth bit is set, else the nibble minus
+ * 16: the nibble with 0xf0 on top. */
 AVX2 INLINE __m256i q5_0_signed(const uint8_t *b)
 {
     const __m256i neg = _mm256_andnot_si256(bits32(b + offsetof(quant_block_q5_0, qh)),
@@ -120,11 +139,6 @@ AVX2 INLINE __m256i q5_0_signed(const uint8_t *b)
 AVX2 INLINE __m256i q8_0_signed(const uint8_t *b)
 {
     return load256(b + offsetof(quant_block_q8_0, qs));
-}
-
-AVX2 INLINE __m256i q8_0_unsigned(const uint8_t *b)
-{
-    return _mm256_xor_si256(q8_0_signed(b), _mm256_set1_epi8((char)0x80));
 }
 
 AVX2 INLINE __m256i q4_1_unsigned(const uint8_t *b)
@@ -139,195 +153,370 @@ AVX2 INLINE __m256i q5_1_unsigned(const uint8_t *b)
     return _mm256_or_si256(nibbles32(b + offsetof(quant_block_q5_1, qs)), hi);
 }
 
+/* AVX-512 BW applies the fifth bits as a byte mask. */
+AVX512 INLINE __m256i add_fifth_bits(__m256i nibbles, const uint8_t *qh)
+{
+    uint32_t h;
+    memcpy(&h, qh, sizeof h);
+    return _mm256_mask_add_epi8(nibbles, _cvtu32_mask32(h), nibbles, _mm256_set1_epi8(16));
+}
+
+AVX512 INLINE __m256i q5_0_unsigned_512(const uint8_t *b)
+{
+    return add_fifth_bits(nibbles32(b + offsetof(quant_block_q5_0, qs)),
+                          b + offsetof(quant_block_q5_0, qh));
+}
+
+AVX512 INLINE __m256i q5_0_signed_512(const uint8_t *b)
+{
+    return _mm256_sub_epi8(q5_0_unsigned_512(b), _mm256_set1_epi8(16));
+}
+
+AVX512 INLINE __m256i q8_0_unsigned(const uint8_t *b)
+{
+    return _mm256_xor_si256(q8_0_signed(b), _mm256_set1_epi8((char)0x80));
+}
+
+AVX512 INLINE __m256i q5_1_unsigned_512(const uint8_t *b)
+{
+    return add_fifth_bits(nibbles32(b + offsetof(quant_block_q5_1, qs)),
+                          b + offsetof(quant_block_q5_1, qh));
+}
+
 typedef __m256i (*block_view_fn)(const uint8_t *block);
+
+/* ---- scales ---- */
+
+/* One row's scale products d_w * d_x for CHUNK blocks, each half repeated
+ * across both lanes (LO: blocks 0-3, HI: blocks 4-7), so that broadcasting
+ * block j's is one in-lane permute by an immediate. */
+typedef struct chunk_scale {
+    __m256 lo, hi;
+} chunk_scale;
+
+AVX2 INLINE chunk_scale split_scales(__m256 s)
+{
+    return (chunk_scale){_mm256_permute2f128_ps(s, s, 0x00), _mm256_permute2f128_ps(s, s, 0x11)};
+}
+
+/* Element J (0..3) of each lane of V, broadcast within the lane. */
+AVX2 INLINE __m256 lane_broadcast(__m256 v, uint32_t j)
+{
+    switch (j & 3) {
+    case 0: return _mm256_permute_ps(v, 0x00);
+    case 1: return _mm256_permute_ps(v, 0x55);
+    case 2: return _mm256_permute_ps(v, 0xaa);
+    default: return _mm256_permute_ps(v, 0xff);
+    }
+}
+
+AVX2 INLINE __m256 scale_of(chunk_scale s, uint32_t j)
+{
+    return lane_broadcast(j < 4 ? s.lo : s.hi, j);
+}
+
+/* The products for CHUNK blocks of the NX rows (XS bytes apart) into SC;
+ * with a minimum, also m_w * s_x (Q8_1's s = d * sum(q)) added to MINS. */
+AVX2 INLINE void chunk_scales(const uint8_t *wk, size_t wbytes, const uint8_t *xk, size_t xs,
+                              size_t xbytes, uint32_t nx, bool has_min, chunk_scale *sc,
+                              __m256 *mins)
+{
+    const __m256 dw = halves8(wk, wbytes);
+    const __m256 mw = has_min ? halves8(wk + 2, wbytes) : dw;
+    for (uint32_t m = 0; m < nx; m++) {
+        const uint8_t *xm = xk + (size_t)m * xs;
+        sc[m] = split_scales(_mm256_mul_ps(dw, halves8(xm, xbytes)));
+        if (has_min)
+            mins[m] = _mm256_fmadd_ps(mw, halves8(xm + 2, xbytes), mins[m]);
+    }
+}
+
+/* The same for one block, as block 0 of a chunk; m_w * s_x goes to
+ * TAIL_MIN[m]. */
+AVX2 INLINE void block_scales(const uint8_t *wb, const uint8_t *xb, size_t xs, uint32_t nx,
+                              bool has_min, chunk_scale *sc, float *tail_min)
+{
+    const float dw = _cvtsh_ss(half_at(wb));
+    for (uint32_t m = 0; m < nx; m++) {
+        const uint8_t *xm = xb + (size_t)m * xs;
+        const __m256 s = _mm256_set1_ps(dw * _cvtsh_ss(half_at(xm)));
+        sc[m] = (chunk_scale){s, s};
+        if (has_min)
+            tail_min[m] += _cvtsh_ss(half_at(wb + 2)) * _cvtsh_ss(half_at(xm + 2));
+    }
+}
+
+/* ---- the loop of the dots that take one block at a time ---- */
+
+/* Block k goes into accumulator k % NACC of each row, so consecutive FMAs
+ * are independent; CHUNK blocks share one scale conversion, the blocks
+ * after the last whole chunk convert their own. BLOCK(wb, xb, sc, j, acc)
+ * adds weight block WB times the rows' blocks at XB, scaled by block J of
+ * SC, into ACC[m]. HAS_MIN: the weights have a minimum, whose term is
+ * summed apart. */
+#define DOT_LOOP(BLOCK, WBYTES, XBYTES, HAS_MIN, NACC)                                             \
+    const uint32_t nb = n / QK, nb_chunks = nb - nb % CHUNK;                                       \
+    __m256 acc[NACC][4], mins[4];                                                                  \
+    float tail_min[4] = {0.0f, 0.0f, 0.0f, 0.0f};                                                  \
+    chunk_scale sc[4];                                                                             \
+    for (uint32_t m = 0; m < nx; m++) {                                                            \
+        mins[m] = _mm256_setzero_ps();                                                             \
+        for (int a = 0; a < (NACC); a++)                                                           \
+            acc[a][m] = _mm256_setzero_ps();                                                       \
+    }                                                                                              \
+    for (uint32_t k = 0; k < nb_chunks; k += CHUNK) {                                              \
+        const uint8_t *wk = w + (size_t)k * (WBYTES), *xk = x + (size_t)k * (XBYTES);              \
+        prefetch_ahead(wk, CHUNK * (WBYTES));                                                      \
+        chunk_scales(wk, WBYTES, xk, x_stride, XBYTES, nx, HAS_MIN, sc, mins);                     \
+        _Pragma("GCC unroll 8") for (uint32_t j = 0; j < CHUNK; j++)                               \
+            BLOCK(wk + j * (WBYTES), xk + j * (XBYTES), sc, j, acc[j % (NACC)]);                   \
+    }                                                                                              \
+    _Pragma("GCC unroll 8") for (uint32_t j = 0; j < CHUNK; j++) {                                 \
+        if (nb_chunks + j < nb) {                                                                  \
+            const uint8_t *wb = w + (size_t)(nb_chunks + j) * (WBYTES);                            \
+            const uint8_t *xb = x + (size_t)(nb_chunks + j) * (XBYTES);                            \
+            block_scales(wb, xb, x_stride, nx, HAS_MIN, sc, tail_min);                             \
+            BLOCK(wb, xb, sc, 0, acc[j % (NACC)]);                                                 \
+        }                                                                                          \
+    }                                                                                              \
+    for (uint32_t m = 0; m < nx; m++) {                                                            \
+        __m256 sum = _mm256_add_ps(acc[0][m], acc[1][m]);                                          \
+        if ((NACC) == 4)                                                                           \
+            sum = _mm256_add_ps(sum, _mm256_add_ps(acc[2 % (NACC)][m], acc[3 % (NACC)][m]));       \
+        out[m] = attnd_hsum256(sum);                                                               \
+        if (HAS_MIN)                                                                               \
+            out[m] += attnd_hsum256(mins[m]) + tail_min[m];                                        \
+    }
+
+/* One copy of each kernel per NX, so the row loops unroll and the
+ * accumulators stay in registers. */
+#define PER_NX(CALL)                                                                               \
+    switch (nx) {                                                                                  \
+    case 1: CALL(1); break;                                                                        \
+    case 2: CALL(2); break;                                                                        \
+    case 3: CALL(3); break;                                                                        \
+    default: CALL(4); break;                                                                       \
+    }
+
+/* ---- Q4_0 two blocks at a time ----
+ * Q4_0 is where the loads and vector operations per byte of weights count
+ * most. A pair of blocks j, j+1 is laid out as A = elements 0..15 of both
+ * (lanes 0-3 block j, 4-7 block j+1) and B = elements 16..31: one load
+ * unpacks both blocks' nibbles, the integer sums of both land in one
+ * vector, and one conversion and FMA scale both. The scale products are
+ * gathered even blocks first (0 2 4 6 | 1 3 5 7), so pair p's is an
+ * in-lane broadcast of element p. */
+
+AVX2 INLINE __m256i load_2x16(const uint8_t *lo, const uint8_t *hi)
+{
+    return _mm256_loadu2_m128i((const __m128i *)(const void *)hi,
+                               (const __m128i *)(const void *)lo);
+}
+
+/* Pair starting at block B: the unsigned nibbles of A and B. */
+AVX2 INLINE void q4_0_pair(const uint8_t *b, __m256i *ua, __m256i *ub)
+{
+    const __m256i t = load_2x16(b + 2, b + Q4_0_BYTES + 2);
+    *ua = _mm256_and_si256(t, _mm256_set1_epi8(0x0f));
+    *ub = _mm256_and_si256(_mm256_srli_epi16(t, 4), _mm256_set1_epi8(0x0f));
+}
+
+/* Activations of the pair starting at block B, laid out as A and B. */
+AVX2 INLINE void act_pair(const uint8_t *b, __m256i *xa, __m256i *xb)
+{
+    *xa = load_2x16(b + 2, b + Q8_0_BYTES + 2);
+    *xb = load_2x16(b + 18, b + Q8_0_BYTES + 18);
+}
+
+/* The halves of CHUNK blocks, even blocks first. */
+AVX2 INLINE __m256 halves8_even_odd(const uint8_t *p, size_t stride)
+{
+    const __m128i even = _mm_cvtsi64_si128((long long)four_halves(p, 2 * stride));
+    const long long odd = (long long)four_halves(p + stride, 2 * stride);
+    return _mm256_cvtph_ps(_mm_insert_epi64(even, odd, 1));
+}
+
+/* The loop of the pair kernels. DW_EVEN_ODD(wk) gives the chunk's weight
+ * scales, even blocks first; PAIR(wb, xb, s2, p, acc) adds the pair at WB
+ * (pair P of the chunk, scales S2) into ACC[m]; SINGLE is the one-block
+ * kernel for the blocks after the last whole chunk. */
+#define PAIR_LOOP(DW_EVEN_ODD, PAIR, SINGLE)                                                       \
+    const uint32_t nb = n / QK, nb_chunks = nb - nb % CHUNK;                                       \
+    __m256 acc[2][4], s2[4];                                                                       \
+    chunk_scale sc[4];                                                                             \
+    for (uint32_t m = 0; m < nx; m++)                                                              \
+        acc[0][m] = acc[1][m] = _mm256_setzero_ps();                                               \
+    for (uint32_t k = 0; k < nb_chunks; k += CHUNK) {                                              \
+        const uint8_t *wk = w + (size_t)k * Q4_0_BYTES, *xk = x + (size_t)k * Q8_0_BYTES;          \
+        prefetch_ahead(wk, CHUNK * Q4_0_BYTES);                                                    \
+        const __m256 dw = DW_EVEN_ODD(wk);                                                         \
+        for (uint32_t m = 0; m < nx; m++)                                                          \
+            s2[m] = _mm256_mul_ps(dw, halves8_even_odd(xk + (size_t)m * x_stride, Q8_0_BYTES));    \
+        _Pragma("GCC unroll 4") for (uint32_t p = 0; p < CHUNK / 2; p++)                           \
+            PAIR(wk + 2 * p * Q4_0_BYTES, xk + 2 * p * Q8_0_BYTES, s2, p, acc[p % 2]);             \
+    }                                                                                              \
+    _Pragma("GCC unroll 8") for (uint32_t j = 0; j < CHUNK; j++) {                                 \
+        if (nb_chunks + j < nb) {                                                                  \
+            const uint8_t *wb = w + (size_t)(nb_chunks + j) * Q4_0_BYTES;                          \
+            const uint8_t *xb = x + (size_t)(nb_chunks + j) * Q8_0_BYTES;                          \
+            block_scales(wb, xb, x_stride, nx, false, sc, NULL);                                   \
+            SINGLE(wb, xb, sc, 0, acc[j % 2]);                                                     \
+        }                                                                                          \
+    }                                                                                              \
+    for (uint32_t m = 0; m < nx; m++)                                                              \
+        out[m] = attnd_hsum256(_mm256_add_ps(acc[0][m], acc[1][m]));
 
 /* ---- AVX2 ---- */
 
 /* maddubs multiplies unsigned by signed bytes, so the weight's sign moves
- * onto the activation. |w| <= 128 and |x| <= 127 (the quantizer's range)
+ * onto the activation: |w| <= 128 and |x| <= 127 (the quantizer's range)
  * keep each pair sum below 2^15. */
-AVX2 INLINE __m256 sum_signed_avx2(__m256i w_abs, __m256i w, const uint8_t *xq)
+AVX2 INLINE __m256i pairs_signed_avx2(__m256i w_abs, __m256i w, __m256i x)
 {
-    const __m256i p16 = _mm256_maddubs_epi16(w_abs, _mm256_sign_epi8(load256(xq), w));
+    return _mm256_maddubs_epi16(w_abs, _mm256_sign_epi8(x, w));
+}
+
+AVX2 INLINE __m256 to_float_avx2(__m256i p16)
+{
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
+AVX2 INLINE void block_signed_avx2(block_view_fn view, const uint8_t *wb, const uint8_t *xb,
+                                   size_t xs, const chunk_scale *sc, uint32_t j, uint32_t nx,
+                                   __m256 *acc)
+{
+    const __m256i wv = view(wb);
+    const __m256i wa = _mm256_sign_epi8(wv, wv);
+    for (uint32_t m = 0; m < nx; m++) {
+        const __m256i p16 = pairs_signed_avx2(wa, wv, load256(xb + (size_t)m * xs + 2));
+        acc[m] = _mm256_fmadd_ps(to_float_avx2(p16), scale_of(sc[m], j), acc[m]);
+    }
 }
 
 /* u <= 31 keeps the pair sums of unsigned weights well inside int16. */
-AVX2 INLINE __m256 sum_unsigned_avx2(__m256i u, const uint8_t *xq)
+AVX2 INLINE void block_min_avx2(block_view_fn view, const uint8_t *wb, const uint8_t *xb,
+                                size_t xs, const chunk_scale *sc, uint32_t j, uint32_t nx,
+                                __m256 *acc)
 {
-    const __m256i p16 = _mm256_maddubs_epi16(u, load256(xq));
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+    const __m256i u = view(wb);
+    for (uint32_t m = 0; m < nx; m++) {
+        const __m256i p16 = _mm256_maddubs_epi16(u, load256(xb + (size_t)m * xs + 4));
+        acc[m] = _mm256_fmadd_ps(to_float_avx2(p16), scale_of(sc[m], j), acc[m]);
+    }
 }
 
-/* Row M's block K of activations BYTES long. */
-INLINE const uint8_t *act_block(const uint8_t *x, size_t stride, uint32_t m, uint32_t k,
-                                size_t bytes)
-{
-    return x + (size_t)m * stride + (size_t)k * bytes;
-}
-
-/* Weights of a signed type (WBYTES per block, VIEW giving w) against Q8_0
- * rows. */
+/* 16 registers: two accumulators per row. */
 AVX2 INLINE void dot_signed_avx2(block_view_fn view, size_t wbytes, uint32_t n, const uint8_t *w,
-                                 const uint8_t *x, size_t xs, const uint32_t nx, float *out)
+                                 const uint8_t *x, size_t x_stride, const uint32_t nx, float *out)
 {
-    const uint32_t nb = n / QK;
-    __m256 acc[4][2];
-    for (uint32_t m = 0; m < nx; m++)
-        acc[m][0] = acc[m][1] = _mm256_setzero_ps();
-    uint32_t k = 0;
-    for (; k + CHUNK <= nb; k += CHUNK) {
-        const uint8_t *wk = w + (size_t)k * wbytes;
-        const __m256 dw = halves8(wk, wbytes);
-        float s[4][CHUNK] __attribute__((aligned(32)));
-        for (uint32_t m = 0; m < nx; m++)
-            _mm256_store_ps(s[m], _mm256_mul_ps(dw, halves8(act_block(x, xs, m, k, Q8_0_BYTES),
-                                                              Q8_0_BYTES)));
-        for (uint32_t j = 0; j < CHUNK; j++) {
-            const __m256i wv = view(wk + j * wbytes);
-            const __m256i wa = _mm256_sign_epi8(wv, wv);
-            for (uint32_t m = 0; m < nx; m++) {
-                const uint8_t *xq = act_block(x, xs, m, k + j, Q8_0_BYTES) + 2;
-                acc[m][j & 1] = _mm256_fmadd_ps(sum_signed_avx2(wa, wv, xq),
-                                                _mm256_broadcast_ss(&s[m][j]), acc[m][j & 1]);
-            }
-        }
-    }
-    for (; k < nb; k++) {
-        const uint8_t *wk = w + (size_t)k * wbytes;
-        const __m256i wv = view(wk);
-        const __m256i wa = _mm256_sign_epi8(wv, wv);
-        const float dw = _cvtsh_ss(half_at(wk));
-        for (uint32_t m = 0; m < nx; m++) {
-            const uint8_t *xb = act_block(x, xs, m, k, Q8_0_BYTES);
-            const __m256 s = _mm256_set1_ps(dw * _cvtsh_ss(half_at(xb)));
-            acc[m][k & 1] = _mm256_fmadd_ps(sum_signed_avx2(wa, wv, xb + 2), s, acc[m][k & 1]);
-        }
-    }
-    for (uint32_t m = 0; m < nx; m++)
-        out[m] = attnd_hsum256(_mm256_add_ps(acc[m][0], acc[m][1]));
+#define BLOCK(wb, xb, sc, j, a) block_signed_avx2(view, wb, xb, x_stride, sc, j, nx, a)
+    DOT_LOOP(BLOCK, wbytes, Q8_0_BYTES, false, 2)
+#undef BLOCK
 }
 
-/* Weights with a minimum (VIEW giving u) against Q8_1 rows: the minimum's
- * term m * s_x gets its own accumulator, filled a chunk at a time. */
 AVX2 INLINE void dot_min_avx2(block_view_fn view, size_t wbytes, uint32_t n, const uint8_t *w,
-                              const uint8_t *x, size_t xs, const uint32_t nx, float *out)
+                              const uint8_t *x, size_t x_stride, const uint32_t nx, float *out)
 {
-    const uint32_t nb = n / QK;
-    __m256 acc[4][2], accm[4];
-    float tail_min[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (uint32_t m = 0; m < nx; m++)
-        acc[m][0] = acc[m][1] = accm[m] = _mm256_setzero_ps();
-    uint32_t k = 0;
-    for (; k + CHUNK <= nb; k += CHUNK) {
-        const uint8_t *wk = w + (size_t)k * wbytes;
-        const __m256 dw = halves8(wk, wbytes), mw = halves8(wk + 2, wbytes);
-        float s[4][CHUNK] __attribute__((aligned(32)));
-        for (uint32_t m = 0; m < nx; m++) {
-            const uint8_t *xk = act_block(x, xs, m, k, Q8_1_BYTES);
-            _mm256_store_ps(s[m], _mm256_mul_ps(dw, halves8(xk, Q8_1_BYTES)));
-            accm[m] = _mm256_fmadd_ps(mw, halves8(xk + 2, Q8_1_BYTES), accm[m]);
-        }
-        for (uint32_t j = 0; j < CHUNK; j++) {
-            const __m256i u = view(wk + j * wbytes);
-            for (uint32_t m = 0; m < nx; m++) {
-                const uint8_t *xq = act_block(x, xs, m, k + j, Q8_1_BYTES) + 4;
-                acc[m][j & 1] = _mm256_fmadd_ps(sum_unsigned_avx2(u, xq),
-                                                _mm256_broadcast_ss(&s[m][j]), acc[m][j & 1]);
-            }
-        }
-    }
-    for (; k < nb; k++) {
-        const uint8_t *wk = w + (size_t)k * wbytes;
-        const __m256i u = view(wk);
-        const float dw = _cvtsh_ss(half_at(wk)), mw = _cvtsh_ss(half_at(wk + 2));
-        for (uint32_t m = 0; m < nx; m++) {
-            const uint8_t *xb = act_block(x, xs, m, k, Q8_1_BYTES);
-            const __m256 s = _mm256_set1_ps(dw * _cvtsh_ss(half_at(xb)));
-            acc[m][k & 1] = _mm256_fmadd_ps(sum_unsigned_avx2(u, xb + 4), s, acc[m][k & 1]);
-            tail_min[m] += mw * _cvtsh_ss(half_at(xb + 2));
-        }
-    }
-    for (uint32_t m = 0; m < nx; m++)
-        out[m] = attnd_hsum256(_mm256_add_ps(acc[m][0], acc[m][1])) +
-                 (attnd_hsum256(accm[m]) + tail_min[m]);
+#define BLOCK(wb, xb, sc, j, a) block_min_avx2(view, wb, xb, x_stride, sc, j, nx, a)
+    DOT_LOOP(BLOCK, wbytes, Q8_1_BYTES, true, 2)
+#undef BLOCK
 }
 
-/* The exported kernels: one copy of the loop per NX, so the row loops
- * unroll and the accumulators stay in registers. */
-#define PER_NX(call)                                                                               \
-    switch (nx) {                                                                                  \
-    case 1: call(1); break;                                                                        \
-    case 2: call(2); break;                                                                        \
-    case 3: call(3); break;                                                                        \
-    default: call(4); break;                                                                       \
+/* Both halves' 16-bit pair sums fit one int16 (|w| <= 8): one madd. */
+AVX2 INLINE void pair_q4_0_avx2(const uint8_t *wb, const uint8_t *xb, size_t xs, const __m256 *s2,
+                                uint32_t p, uint32_t nx, __m256 *acc)
+{
+    __m256i ua, ub;
+    q4_0_pair(wb, &ua, &ub);
+    const __m256i wa = _mm256_sub_epi8(ua, _mm256_set1_epi8(8));
+    const __m256i wb8 = _mm256_sub_epi8(ub, _mm256_set1_epi8(8));
+    const __m256i wa_abs = _mm256_sign_epi8(wa, wa), wb_abs = _mm256_sign_epi8(wb8, wb8);
+    for (uint32_t m = 0; m < nx; m++) {
+        __m256i xa, xb2;
+        act_pair(xb + (size_t)m * xs, &xa, &xb2);
+        const __m256i p16 = _mm256_add_epi16(pairs_signed_avx2(wa_abs, wa, xa),
+                                             pairs_signed_avx2(wb_abs, wb8, xb2));
+        acc[m] = _mm256_fmadd_ps(to_float_avx2(p16), lane_broadcast(s2[m], p), acc[m]);
     }
+}
 
-#define SIGNED_AVX2(NX) dot_signed_avx2(VIEW, WBYTES, n, w, x, x_stride, NX, out)
-#define MIN_AVX2(NX) dot_min_avx2(VIEW, WBYTES, n, w, x, x_stride, NX, out)
+AVX2 INLINE __m256 q4_0_dw_avx2(const uint8_t *wk)
+{
+    return halves8_even_odd(wk, Q4_0_BYTES);
+}
+
+AVX2 INLINE void dot_q4_0_avx2(uint32_t n, const uint8_t *w, const uint8_t *x, size_t x_stride,
+                               const uint32_t nx, float *out)
+{
+#define PAIR(wb, xb, s2, p, a) pair_q4_0_avx2(wb, xb, x_stride, s2, p, nx, a)
+#define SINGLE(wb, xb, sc, j, a) block_signed_avx2(q4_0_signed, wb, xb, x_stride, sc, j, nx, a)
+    PAIR_LOOP(q4_0_dw_avx2, PAIR, SINGLE)
+#undef PAIR
+#undef SINGLE
+}
 
 AVX2 QUANT_LEGACY_DOT(quant_q4_0_dot_avx2)
 {
-#define VIEW q4_0_signed
-#define WBYTES Q4_0_BYTES
-    PER_NX(SIGNED_AVX2)
-#undef VIEW
-#undef WBYTES
+#define CALL(NX) dot_q4_0_avx2(n, w, x, x_stride, NX, out)
+    PER_NX(CALL)
+#undef CALL
 }
 
 AVX2 QUANT_LEGACY_DOT(quant_q5_0_dot_avx2)
 {
-#define VIEW q5_0_signed
-#define WBYTES Q5_0_BYTES
-    PER_NX(SIGNED_AVX2)
-#undef VIEW
-#undef WBYTES
+#define CALL(NX) dot_signed_avx2(q5_0_signed, Q5_0_BYTES, n, w, x, x_stride, NX, out)
+    PER_NX(CALL)
+#undef CALL
 }
 
 AVX2 QUANT_LEGACY_DOT(quant_q8_0_dot_avx2)
 {
-#define VIEW q8_0_signed
-#define WBYTES Q8_0_BYTES
-    PER_NX(SIGNED_AVX2)
-#undef VIEW
-#undef WBYTES
+#define CALL(NX) dot_signed_avx2(q8_0_signed, Q8_0_BYTES, n, w, x, x_stride, NX, out)
+    PER_NX(CALL)
+#undef CALL
 }
 
 AVX2 QUANT_LEGACY_DOT(quant_q4_1_dot_avx2)
 {
-#define VIEW q4_1_unsigned
-#define WBYTES Q4_1_BYTES
-    PER_NX(MIN_AVX2)
-#undef VIEW
-#undef WBYTES
+#define CALL(NX) dot_min_avx2(q4_1_unsigned, Q4_1_BYTES, n, w, x, x_stride, NX, out)
+    PER_NX(CALL)
+#undef CALL
 }
 
 AVX2 QUANT_LEGACY_DOT(quant_q5_1_dot_avx2)
 {
-#define VIEW q5_1_unsigned
-#define WBYTES Q5_1_BYTES
-    PER_NX(MIN_AVX2)
-#undef VIEW
-#undef WBYTES
+#define CALL(NX) dot_min_avx2(q5_1_unsigned, Q5_1_BYTES, n, w, x, x_stride, NX, out)
+    PER_NX(CALL)
+#undef CALL
 }
 
-/* ---- AVX-512 VNNI ---- */
+/* ---- AVX-512 VNNI ----
+ * vpdpbusd adds products of unsigned by signed bytes, four to a 32-bit
+ * lane, exactly. Signed weights w = u - OFFSET (u unsigned) meet signed
+ * activations x in one of two ways, with the same lane sums:
+ * - the activation flipped to unsigned (x + 128, one xor per row) against
+ *   w, the sum starting at -128 * sum(w), once per weight block (from u;
+ *   the correction also takes off 512 * OFFSET, which the starting value
+ *   gives back): best for several rows;
+ * - u against x, less OFFSET times x (OFFSET as the unsigned factor): no w
+ *   to form, one more product and a subtraction per row: best for one. */
 
-/* vpdpbusd multiplies unsigned by signed bytes. The activation becomes
- * unsigned by flipping its top bit (x + 128), so every row pays one xor and
- * no sign trick; the 128 * sum(w) this adds is taken off by starting each
- * block's sum at -128 * sum(w), computed once per weight block from
- * u = w + OFFSET: -128 * sum(u) + 4 * 128 * OFFSET per 4-byte lane. Exact
- * for any bytes. */
-AVX512 INLINE __m256i minus_128_sum(__m256i u, int offset)
+AVX512 INLINE __m256i flip(__m256i v)
 {
-    return _mm256_dpbusd_epi32(_mm256_set1_epi32(512 * offset), u, _mm256_set1_epi8(-128));
+    return _mm256_xor_si256(v, _mm256_set1_epi8((char)0x80));
 }
 
-AVX512 INLINE __m256 sum_signed_vnni(__m256i start, __m256i w, const uint8_t *xq)
+/* ACC - 128 * sum(u) in each 4-byte lane: -128 * sum(w) - 512 * OFFSET. */
+AVX512 INLINE __m256i minus_128_sum_u(__m256i acc, __m256i u)
 {
-    const __m256i xu = _mm256_xor_si256(load256(xq), _mm256_set1_epi8((char)0x80));
-    return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(start, xu, w));
+    return _mm256_dpbusd_epi32(acc, u, _mm256_set1_epi8(-128));
+}
+
+/* Where a sum starts that takes USES of those corrections: the 512 * OFFSET
+ * each one takes off, given back. */
+AVX512 INLINE __m256i bias(int offset, int uses)
+{
+    return _mm256_set1_epi32(512 * offset * uses);
 }
 
 typedef struct signed_view {
@@ -335,139 +524,137 @@ typedef struct signed_view {
     int offset;
 } signed_view;
 
-AVX512 INLINE void dot_signed_vnni(signed_view view, size_t wbytes, uint32_t n, const uint8_t *w,
-                                   const uint8_t *x, size_t xs, const uint32_t nx, float *out)
+AVX512 INLINE void block_signed_vnni(signed_view view, const uint8_t *wb, const uint8_t *xb,
+                                     size_t xs, const chunk_scale *sc, uint32_t j, uint32_t nx,
+                                     __m256 *acc)
 {
-    const uint32_t nb = n / QK;
-    __m256 acc[4][2];
-    for (uint32_t m = 0; m < nx; m++)
-        acc[m][0] = acc[m][1] = _mm256_setzero_ps();
-    uint32_t k = 0;
-    for (; k + CHUNK <= nb; k += CHUNK) {
-        const uint8_t *wk = w + (size_t)k * wbytes;
-        const __m256 dw = halves8(wk, wbytes);
-        float s[4][CHUNK] __attribute__((aligned(32)));
-        for (uint32_t m = 0; m < nx; m++)
-            _mm256_store_ps(s[m], _mm256_mul_ps(dw, halves8(act_block(x, xs, m, k, Q8_0_BYTES),
-                                                              Q8_0_BYTES)));
-        for (uint32_t j = 0; j < CHUNK; j++) {
-            const uint8_t *wb = wk + j * wbytes;
-            const __m256i start = minus_128_sum(view.u(wb), view.offset), wv = view.w(wb);
-            for (uint32_t m = 0; m < nx; m++) {
-                const uint8_t *xq = act_block(x, xs, m, k + j, Q8_0_BYTES) + 2;
-                acc[m][j & 1] = _mm256_fmadd_ps(sum_signed_vnni(start, wv, xq),
-                                                _mm256_broadcast_ss(&s[m][j]), acc[m][j & 1]);
-            }
-        }
+    const __m256i start = minus_128_sum_u(bias(view.offset, 1), view.u(wb)), wv = view.w(wb);
+    for (uint32_t m = 0; m < nx; m++) {
+        const __m256i xu = flip(load256(xb + (size_t)m * xs + 2));
+        const __m256 f = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(start, xu, wv));
+        acc[m] = _mm256_fmadd_ps(f, scale_of(sc[m], j), acc[m]);
     }
-    for (; k < nb; k++) {
-        const uint8_t *wk = w + (size_t)k * wbytes;
-        const __m256i start = minus_128_sum(view.u(wk), view.offset), wv = view.w(wk);
-        const float dw = _cvtsh_ss(half_at(wk));
-        for (uint32_t m = 0; m < nx; m++) {
-            const uint8_t *xb = act_block(x, xs, m, k, Q8_0_BYTES);
-            const __m256 s = _mm256_set1_ps(dw * _cvtsh_ss(half_at(xb)));
-            acc[m][k & 1] = _mm256_fmadd_ps(sum_signed_vnni(start, wv, xb + 2), s, acc[m][k & 1]);
-        }
-    }
-    for (uint32_t m = 0; m < nx; m++)
-        out[m] = attnd_hsum256(_mm256_add_ps(acc[m][0], acc[m][1]));
 }
 
-AVX512 INLINE __m256 sum_unsigned_vnni(__m256i u, const uint8_t *xq)
+AVX512 INLINE void block_min_vnni(block_view_fn view, const uint8_t *wb, const uint8_t *xb,
+                                  size_t xs, const chunk_scale *sc, uint32_t j, uint32_t nx,
+                                  __m256 *acc)
 {
-    return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u, load256(xq)));
+    const __m256i u = view(wb);
+    for (uint32_t m = 0; m < nx; m++) {
+        const __m256i xv = load256(xb + (size_t)m * xs + 4);
+        const __m256 f = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u, xv));
+        acc[m] = _mm256_fmadd_ps(f, scale_of(sc[m], j), acc[m]);
+    }
+}
+
+/* 32 registers: four accumulators per row. */
+AVX512 INLINE void dot_signed_vnni(signed_view view, size_t wbytes, uint32_t n, const uint8_t *w,
+                                   const uint8_t *x, size_t x_stride, const uint32_t nx,
+                                   float *out)
+{
+#define BLOCK(wb, xb, sc, j, a) block_signed_vnni(view, wb, xb, x_stride, sc, j, nx, a)
+    DOT_LOOP(BLOCK, wbytes, Q8_0_BYTES, false, 4)
+#undef BLOCK
 }
 
 AVX512 INLINE void dot_min_vnni(block_view_fn view, size_t wbytes, uint32_t n, const uint8_t *w,
-                                const uint8_t *x, size_t xs, const uint32_t nx, float *out)
+                                const uint8_t *x, size_t x_stride, const uint32_t nx, float *out)
 {
-    const uint32_t nb = n / QK;
-    __m256 acc[4][2], accm[4];
-    float tail_min[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (uint32_t m = 0; m < nx; m++)
-        acc[m][0] = acc[m][1] = accm[m] = _mm256_setzero_ps();
-    uint32_t k = 0;
-    for (; k + CHUNK <= nb; k += CHUNK) {
-        const uint8_t *wk = w + (size_t)k * wbytes;
-        const __m256 dw = halves8(wk, wbytes), mw = halves8(wk + 2, wbytes);
-        float s[4][CHUNK] __attribute__((aligned(32)));
-        for (uint32_t m = 0; m < nx; m++) {
-            const uint8_t *xk = act_block(x, xs, m, k, Q8_1_BYTES);
-            _mm256_store_ps(s[m], _mm256_mul_ps(dw, halves8(xk, Q8_1_BYTES)));
-            accm[m] = _mm256_fmadd_ps(mw, halves8(xk + 2, Q8_1_BYTES), accm[m]);
-        }
-        for (uint32_t j = 0; j < CHUNK; j++) {
-            const __m256i u = view(wk + j * wbytes);
-            for (uint32_t m = 0; m < nx; m++) {
-                const uint8_t *xq = act_block(x, xs, m, k + j, Q8_1_BYTES) + 4;
-                acc[m][j & 1] = _mm256_fmadd_ps(sum_unsigned_vnni(u, xq),
-                                                _mm256_broadcast_ss(&s[m][j]), acc[m][j & 1]);
-            }
-        }
-    }
-    for (; k < nb; k++) {
-        const uint8_t *wk = w + (size_t)k * wbytes;
-        const __m256i u = view(wk);
-        const float dw = _cvtsh_ss(half_at(wk)), mw = _cvtsh_ss(half_at(wk + 2));
-        for (uint32_t m = 0; m < nx; m++) {
-            const uint8_t *xb = act_block(x, xs, m, k, Q8_1_BYTES);
-            const __m256 s = _mm256_set1_ps(dw * _cvtsh_ss(half_at(xb)));
-            acc[m][k & 1] = _mm256_fmadd_ps(sum_unsigned_vnni(u, xb + 4), s, acc[m][k & 1]);
-            tail_min[m] += mw * _cvtsh_ss(half_at(xb + 2));
-        }
-    }
-    for (uint32_t m = 0; m < nx; m++)
-        out[m] = attnd_hsum256(_mm256_add_ps(acc[m][0], acc[m][1])) +
-                 (attnd_hsum256(accm[m]) + tail_min[m]);
+#define BLOCK(wb, xb, sc, j, a) block_min_vnni(view, wb, xb, x_stride, sc, j, nx, a)
+    DOT_LOOP(BLOCK, wbytes, Q8_1_BYTES, true, 4)
+#undef BLOCK
 }
 
-#define SIGNED_VNNI(NX) dot_signed_vnni(VIEW, WBYTES, n, w, x, x_stride, NX, out)
-#define MIN_VNNI(NX) dot_min_vnni(VIEW, WBYTES, n, w, x, x_stride, NX, out)
+AVX512 INLINE void pair_q4_0_vnni(const uint8_t *wb, const uint8_t *xb, size_t xs,
+                                  const __m256 *s2, uint32_t p, uint32_t nx, __m256 *acc)
+{
+    __m256i ua, ub;
+    q4_0_pair(wb, &ua, &ub);
+    if (nx == 1) {
+        __m256i xa, xb2;
+        act_pair(xb, &xa, &xb2);
+        const __m256i zero = _mm256_setzero_si256(), eight = _mm256_set1_epi8(8);
+        const __m256i ux = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(zero, ua, xa), ub, xb2);
+        const __m256i x8 = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(zero, eight, xa), eight, xb2);
+        const __m256i sum = _mm256_sub_epi32(ux, x8);
+        acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), lane_broadcast(s2[0], p), acc[0]);
+        return;
+    }
+    const __m256i wa = _mm256_sub_epi8(ua, _mm256_set1_epi8(8));
+    const __m256i wb8 = _mm256_sub_epi8(ub, _mm256_set1_epi8(8));
+    const __m256i start = minus_128_sum_u(minus_128_sum_u(bias(8, 2), ua), ub);
+    for (uint32_t m = 0; m < nx; m++) {
+        __m256i xa, xb2;
+        act_pair(xb + (size_t)m * xs, &xa, &xb2);
+        const __m256i sum_a = _mm256_dpbusd_epi32(start, flip(xa), wa);
+        const __m256i sum = _mm256_dpbusd_epi32(sum_a, flip(xb2), wb8);
+        acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), lane_broadcast(s2[m], p), acc[m]);
+    }
+}
+
+AVX512 INLINE __m512i load512(const uint8_t *p)
+{
+    return _mm512_loadu_si512((const void *)p);
+}
+
+/* The 8 scales of a Q4_0 chunk (144 bytes) lie in its first 128: one
+ * word permute picks them, even blocks first (word 9 * b). */
+AVX512 INLINE __m256 q4_0_dw_vnni(const uint8_t *wk)
+{
+    const __m512i words = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                           0, 0, 0, 0, 0, 63, 45, 27, 9, 54, 36, 18, 0);
+    const __m512i d = _mm512_permutex2var_epi16(load512(wk), words, load512(wk + 64));
+    return _mm256_cvtph_ps(_mm512_castsi512_si128(d));
+}
+
+#define Q4_0_VNNI ((signed_view){q4_0_unsigned, q4_0_signed, 8})
+#define Q5_0_VNNI ((signed_view){q5_0_unsigned_512, q5_0_signed_512, 16})
+#define Q8_0_VNNI ((signed_view){q8_0_unsigned, q8_0_signed, 128})
+
+AVX512 INLINE void dot_q4_0_vnni(uint32_t n, const uint8_t *w, const uint8_t *x, size_t x_stride,
+                                 const uint32_t nx, float *out)
+{
+#define PAIR(wb, xb, s2, p, a) pair_q4_0_vnni(wb, xb, x_stride, s2, p, nx, a)
+#define SINGLE(wb, xb, sc, j, a) block_signed_vnni(Q4_0_VNNI, wb, xb, x_stride, sc, j, nx, a)
+    PAIR_LOOP(q4_0_dw_vnni, PAIR, SINGLE)
+#undef PAIR
+#undef SINGLE
+}
 
 AVX512 QUANT_LEGACY_DOT(quant_q4_0_dot_avx512)
 {
-#define VIEW ((signed_view){q4_0_unsigned, q4_0_signed, 8})
-#define WBYTES Q4_0_BYTES
-    PER_NX(SIGNED_VNNI)
-#undef VIEW
-#undef WBYTES
+#define CALL(NX) dot_q4_0_vnni(n, w, x, x_stride, NX, out)
+    PER_NX(CALL)
+#undef CALL
 }
 
 AVX512 QUANT_LEGACY_DOT(quant_q5_0_dot_avx512)
 {
-#define VIEW ((signed_view){q5_0_unsigned, q5_0_signed, 16})
-#define WBYTES Q5_0_BYTES
-    PER_NX(SIGNED_VNNI)
-#undef VIEW
-#undef WBYTES
+#define CALL(NX) dot_signed_vnni(Q5_0_VNNI, Q5_0_BYTES, n, w, x, x_stride, NX, out)
+    PER_NX(CALL)
+#undef CALL
 }
 
 AVX512 QUANT_LEGACY_DOT(quant_q8_0_dot_avx512)
 {
-#define VIEW ((signed_view){q8_0_unsigned, q8_0_signed, 128})
-#define WBYTES Q8_0_BYTES
-    PER_NX(SIGNED_VNNI)
-#undef VIEW
-#undef WBYTES
+#define CALL(NX) dot_signed_vnni(Q8_0_VNNI, Q8_0_BYTES, n, w, x, x_stride, NX, out)
+    PER_NX(CALL)
+#undef CALL
 }
 
 AVX512 QUANT_LEGACY_DOT(quant_q4_1_dot_avx512)
 {
-#define VIEW q4_1_unsigned
-#define WBYTES Q4_1_BYTES
-    PER_NX(MIN_VNNI)
-#undef VIEW
-#undef WBYTES
+#define CALL(NX) dot_min_vnni(q4_1_unsigned, Q4_1_BYTES, n, w, x, x_stride, NX, out)
+    PER_NX(CALL)
+#undef CALL
 }
 
 AVX512 QUANT_LEGACY_DOT(quant_q5_1_dot_avx512)
 {
-#define VIEW q5_1_unsigned
-#define WBYTES Q5_1_BYTES
-    PER_NX(MIN_VNNI)
-#undef VIEW
-#undef WBYTES
+#define CALL(NX) dot_min_vnni(q5_1_unsigned_512, Q5_1_BYTES, n, w, x, x_stride, NX, out)
+    PER_NX(CALL)
+#undef CALL
 }
 
 /* ---- activation quantizers: the reference's bits. The amax is a max, so
@@ -482,10 +669,11 @@ AVX512 QUANT_LEGACY_DOT(quant_q5_1_dot_avx512)
 AVX2 INLINE __m256i round_away_avx2(__m256 p)
 {
     const __m256 sign = _mm256_and_ps(p, _mm256_set1_ps(-0.0f));
-    return _mm256_cvttps_epi32(_mm256_add_ps(p, _mm256_or_ps(sign, _mm256_set1_ps(JUST_BELOW_HALF))));
+    const __m256 h = _mm256_or_ps(sign, _mm256_set1_ps(JUST_BELOW_HALF));
+    return _mm256_cvttps_epi32(_mm256_add_ps(p, h));
 }
 
-/* Block B's 32 values quantized to QS; returns d, and the sum of the
+/* The 32 values at XB quantized to QS; returns d, and the sum of the
  * quantized values in *SUM. */
 AVX2 INLINE float quantize_block_avx2(const float *xb, int8_t *qs, int *sum)
 {
@@ -504,7 +692,8 @@ AVX2 INLINE float quantize_block_avx2(const float *xb, int8_t *qs, int *sum)
     __m256i q[4];
     for (int g = 0; g < 4; g++)
         q[g] = round_away_avx2(_mm256_mul_ps(v[g], vid));
-    const __m256i s32 = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    const __m256i s32 =
+        _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
     __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1));
     s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(1, 0, 3, 2)));
     s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(2, 3, 0, 1)));
