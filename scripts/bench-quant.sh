@@ -29,7 +29,7 @@ for t in $types; do
     "$bin" bench -m "$m"
     if [ -n "${LLAMA_BIN:-}" ]; then
       echo "-- llama.cpp llama-bench -t 2 -fa 1"
-      "$LLAMA_BIN/llama-bench" -m "$m" -t 2 -fa 1 -p 128,512 -n 64
+      "$LLAMA_BIN/llama-bench" -m "$m" -t 2 -fa 1 -p 128,512 -n 64 -r 3
       if [ -x "$LLAMA_BIN/llama-batched-bench" ]; then
         echo "-- llama.cpp llama-batched-bench (8-token prompts, 64 steps, 1/8/16 streams)"
         "$LLAMA_BIN/llama-batched-bench" -m "$m" -t 2 -fa -c 4096 -npp 8 -ntg 64 \
