@@ -17,8 +17,8 @@
 #include "attn.h"
 #include "attnd_pool.h"
 #include "cli.h"
-#include "quant.h"
 #include "engine.h"
+#include "quant.h"
 
 void openblas_set_num_threads(int n);
 
