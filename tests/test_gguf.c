@@ -641,6 +641,23 @@ Test(gguf_malformed, tensor_infos)
     raw_tensor(&r, "q", 2, q, GGUF_DTYPE_Q8_0, 0);
     raw_data(&r, 68);
     expect_reject(&r, ATTND_EFORMAT, "whole number of Q8_0 blocks");
+    /* the same for the 256-element K-quant and IQ4_XS blocks, and a
+     * quantized tensor whose blocks run past the end of the file */
+    static const gguf_dtype k256[] = {GGUF_DTYPE_Q2_K, GGUF_DTYPE_Q4_K, GGUF_DTYPE_Q6_K,
+                                      GGUF_DTYPE_IQ4_XS};
+    for (size_t i = 0; i < sizeof k256 / sizeof k256[0]; i++) {
+        uint64_t half[2] = {128, 2}, two[2] = {256, 2};
+        char want[64];
+        raw_header(&r, 3, 1, 0);
+        raw_tensor(&r, "q", 2, half, k256[i], 0);
+        raw_data(&r, 1024);
+        snprintf(want, sizeof want, "whole number of %s blocks", gguf_dtype_name(k256[i]));
+        expect_reject(&r, ATTND_EFORMAT, want);
+        raw_header(&r, 3, 1, 0);
+        raw_tensor(&r, "q", 2, two, k256[i], 0);
+        raw_data(&r, 2 * gguf_dtype_block_bytes(k256[i]) - 1);
+        expect_reject(&r, ATTND_EFORMAT, "past the end");
+    }
 
     /* Offsets: misaligned, past the end, at the very end of 64-bit space,
      * overlapping another tensor. */
