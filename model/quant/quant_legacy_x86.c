@@ -120,13 +120,6 @@ AVX2 INLINE __m256i q4_0_signed(const uint8_t *b)
     return _mm256_sub_epi8(q4_0_unsigned(b), _mm256_set1_epi8(8));
 }
 
-AVX2 INLINE __m256i q5_0_unsigned(const uint8_t *b)
-{
-    const __m256i hi = _mm256_and_si256(bits32(b + offsetof(quant_block_q5_0, qh)),
-                                        _mm256_set1_epi8(0x10));
-    return _mm256_or_si256(nibbles32(b + offsetof(quant_block_q5_0, qs)), hi);
-}
-
 /* q - 16 is the nibble where the fifth bit is set, else the nibble minus
  * 16: the nibble with 0xf0 on top. */
 AVX2 INLINE __m256i q5_0_signed(const uint8_t *b)
