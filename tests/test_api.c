@@ -228,7 +228,7 @@ Test(prompt, invalid_utf8)
 {
     const char *bad[] = {
         "\xff",             /* never valid */
-        "a\xfe" "b",        /* never valid */
+        ("a\xfe" "b"),      /* never valid (split: \xfeb would be one escape) */
         "\xc0\xaf",         /* overlong '/' */
         "\xe0\x80\xaf",     /* overlong '/' */
         "\xed\xa0\x80",     /* raw surrogate U+D800 */
