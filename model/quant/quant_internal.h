@@ -8,6 +8,7 @@
 
 #include <math.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "quant.h"
@@ -20,6 +21,42 @@ extern const quant_traits quant_traits_q4_K, quant_traits_q5_K, quant_traits_q6_
     quant_traits_q8_K;
 extern const quant_traits quant_traits_q2_K, quant_traits_q3_K;
 extern const quant_traits quant_traits_iq4_nl, quant_traits_iq4_xs;
+
+/* Activation row M of a quant_dot_fn's X (rows X_STRIDE bytes apart), and
+ * its block B in each activation format. */
+static inline const uint8_t *quant_act_row(const void *x, size_t x_stride, uint32_t m)
+{
+    return (const uint8_t *)x + (size_t)m * x_stride;
+}
+
+static inline const quant_block_q8_0 *quant_act_q8_0(const void *x, size_t x_stride, uint32_t m,
+                                                     size_t b)
+{
+    return (const quant_block_q8_0 *)(const void *)quant_act_row(x, x_stride, m) + b;
+}
+
+static inline const quant_block_q8_1 *quant_act_q8_1(const void *x, size_t x_stride, uint32_t m,
+                                                     size_t b)
+{
+    return (const quant_block_q8_1 *)(const void *)quant_act_row(x, x_stride, m) + b;
+}
+
+static inline const quant_block_q8_K *quant_act_q8_K(const void *x, size_t x_stride, uint32_t m,
+                                                     size_t b)
+{
+    return (const quant_block_q8_K *)(const void *)quant_act_row(x, x_stride, m) + b;
+}
+
+/* One expansion of CALL(k) per batch size (a quant_dot_fn's NX is 1..4),
+ * so a kernel's row loops unroll and its per-row state stays in
+ * registers. */
+#define QUANT_PER_NX(nx, CALL)                                                                     \
+    switch (nx) {                                                                                  \
+    case 1: CALL(1); break;                                                                        \
+    case 2: CALL(2); break;                                                                        \
+    case 3: CALL(3); break;                                                                        \
+    default: CALL(4); break;                                                                       \
+    }
 
 /* A half scale that is neither NaN nor infinite. */
 static inline bool quant_half_finite(uint16_t h)

@@ -208,11 +208,6 @@ static void iq4xs_from_f32(const float *restrict src, void *restrict dst, size_t
 
 /* ------------------------------------------------------------------- dot */
 
-static const void *act_row(const void *x, size_t x_stride, uint32_t m)
-{
-    return (const uint8_t *)x + (size_t)m * x_stride;
-}
-
 static int32_t dot32_i8(const int8_t *a, const int8_t *b)
 {
     int32_t t = 0;
@@ -233,7 +228,7 @@ static void iq4nl_dot(uint32_t n, const void *restrict w, const void *restrict x
         iq4_unpack32(wb[i].qs, v);
         const float dw = attnd_f16_to_f32(wb[i].d);
         for (uint32_t m = 0; m < nx; m++) {
-            const quant_block_q8_0 *xb = (const quant_block_q8_0 *)act_row(x, x_stride, m) + i;
+            const quant_block_q8_0 *xb = (const quant_block_q8_0 *)quant_act_row(x, x_stride, m) + i;
             sum[m] += dw * attnd_f16_to_f32(xb->d) * (float)dot32_i8(v, xb->qs);
         }
     }
@@ -257,7 +252,7 @@ static void iq4xs_dot(uint32_t n, const void *restrict w, const void *restrict x
         }
         const float dw = attnd_f16_to_f32(wb[i].d);
         for (uint32_t m = 0; m < nx; m++) {
-            const quant_block_q8_K *xb = (const quant_block_q8_K *)act_row(x, x_stride, m) + i;
+            const quant_block_q8_K *xb = (const quant_block_q8_K *)quant_act_row(x, x_stride, m) + i;
             int32_t t = 0;
             for (int s = 0; s < IQ4_XS_SUBS; s++)
                 t += ls[s] * dot32_i8(v + s * QUANT_QK, xb->qs + s * QUANT_QK);

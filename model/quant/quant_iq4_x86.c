@@ -34,11 +34,6 @@
  * which compete with the kernel's own shuffles. */
 #define IQ4_IN_MEMORY(x) __asm__("" : "+m"(x))
 
-static const uint8_t *act_row(const void *x, size_t x_stride, uint32_t m)
-{
-    return (const uint8_t *)x + (size_t)m * x_stride;
-}
-
 /* ------------------------------------------------- shared (AVX2 and up) */
 
 ATTND_AVX2 IQ4_INLINE __m256i iq4_table_avx2(void)
@@ -140,7 +135,7 @@ ATTND_AVX512 IQ4_INLINE __m256 iq4nl_dot32_avx512(__m256i v, __m256i av, const i
             const __m256 dw = iq4_halves8_avx2((const uint8_t *)(w + i), sizeof *w);               \
             for (uint32_t m = 0; m < nx; m++) {                                                    \
                 const quant_block_q8_0 *xb =                                                       \
-                    (const quant_block_q8_0 *)act_row(x, x_stride, m) + i;                         \
+                    (const quant_block_q8_0 *)quant_act_row(x, x_stride, m) + i;                         \
                 _mm256_storeu_ps(sc[m], _mm256_mul_ps(dw, iq4_halves8_avx2((const uint8_t *)xb,    \
                                                                            sizeof *xb)));          \
             }                                                                                      \
@@ -153,7 +148,7 @@ ATTND_AVX512 IQ4_INLINE __m256 iq4nl_dot32_avx512(__m256i v, __m256i av, const i
                 const __m256i av0 = _mm256_abs_epi8(v0), av1 = _mm256_abs_epi8(v1);                \
                 for (uint32_t m = 0; m < nx; m++) {                                                \
                     const quant_block_q8_0 *xb =                                                   \
-                        (const quant_block_q8_0 *)act_row(x, x_stride, m) + i + k;                 \
+                        (const quant_block_q8_0 *)quant_act_row(x, x_stride, m) + i + k;                 \
                     acc0[m] = _mm256_fmadd_ps(_mm256_set1_ps(sc[m][k]), DOT32(v0, av0, xb[0].qs),  \
                                               acc0[m]);                                            \
                     acc1[m] = _mm256_fmadd_ps(_mm256_set1_ps(sc[m][k + 1]),                        \
@@ -167,7 +162,7 @@ ATTND_AVX512 IQ4_INLINE __m256 iq4nl_dot32_avx512(__m256i v, __m256i av, const i
             const float dw = _cvtsh_ss(w[i].d);                                                    \
             for (uint32_t m = 0; m < nx; m++) {                                                    \
                 const quant_block_q8_0 *xb =                                                       \
-                    (const quant_block_q8_0 *)act_row(x, x_stride, m) + i;                         \
+                    (const quant_block_q8_0 *)quant_act_row(x, x_stride, m) + i;                         \
                 const __m256 s = _mm256_set1_ps(dw * _cvtsh_ss(xb->d));                            \
                 const __m256 p = DOT32(v, av, xb->qs);                                             \
                 if (i & 1)                                                                         \
@@ -187,12 +182,9 @@ ATTND_AVX2 void quant_iq4nl_dot_avx2(uint32_t n, const void *restrict w, const v
                                      size_t x_stride, uint32_t nx, float *restrict out)
 {
     const uint32_t nb = n / QUANT_QK;
-    switch (nx) {
-    case 1: iq4nl_rows_avx2(nb, w, x, x_stride, out, 1); break;
-    case 2: iq4nl_rows_avx2(nb, w, x, x_stride, out, 2); break;
-    case 3: iq4nl_rows_avx2(nb, w, x, x_stride, out, 3); break;
-    default: iq4nl_rows_avx2(nb, w, x, x_stride, out, 4); break;
-    }
+#define CALL(k) iq4nl_rows_avx2(nb, w, x, x_stride, out, k)
+    QUANT_PER_NX(nx, CALL)
+#undef CALL
 }
 
 ATTND_AVX512 void quant_iq4nl_dot_avx512(uint32_t n, const void *restrict w,
@@ -200,12 +192,9 @@ ATTND_AVX512 void quant_iq4nl_dot_avx512(uint32_t n, const void *restrict w,
                                          float *restrict out)
 {
     const uint32_t nb = n / QUANT_QK;
-    switch (nx) {
-    case 1: iq4nl_rows_avx512(nb, w, x, x_stride, out, 1); break;
-    case 2: iq4nl_rows_avx512(nb, w, x, x_stride, out, 2); break;
-    case 3: iq4nl_rows_avx512(nb, w, x, x_stride, out, 3); break;
-    default: iq4nl_rows_avx512(nb, w, x, x_stride, out, 4); break;
-    }
+#define CALL(k) iq4nl_rows_avx512(nb, w, x, x_stride, out, k)
+    QUANT_PER_NX(nx, CALL)
+#undef CALL
 }
 
 /* --------------------------------------------------------------- IQ4_XS */
@@ -236,7 +225,7 @@ ATTND_AVX2 IQ4_INLINE void iq4xs_rows_avx2(uint32_t nb, const quant_block_iq4_xs
             const __m256i ls = _mm256_set1_epi32(pairs[s]);
             for (uint32_t m = 0; m < nx; m++) {
                 const quant_block_q8_K *xb =
-                    (const quant_block_q8_K *)act_row(x, x_stride, m) + i;
+                    (const quant_block_q8_K *)quant_act_row(x, x_stride, m) + i;
                 const __m256i y =
                     _mm256_loadu_si256((const __m256i *)(const void *)(xb->qs + s * QUANT_QK));
                 const __m256i p16 = _mm256_maddubs_epi16(av, _mm256_sign_epi8(y, v));
@@ -245,7 +234,7 @@ ATTND_AVX2 IQ4_INLINE void iq4xs_rows_avx2(uint32_t nb, const quant_block_iq4_xs
         }
         const float dw = _cvtsh_ss(w[i].d);
         for (uint32_t m = 0; m < nx; m++) {
-            const quant_block_q8_K *xb = (const quant_block_q8_K *)act_row(x, x_stride, m) + i;
+            const quant_block_q8_K *xb = (const quant_block_q8_K *)quant_act_row(x, x_stride, m) + i;
             acc[m] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xb->d), _mm256_cvtepi32_ps(isum[m]),
                                      acc[m]);
         }
@@ -278,7 +267,7 @@ ATTND_AVX512 IQ4_INLINE void iq4xs_rows_avx512(uint32_t nb, const quant_block_iq
             _mm256_mullo_epi16(iq4_dup_low16_avx2(scales), _mm256_set1_epi16(-128));
         __m256i isum[4];
         for (uint32_t m = 0; m < nx; m++) {
-            const quant_block_q8_K *xb = (const quant_block_q8_K *)act_row(x, x_stride, m) + i;
+            const quant_block_q8_K *xb = (const quant_block_q8_K *)quant_act_row(x, x_stride, m) + i;
             isum[m] = _mm256_madd_epi16(
                 _mm256_loadu_si256((const __m256i *)(const void *)xb->bsums), offset);
         }
@@ -289,7 +278,7 @@ ATTND_AVX512 IQ4_INLINE void iq4xs_rows_avx512(uint32_t nb, const quant_block_iq
             const __m256i scale = _mm256_set1_epi32(ls[s]);
             for (uint32_t m = 0; m < nx; m++) {
                 const quant_block_q8_K *xb =
-                    (const quant_block_q8_K *)act_row(x, x_stride, m) + i;
+                    (const quant_block_q8_K *)quant_act_row(x, x_stride, m) + i;
                 const __m256i y =
                     _mm256_loadu_si256((const __m256i *)(const void *)(xb->qs + s * QUANT_QK));
                 const __m256i t = _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, y);
@@ -298,7 +287,7 @@ ATTND_AVX512 IQ4_INLINE void iq4xs_rows_avx512(uint32_t nb, const quant_block_iq
         }
         const float dw = _cvtsh_ss(w[i].d);
         for (uint32_t m = 0; m < nx; m++) {
-            const quant_block_q8_K *xb = (const quant_block_q8_K *)act_row(x, x_stride, m) + i;
+            const quant_block_q8_K *xb = (const quant_block_q8_K *)quant_act_row(x, x_stride, m) + i;
             acc[m] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xb->d), _mm256_cvtepi32_ps(isum[m]),
                                      acc[m]);
         }
@@ -311,12 +300,9 @@ ATTND_AVX2 void quant_iq4xs_dot_avx2(uint32_t n, const void *restrict w, const v
                                      size_t x_stride, uint32_t nx, float *restrict out)
 {
     const uint32_t nb = n / QUANT_QK_K;
-    switch (nx) {
-    case 1: iq4xs_rows_avx2(nb, w, x, x_stride, out, 1); break;
-    case 2: iq4xs_rows_avx2(nb, w, x, x_stride, out, 2); break;
-    case 3: iq4xs_rows_avx2(nb, w, x, x_stride, out, 3); break;
-    default: iq4xs_rows_avx2(nb, w, x, x_stride, out, 4); break;
-    }
+#define CALL(k) iq4xs_rows_avx2(nb, w, x, x_stride, out, k)
+    QUANT_PER_NX(nx, CALL)
+#undef CALL
 }
 
 ATTND_AVX512 void quant_iq4xs_dot_avx512(uint32_t n, const void *restrict w,
@@ -324,12 +310,9 @@ ATTND_AVX512 void quant_iq4xs_dot_avx512(uint32_t n, const void *restrict w,
                                          float *restrict out)
 {
     const uint32_t nb = n / QUANT_QK_K;
-    switch (nx) {
-    case 1: iq4xs_rows_avx512(nb, w, x, x_stride, out, 1); break;
-    case 2: iq4xs_rows_avx512(nb, w, x, x_stride, out, 2); break;
-    case 3: iq4xs_rows_avx512(nb, w, x, x_stride, out, 3); break;
-    default: iq4xs_rows_avx512(nb, w, x, x_stride, out, 4); break;
-    }
+#define CALL(k) iq4xs_rows_avx512(nb, w, x, x_stride, out, k)
+    QUANT_PER_NX(nx, CALL)
+#undef CALL
 }
 
 #endif

@@ -38,12 +38,6 @@ static inline int clamp_int(int v, int lo, int hi)
     return v < lo ? lo : v > hi ? hi : v;
 }
 
-/* The Q8_K block M rows down (X_STRIDE bytes apart) and B blocks in. */
-static inline const quant_block_q8_K *act_block(const void *x, size_t x_stride, uint32_t m,
-                                                uint32_t b)
-{
-    return (const quant_block_q8_K *)(const void *)((const uint8_t *)x + m * x_stride) + b;
-}
 
 /* ---- Q8_K -------------------------------------------------------------- */
 
@@ -361,7 +355,7 @@ static void q4_K_dot(uint32_t n, const void *restrict w, const void *restrict x,
         q4_K_levels(&wb[b], q);
         for (uint32_t m = 0; m < nx; m++)
             acc[m] += scale_min_block_dot(q, wb[b].scales, wb[b].d, wb[b].dmin,
-                                          act_block(x, x_stride, m, b));
+                                          quant_act_q8_K(x, x_stride, m, b));
     }
     for (uint32_t m = 0; m < nx; m++)
         out[m] = acc[m];
@@ -377,7 +371,7 @@ static void q5_K_dot(uint32_t n, const void *restrict w, const void *restrict x,
         q5_K_levels(&wb[b], q);
         for (uint32_t m = 0; m < nx; m++)
             acc[m] += scale_min_block_dot(q, wb[b].scales, wb[b].d, wb[b].dmin,
-                                          act_block(x, x_stride, m, b));
+                                          quant_act_q8_K(x, x_stride, m, b));
     }
     for (uint32_t m = 0; m < nx; m++)
         out[m] = acc[m];
@@ -541,7 +535,7 @@ static void q6_K_dot(uint32_t n, const void *restrict w, const void *restrict x,
         q6_K_levels(&wb[b], q);
         const float d = attnd_f16_to_f32(wb[b].d);
         for (uint32_t m = 0; m < nx; m++) {
-            const quant_block_q8_K *xb = act_block(x, x_stride, m, b);
+            const quant_block_q8_K *xb = quant_act_q8_K(x, x_stride, m, b);
             int32_t sum = 0;
             for (int j = 0; j < QK / 16; j++) {
                 int32_t dot = 0;

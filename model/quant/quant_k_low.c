@@ -51,10 +51,6 @@ static void pack_levels2(const uint8_t *levels, uint8_t *qs)
         qs[32 * (e / 128) + e % 32] |= (uint8_t)(levels[e] << (2 * (e % 128 / 32)));
 }
 
-static const quant_block_q8_K *act_block(const void *x, size_t x_stride, uint32_t m, size_t b)
-{
-    return (const quant_block_q8_K *)(const void *)((const char *)x + m * x_stride) + b;
-}
 
 /* ------------------------------------------------------------------ Q2_K */
 
@@ -197,7 +193,7 @@ static void q2_K_dot_ref(uint32_t n, const void *restrict w, const void *restric
             sub_levels2(wb[b].qs, j, q + 16 * j);
         const float d = attnd_f16_to_f32(wb[b].d), dmin = attnd_f16_to_f32(wb[b].dmin);
         for (uint32_t m = 0; m < nx; m++) {
-            const quant_block_q8_K *xb = act_block(x, x_stride, m, b);
+            const quant_block_q8_K *xb = quant_act_q8_K(x, x_stride, m, b);
             int32_t sum_qx = 0, sum_min = 0;
             for (int j = 0; j < SUBS; j++) {
                 int32_t s = 0;
@@ -380,7 +376,7 @@ static void q3_K_dot_ref(uint32_t n, const void *restrict w, const void *restric
         }
         const float d = attnd_f16_to_f32(wb[b].d);
         for (uint32_t m = 0; m < nx; m++) {
-            const quant_block_q8_K *xb = act_block(x, x_stride, m, b);
+            const quant_block_q8_K *xb = quant_act_q8_K(x, x_stride, m, b);
             int32_t sum = 0;
             for (int j = 0; j < SUBS; j++) {
                 int32_t s = 0;

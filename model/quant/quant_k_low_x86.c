@@ -35,12 +35,6 @@ INLINE_AVX2 __m256i load256(const void *p)
     return _mm256_loadu_si256((const __m256i *)p);
 }
 
-/* Row M's block B. */
-static inline const quant_block_q8_K *act_block(const void *x, size_t x_stride, uint32_t m,
-                                                size_t b)
-{
-    return (const quant_block_q8_K *)(const void *)((const char *)x + m * x_stride) + b;
-}
 
 /* Vector V (0..7) of a super-block's 2-bit levels: elements 32V..32V+31,
  * from bit pair V % 4 of the 32 bytes BITS (qs[32 * (V / 4)...]). */
@@ -175,7 +169,7 @@ INLINE_AVX2 void q2_K_rows_avx2(size_t nb, const quant_block_q2_K *w, const void
         const q2_K_unpacked u = q2_K_unpack(&w[b]);
         __m256i sum[MAX_NX];
         if (nx == 1) {
-            sum[0] = q2_K_sum1_avx2(&u, act_block(x, x_stride, 0, b)->qs);
+            sum[0] = q2_K_sum1_avx2(&u, quant_act_q8_K(x, x_stride, 0, b)->qs);
         } else {
             const __m256i scales16x = _mm256_slli_epi16(u.scales, 4);
             const __m256i scales4x = _mm256_slli_epi16(u.scales, 2);
@@ -186,7 +180,7 @@ INLINE_AVX2 void q2_K_rows_avx2(size_t nb, const quant_block_q2_K *w, const void
                 const __m256i q0 = q2_K_scaled_levels(&u, scales16x, scales4x, v);
                 const __m256i q1 = q2_K_scaled_levels(&u, scales16x, scales4x, v + 1);
                 for (uint32_t m = 0; m < nx; m++) {
-                    const int8_t *xq = act_block(x, x_stride, m, b)->qs + 32 * v;
+                    const int8_t *xq = quant_act_q8_K(x, x_stride, m, b)->qs + 32 * v;
                     const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(q0, load256(xq)),
                                                        _mm256_maddubs_epi16(q1, load256(xq + 32)));
                     sum[m] = _mm256_add_epi32(sum[m], _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
@@ -194,7 +188,7 @@ INLINE_AVX2 void q2_K_rows_avx2(size_t nb, const quant_block_q2_K *w, const void
             }
         }
         for (uint32_t m = 0; m < nx; m++)
-            acc[m] = q2_K_finish(&u, sum[m], act_block(x, x_stride, m, b), acc[m]);
+            acc[m] = q2_K_finish(&u, sum[m], quant_act_q8_K(x, x_stride, m, b), acc[m]);
     }
     for (uint32_t m = 0; m < nx; m++)
         out[m] = attnd_hsum256(acc[m]);
@@ -221,11 +215,11 @@ INLINE_AVX512 void q2_K_rows_avx512(size_t nb, const quant_block_q2_K *w, const 
             const __m256i q = q2_K_scaled_levels(&u, scales16x, scales4x, v);
             for (uint32_t m = 0; m < nx; m++)
                 sum[m][v % 2] = _mm256_dpbusd_epi32(
-                    sum[m][v % 2], q, load256(act_block(x, x_stride, m, b)->qs + 32 * v));
+                    sum[m][v % 2], q, load256(quant_act_q8_K(x, x_stride, m, b)->qs + 32 * v));
         }
         for (uint32_t m = 0; m < nx; m++)
             acc[m] = q2_K_finish(&u, _mm256_add_epi32(sum[m][0], sum[m][1]),
-                                 act_block(x, x_stride, m, b), acc[m]);
+                                 quant_act_q8_K(x, x_stride, m, b), acc[m]);
     }
     for (uint32_t m = 0; m < nx; m++)
         out[m] = attnd_hsum256(acc[m]);
@@ -320,13 +314,13 @@ INLINE_AVX2 __m256 q3_K_finish(const q3_K_unpacked *u, __m256i sum_qx4,
                 const __m256i q = q3_K_levels(&u, v), sc = q3_K_scales16(&u, v);                   \
                 for (uint32_t m = 0; m < nx; m++) {                                                \
                     const __m256i p = _mm256_maddubs_epi16(                                        \
-                        q, load256(act_block(x, x_stride, m, b)->qs + 32 * v));                    \
+                        q, load256(quant_act_q8_K(x, x_stride, m, b)->qs + 32 * v));                    \
                     sum[m][v % 2] = ACCUMULATE(sum[m][v % 2], p, sc);                              \
                 }                                                                                  \
             }                                                                                      \
             for (uint32_t m = 0; m < nx; m++)                                                      \
                 acc[m] = q3_K_finish(&u, _mm256_add_epi32(sum[m][0], sum[m][1]),                   \
-                                     act_block(x, x_stride, m, b), acc[m]);                        \
+                                     quant_act_q8_K(x, x_stride, m, b), acc[m]);                        \
         }                                                                                          \
         for (uint32_t m = 0; m < nx; m++)                                                          \
             out[m] = attnd_hsum256(acc[m]);                                                        \
@@ -342,22 +336,19 @@ Q3_K_ROWS(q3_K_rows_avx512, INLINE_AVX512, DPWSSD)
 
 /* ------------------------------------------------------------------ entry points */
 
-/* Batches of 1..4 rows, each with its own expansion of ROWS. */
+/* Batches of 1..4 rows, each with its own expansion of ROWS (the switch
+ * of QUANT_PER_NX, spelled out: its CALL cannot reach this macro's ROWS). */
 #define K_LOW_DOT(NAME, TARGET, BLOCK_T, ROWS)                                                     \
     TARGET void NAME(uint32_t n, const void *restrict w, const void *restrict x, size_t x_stride,  \
                      uint32_t nx, float *restrict out)                                             \
     {                                                                                              \
         const BLOCK_T *wb = w;                                                                     \
         const size_t nb = n / QUANT_QK_K;                                                          \
-        for (; nx > 0; nx -= nx < MAX_NX ? nx : MAX_NX) {                                          \
-            switch (nx) {                                                                          \
-            case 1: ROWS(nb, wb, x, x_stride, 1, out); break;                                      \
-            case 2: ROWS(nb, wb, x, x_stride, 2, out); break;                                      \
-            case 3: ROWS(nb, wb, x, x_stride, 3, out); break;                                      \
-            default: ROWS(nb, wb, x, x_stride, MAX_NX, out); break;                                \
-            }                                                                                      \
-            x = (const char *)x + MAX_NX * x_stride;                                               \
-            out += MAX_NX;                                                                         \
+        switch (nx) {                                                                              \
+        case 1: ROWS(nb, wb, x, x_stride, 1, out); break;                                          \
+        case 2: ROWS(nb, wb, x, x_stride, 2, out); break;                                          \
+        case 3: ROWS(nb, wb, x, x_stride, 3, out); break;                                          \
+        default: ROWS(nb, wb, x, x_stride, 4, out); break;                                         \
         }                                                                                          \
     }
 

@@ -37,11 +37,6 @@
 #define QK QUANT_QK_K
 #define INLINE static inline __attribute__((always_inline))
 
-/* The Q8_K block M rows down (X_STRIDE bytes apart) and B blocks in. */
-static inline const quant_block_q8_K *act_block(const void *x, size_t x_stride, int m, uint32_t b)
-{
-    return (const quant_block_q8_K *)(const void *)((const uint8_t *)x + (size_t)m * x_stride) + b;
-}
 
 #define LOAD128(p) _mm_loadu_si128((const __m128i *)(const void *)(p))
 #define LOAD256(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
@@ -137,16 +132,6 @@ ATTND_AVX2 INLINE float k_acc_total(const k_acc *a, int kind)
     return main + _mm_cvtss_f32(m);
 }
 
-/* nx as a constant in each call, so the row loops unroll and the per-row
- * state stays in registers. */
-#define DISPATCH_NX(call)                                                                          \
-    switch (nx) {                                                                                  \
-    case 1: call(1); break;                                                                        \
-    case 2: call(2); break;                                                                        \
-    case 3: call(3); break;                                                                        \
-    default: call(4); break;                                                                       \
-    }
-
 /* ---- AVX2 --------------------------------------------------------------- */
 
 /* Rows of one 32-element stretch: lanes[m] += sc * (w . x_m) by groups of
@@ -185,7 +170,7 @@ ATTND_AVX2 INLINE void scale_min_rows_avx2(uint32_t nb, const void *w, const voi
         const quant_block_q8_K *xb[4];
         __m256i lanes[4];
         for (int m = 0; m < nx; m++) {
-            xb[m] = act_block(x, x_stride, m, b);
+            xb[m] = quant_act_q8_K(x, x_stride, m, b);
             lanes[m] = _mm256_setzero_si256();
         }
         const __m128i sm = unpack_scales_mins(wb->scales);
@@ -260,7 +245,7 @@ ATTND_AVX2 INLINE void q6_K_rows_avx2(uint32_t nb, const quant_block_q6_K *w, co
         const quant_block_q8_K *xb[4];
         __m256i lanes[4];
         for (int m = 0; m < nx; m++) {
-            xb[m] = act_block(x, x_stride, m, b);
+            xb[m] = quant_act_q8_K(x, x_stride, m, b);
             lanes[m] = _mm256_setzero_si256();
         }
         const __m128i sc8 = LOAD128(wb->scales);
@@ -301,7 +286,7 @@ ATTND_AVX2 void quant_q4_K_dot_avx2(uint32_t n, const void *restrict w, const vo
                                     size_t x_stride, uint32_t nx, float *restrict out)
 {
 #define CALL(k) scale_min_rows_avx2(n / QK, w, x, x_stride, k, KIND_Q4, out)
-    DISPATCH_NX(CALL)
+    QUANT_PER_NX(nx, CALL)
 #undef CALL
 }
 
@@ -309,7 +294,7 @@ ATTND_AVX2 void quant_q5_K_dot_avx2(uint32_t n, const void *restrict w, const vo
                                     size_t x_stride, uint32_t nx, float *restrict out)
 {
 #define CALL(k) scale_min_rows_avx2(n / QK, w, x, x_stride, k, KIND_Q5, out)
-    DISPATCH_NX(CALL)
+    QUANT_PER_NX(nx, CALL)
 #undef CALL
 }
 
@@ -319,7 +304,7 @@ ATTND_AVX2 void quant_q6_K_dot_avx2(uint32_t n, const void *restrict w, const vo
                                     size_t x_stride, uint32_t nx, float *restrict out)
 {
 #define CALL(k) q6_K_rows_avx2(n / QK, w, x, x_stride, k, (k) > 1, out)
-    DISPATCH_NX(CALL)
+    QUANT_PER_NX(nx, CALL)
 #undef CALL
 }
 
@@ -388,7 +373,7 @@ ATTND_AVX512 INLINE void scale_min_rows_avx512(uint32_t nb, const void *w, const
         const float dw = _cvtsh_ss(wb->d), dmw = _cvtsh_ss(wb->dmin);
         const __m128i mins8 = _mm_cvtepu8_epi16(_mm_unpackhi_epi64(sm, sm));
         for (int m = 0; m < nx; m++) {
-            const quant_block_q8_K *xb = act_block(x, x_stride, m, b);
+            const quant_block_q8_K *xb = quant_act_q8_K(x, x_stride, m, b);
             __m512i lanes = _mm512_setzero_si512();
             for (int c = 0; c < 4; c++)
                 lanes = stretch_avx512(lanes, wq[c], LOAD512(xb->qs + 64 * c), sc[c]);
@@ -459,7 +444,7 @@ ATTND_AVX512 INLINE void q6_K_rows_avx512(uint32_t nb, const quant_block_q6_K *w
             sc[c] = _mm512_permutexvar_epi16(pick_sc[c], sc16);
         const float dw = _cvtsh_ss(wb->d);
         for (int m = 0; m < nx; m++) {
-            const quant_block_q8_K *xb = act_block(x, x_stride, m, b);
+            const quant_block_q8_K *xb = quant_act_q8_K(x, x_stride, m, b);
             __m512i lanes = _mm512_setzero_si512();
             for (int c = 0; c < 4; c++) {
                 const __m512i xq = LOAD512(xb->qs + 64 * c);
@@ -509,7 +494,7 @@ ATTND_AVX512 void quant_q6_K_dot_avx512(uint32_t n, const void *restrict w, cons
                                         size_t x_stride, uint32_t nx, float *restrict out)
 {
 #define CALL(k) q6_K_rows_avx512(n / QK, w, x, x_stride, k, (k) > 1, out)
-    DISPATCH_NX(CALL)
+    QUANT_PER_NX(nx, CALL)
 #undef CALL
 }
 

@@ -255,17 +255,6 @@ static int32_t dot_i8(const int8_t *a, const int8_t *b)
     return s;
 }
 
-/* Activation row m's block k. */
-static const quant_block_q8_0 *act_q8_0(const void *x, size_t stride, uint32_t m, uint32_t k)
-{
-    return (const quant_block_q8_0 *)(const void *)((const uint8_t *)x + m * stride) + k;
-}
-
-static const quant_block_q8_1 *act_q8_1(const void *x, size_t stride, uint32_t m, uint32_t k)
-{
-    return (const quant_block_q8_1 *)(const void *)((const uint8_t *)x + m * stride) + k;
-}
-
 /* The symmetric types unpack a block to signed values q (x = d * q) and
  * multiply Q8_0 activations. Each weight block is unpacked once for all NX
  * rows. */
@@ -302,7 +291,7 @@ static void dot_signed_q8_0(unpack_signed_fn unpack, uint32_t n, const void *w, 
         int8_t q[QK];
         const float dw = unpack(w, k, q);
         for (uint32_t m = 0; m < nx; m++) {
-            const quant_block_q8_0 *xb = act_q8_0(x, x_stride, m, k);
+            const quant_block_q8_0 *xb = quant_act_q8_0(x, x_stride, m, k);
             sum[m] += dw * attnd_f16_to_f32(xb->d) * (float)dot_i8(q, xb->qs);
         }
     }
@@ -359,7 +348,7 @@ static void dot_min_q8_1(unpack_min_fn unpack, uint32_t n, const void *w, const 
         float dw, mw;
         unpack(w, k, q, &dw, &mw);
         for (uint32_t m = 0; m < nx; m++) {
-            const quant_block_q8_1 *xb = act_q8_1(x, x_stride, m, k);
+            const quant_block_q8_1 *xb = quant_act_q8_1(x, x_stride, m, k);
             sum[m] += dw * attnd_f16_to_f32(xb->d) * (float)dot_i8(q, xb->qs) +
                       mw * attnd_f16_to_f32(xb->s);
         }

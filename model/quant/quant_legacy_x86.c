@@ -281,16 +281,6 @@ AVX2 INLINE void block_scales(const uint8_t *wb, const uint8_t *xb, size_t xs, u
             out[m] += attnd_hsum256(mins[m]) + tail_min[m];                                        \
     }
 
-/* One copy of each kernel per NX, so the row loops unroll and the
- * accumulators stay in registers. */
-#define PER_NX(CALL)                                                                               \
-    switch (nx) {                                                                                  \
-    case 1: CALL(1); break;                                                                        \
-    case 2: CALL(2); break;                                                                        \
-    case 3: CALL(3); break;                                                                        \
-    default: CALL(4); break;                                                                       \
-    }
-
 /* ---- Q4_0 two blocks at a time ----
  * Q4_0 is where the loads and vector operations per byte of weights count
  * most. A pair of blocks j, j+1 is laid out as A = elements 0..15 of both
@@ -451,35 +441,35 @@ AVX2 INLINE void dot_q4_0_avx2(uint32_t n, const uint8_t *w, const uint8_t *x, s
 AVX2 QUANT_LEGACY_DOT(quant_q4_0_dot_avx2)
 {
 #define CALL(NX) dot_q4_0_avx2(n, w, x, x_stride, NX, out)
-    PER_NX(CALL)
+    QUANT_PER_NX(nx, CALL)
 #undef CALL
 }
 
 AVX2 QUANT_LEGACY_DOT(quant_q5_0_dot_avx2)
 {
 #define CALL(NX) dot_signed_avx2(q5_0_signed, Q5_0_BYTES, n, w, x, x_stride, NX, out)
-    PER_NX(CALL)
+    QUANT_PER_NX(nx, CALL)
 #undef CALL
 }
 
 AVX2 QUANT_LEGACY_DOT(quant_q8_0_dot_avx2)
 {
 #define CALL(NX) dot_signed_avx2(q8_0_signed, Q8_0_BYTES, n, w, x, x_stride, NX, out)
-    PER_NX(CALL)
+    QUANT_PER_NX(nx, CALL)
 #undef CALL
 }
 
 AVX2 QUANT_LEGACY_DOT(quant_q4_1_dot_avx2)
 {
 #define CALL(NX) dot_min_avx2(q4_1_unsigned, Q4_1_BYTES, n, w, x, x_stride, NX, out)
-    PER_NX(CALL)
+    QUANT_PER_NX(nx, CALL)
 #undef CALL
 }
 
 AVX2 QUANT_LEGACY_DOT(quant_q5_1_dot_avx2)
 {
 #define CALL(NX) dot_min_avx2(q5_1_unsigned, Q5_1_BYTES, n, w, x, x_stride, NX, out)
-    PER_NX(CALL)
+    QUANT_PER_NX(nx, CALL)
 #undef CALL
 }
 
@@ -618,35 +608,35 @@ AVX512 INLINE void dot_q4_0_vnni(uint32_t n, const uint8_t *w, const uint8_t *x,
 AVX512 QUANT_LEGACY_DOT(quant_q4_0_dot_avx512)
 {
 #define CALL(NX) dot_q4_0_vnni(n, w, x, x_stride, NX, out)
-    PER_NX(CALL)
+    QUANT_PER_NX(nx, CALL)
 #undef CALL
 }
 
 AVX512 QUANT_LEGACY_DOT(quant_q5_0_dot_avx512)
 {
 #define CALL(NX) dot_signed_vnni(Q5_0_VNNI, Q5_0_BYTES, n, w, x, x_stride, NX, out)
-    PER_NX(CALL)
+    QUANT_PER_NX(nx, CALL)
 #undef CALL
 }
 
 AVX512 QUANT_LEGACY_DOT(quant_q8_0_dot_avx512)
 {
 #define CALL(NX) dot_signed_vnni(Q8_0_VNNI, Q8_0_BYTES, n, w, x, x_stride, NX, out)
-    PER_NX(CALL)
+    QUANT_PER_NX(nx, CALL)
 #undef CALL
 }
 
 AVX512 QUANT_LEGACY_DOT(quant_q4_1_dot_avx512)
 {
 #define CALL(NX) dot_min_vnni(q4_1_unsigned, Q4_1_BYTES, n, w, x, x_stride, NX, out)
-    PER_NX(CALL)
+    QUANT_PER_NX(nx, CALL)
 #undef CALL
 }
 
 AVX512 QUANT_LEGACY_DOT(quant_q5_1_dot_avx512)
 {
 #define CALL(NX) dot_min_vnni(q5_1_unsigned_512, Q5_1_BYTES, n, w, x, x_stride, NX, out)
-    PER_NX(CALL)
+    QUANT_PER_NX(nx, CALL)
 #undef CALL
 }
 
