@@ -35,9 +35,9 @@ size_t matmul_act_row_bytes(const model_weight *w)
 
 size_t matmul_act_row_bytes_max(uint32_t n_in)
 {
-    /* Q8_K's 292 bytes per 256 (36.5 per 32) is the widest activation
-     * format; a float row is wider still. */
-    return (size_t)n_in * sizeof(float) + 64;
+    /* Q8_K's 292 bytes per 256 elements is the widest activation format
+     * (Q8_1 takes 288, Q8_0 272); float rows never go through this buffer. */
+    return ((size_t)n_in + 255) / 256 * 292;
 }
 
 static const uint8_t *weight_row(const model_weight *w, uint32_t r)

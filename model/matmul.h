@@ -28,8 +28,9 @@ size_t matmul_scratch_floats(uint32_t n_in);
 /* Bytes of one activation row of n_in values in W's activation format (for
  * float weights: n_in floats). */
 size_t matmul_act_row_bytes(const model_weight *w);
-/* An upper bound of matmul_act_row_bytes over every weight type with n_in
- * columns: what a buffer shared by all of a model's matmuls needs per row. */
+/* An upper bound of matmul_act_row_bytes over every quantized weight type
+ * with n_in columns: what a buffer of quantized activations shared by all
+ * of a model's matmuls needs per row. */
 size_t matmul_act_row_bytes_max(uint32_t n_in);
 
 /* y[m*ldy + r] = sum_k x[m*n_in + k] * W[r][k] for m < M, r0 <= r < r1. */
