@@ -298,8 +298,8 @@ done
 
 # `docker run -e ATTND_HOST=127.0.0.1 -e ATTND_PORT=$port`: loopback only, a free port.
 # HOME as a runtime sets it: the user's home in the image's /etc/passwd, else /.
+. scripts/free-port.sh
 home=$(awk -F: -v u="$uid" '$3 == u { print $6; exit }' "$root/etc/passwd")
-run_env=("HOME=${home:-/}" "${img_env[@]}" ATTND_HOST=127.0.0.1 "ATTND_PORT=$port")
 server_log=$work/server.log
 # chroot starts in /; another WORKDIR needs a shell to cd there first.
 cd_workdir=()
@@ -308,37 +308,46 @@ in_image() {  # in_image COMMAND...: runs a command of the image like the runtim
   chroot --userspec="$uid:$gid" --groups="$gid" "$root" /usr/bin/env -i "${run_env[@]}" \
     "${cd_workdir[@]}" "$@"
 }
+show_log() { echo "---- server log ----" >&2; cat "$server_log" >&2; echo "--------------------" >&2; }
 # A mount namespace of its own gives the chroot /proc, /sys and /dev (as a container has)
 # and takes them away when the server exits. The image's file system is mounted
-# read-only there, as deploy/k8s/deployment.yaml runs it (readOnlyRootFilesystem). unshare, bash, chroot and env all exec, so
-# $! is the server's own pid.
+# read-only there, as deploy/k8s/deployment.yaml runs it (readOnlyRootFilesystem).
+# unshare, bash, chroot and env all exec, so $! is the server's own pid.
 export root uid gid
-log "starting [${entrypoint[*]} ${cmd[*]}] in the image on 127.0.0.1:$port"
-ts=$SECONDS
-unshare --mount --propagation private -- bash -c '
-  set -e
-  mkdir -p "$root/proc" "$root/sys" "$root/dev"
-  mount --bind "$root" "$root"
-  mount -o remount,bind,ro "$root"
-  mount -t proc proc "$root/proc"
-  mount -t sysfs -o ro sysfs "$root/sys"
-  mount --rbind /dev "$root/dev"
-  exec chroot --userspec="$uid:$gid" --groups="$gid" "$root" /usr/bin/env -i "$@"
-' run-image "${run_env[@]}" "${cd_workdir[@]}" \
-  "${entrypoint[@]}" "${cmd[@]}" >"$server_log" 2>&1 &
-server_pid=$!
-
-show_log() { echo "---- server log ----" >&2; cat "$server_log" >&2; echo "--------------------" >&2; }
 ready=0
-for _ in $(seq 1 300); do
-  if ! kill -0 "$server_pid" 2>/dev/null; then
-    wait "$server_pid" && rc=0 || rc=$?
-    server_pid=""
-    show_log
-    die "server exited (status $rc) before /ready"
-  fi
-  if curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/ready" 2>/dev/null; then ready=1; break; fi
-  sleep 0.2
+for attempt in 1 2 3 4 5; do
+  free_port port || die "no free loopback port found"
+  run_env=("HOME=${home:-/}" "${img_env[@]}" ATTND_HOST=127.0.0.1 "ATTND_PORT=$port")
+  log "starting [${entrypoint[*]} ${cmd[*]}] in the image on 127.0.0.1:$port"
+  ts=$SECONDS
+  unshare --mount --propagation private -- bash -c '
+    set -e
+    mkdir -p "$root/proc" "$root/sys" "$root/dev"
+    mount --bind "$root" "$root"
+    mount -o remount,bind,ro "$root"
+    mount -t proc proc "$root/proc"
+    mount -t sysfs -o ro sysfs "$root/sys"
+    mount --rbind /dev "$root/dev"
+    exec chroot --userspec="$uid:$gid" --groups="$gid" "$root" /usr/bin/env -i "$@"
+  ' run-image "${run_env[@]}" "${cd_workdir[@]}" \
+    "${entrypoint[@]}" "${cmd[@]}" >"$server_log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 1 300); do
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+      wait "$server_pid" && rc=0 || rc=$?
+      server_pid=""
+      # Someone took the port between the probe and the bind: try another one.
+      if grep -q 'Address already in use' "$server_log" && [ "$attempt" -lt 5 ]; then
+        log "port $port was taken before the server bound it (attempt $attempt); another port"
+        continue 2
+      fi
+      show_log
+      die "server exited (status $rc) before /ready"
+    fi
+    if curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/ready" 2>/dev/null; then ready=1; break; fi
+    sleep 0.2
+  done
+  break
 done
 [ "$ready" = 1 ] || { show_log; die "/ready did not answer 200 within 60 s"; }
 log "ready after $((SECONDS - ts)) s"

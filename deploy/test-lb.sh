@@ -121,20 +121,8 @@ MODEL=$TMP/long.gguf
   >/dev/null || die "attnd mkmodel failed"
 
 # ------------------------------------------------------------------ helpers
-USED_PORTS=' '
-free_port() { # a loopback port nobody listens on (not proof against races: callers retry)
-  local p
-  for _ in $(seq 1 100); do
-    p=$((20000 + RANDOM % 40000))
-    case "$USED_PORTS" in *" $p "*) continue ;; esac
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      USED_PORTS="$USED_PORTS$p "
-      echo "$p"
-      return 0
-    fi
-  done
-  return 1
-}
+# free_port VAR: a port below the ephemeral range (see the file for why)
+. "$ROOT/scripts/free-port.sh"
 
 wait_http() { # url, seconds, pid that must stay alive
   local url=$1 secs=$2 pid=$3 i
@@ -150,7 +138,7 @@ wait_http() { # url, seconds, pid that must stay alive
 start_replica() {
   local n=$1 port pid attempt
   for attempt in 1 2 3 4 5; do
-    port=$(free_port) || die "no free loopback port"
+    free_port port || die "no free loopback port"
     # --threads 1: two replicas share this machine's cores. --max-seqs 2: short
     # requests queue behind the long ones, so the drain serves running and queued
     # requests. Drain timeout: the default (30 s).
@@ -216,7 +204,7 @@ mkdir -p "$NG"
 chmod 755 "$NG"
 PN=''
 for attempt in 1 2 3 4 5; do
-  PN=$(free_port) || die "no free loopback port"
+  free_port PN || die "no free loopback port"
   sed -e "s/server attnd-1:8080 /server 127.0.0.1:$P1 /" \
       -e "s/server attnd-2:8080 /server 127.0.0.1:$P2 /" \
       -e "s/^\( *\)listen 80;/\1listen 127.0.0.1:$PN;/" \

@@ -58,11 +58,23 @@ echo "== benchmark smoke run (figures are not checked: speed is never asserted)"
 build/release/cli/attnd bench -m "$ATTND_SHARED/models/stories260K.gguf" --quick --json > build/bench.json
 grep -q '"decode, 1 stream"' build/bench.json
 build/release/cli/attnd bench -m "$ATTND_SHARED/models/gpt2-synth-64x2.gguf" --quick
-bench_port=$((20000 + RANDOM % 40000))
-while (exec 3<>"/dev/tcp/127.0.0.1/$bench_port") 2>/dev/null; do bench_port=$((20000 + RANDOM % 40000)); done
-build/release/cli/attnd serve -m "$ATTND_SHARED/models/aidreams260K.gguf" --port "$bench_port" --log-level warn &
-bench_pid=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$bench_port/ready" >/dev/null && break; sleep 0.1; done
+. scripts/free-port.sh
+bench_pid=''
+for attempt in 1 2 3 4 5; do  # another process may take the port first: retry on another
+  free_port bench_port
+  build/release/cli/attnd serve -m "$ATTND_SHARED/models/aidreams260K.gguf" --port "$bench_port" --log-level warn &
+  bench_pid=$!
+  for _ in $(seq 100); do
+    kill -0 "$bench_pid" 2>/dev/null || break
+    curl -sf "http://127.0.0.1:$bench_port/ready" >/dev/null && break 2
+    sleep 0.1
+  done
+  kill -KILL "$bench_pid" 2>/dev/null || true
+  wait "$bench_pid" 2>/dev/null || true
+  echo "bench server did not come up on port $bench_port (attempt $attempt)"
+  bench_pid=''
+done
+[ -n "$bench_pid" ] || { echo "bench server did not start" >&2; exit 1; }
 build/release/bench/load --url "http://127.0.0.1:$bench_port" --clients 4 --requests 2 --max-tokens 16
 kill -TERM "$bench_pid" && wait "$bench_pid"
 suites=$((suites + 1))
