@@ -8,6 +8,7 @@
 #include <cblas.h>
 #include <cjson/cJSON.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,12 +31,17 @@ static void usage(FILE *out)
             "single-stream decode tokens/s, aggregate decode tokens/s at 4, 8 and 16\n"
             "concurrent sequences, attention kernel throughput at contexts 512, 2048 and\n"
             "8192, and this machine's ceilings in the same run (memory read GB/s, f32 sgemm\n"
-            "GFLOP/s), with each figure as a fraction of its ceiling.\n\n"
+            "GFLOP/s), with each figure as a fraction of its ceiling. Single-stream decode\n"
+            "alternates steps with bandwidth samples: its fraction is the median over\n"
+            "steps of (bytes a step reads / its time) / (the bandwidth just after it), so\n"
+            "neighbours on a shared host move both sides together.\n\n"
             "options:\n"
             "  -m, --model PATH   GGUF model\n"
             "  --threads N        worker threads (default: number of cores)\n"
             "  --kv-type T        f16 (default) or f32 KV cache elements\n"
             "  --quick            small sizes and few repetitions (a smoke run)\n"
+            "  --profile          also print where a step's time goes (per phase, with\n"
+            "                     the weight-read rate of each matmul and the hand-offs)\n"
             "  --json             one JSON object instead of the table\n"
             "  -h, --help         show this help\n");
 }
@@ -69,28 +75,87 @@ static void bw_task(void *ctx, uint32_t task, uint32_t thread)
     j->sums[thread] += a ^ b ^ c ^ d; /* keeps the loads from being optimized away */
 }
 
-/* Read bandwidth with every pool thread streaming its share of a buffer much
- * larger than the caches. */
+/* A buffer much larger than the caches, for read-bandwidth samples. */
+struct bw_buf {
+    attnd_pool *pool;
+    uint64_t *buf;
+    size_t words;
+    uint64_t sums[1024];
+};
+
+static bool bw_buf_init(struct bw_buf *b, attnd_pool *pool, size_t bytes)
+{
+    b->pool = pool;
+    b->words = bytes / 8;
+    memset(b->sums, 0, sizeof b->sums);
+    if (!(b->buf = malloc(b->words * sizeof *b->buf)))
+        return false;
+    for (size_t i = 0; i < b->words; i++)
+        b->buf[i] = i;
+    return true;
+}
+
+/* GB/s of one pass, every pool thread streaming its share. */
+static double bw_sample(struct bw_buf *b)
+{
+    uint32_t tasks = attnd_pool_size(b->pool) * 8;
+    struct bw_job j = {b->buf, b->words / tasks, b->sums};
+    double t0 = now_s();
+    attnd_pool_run(b->pool, bw_task, &j, tasks);
+    double gbs = (double)(j.words_per_task * tasks * 8) / (now_s() - t0) / 1e9;
+    return b->sums[0] == 42 ? gbs + 1e-12 : gbs; /* keeps the sums live */
+}
+
+static void bw_buf_free(struct bw_buf *b)
+{
+    free(b->buf);
+    b->buf = NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, size_t n)
+{
+    if (!n)
+        return 0;
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Best of REPS passes over a buffer of BYTES. */
 static double measure_bandwidth(attnd_pool *pool, size_t bytes, int reps)
 {
-    size_t words = bytes / 8;
-    uint64_t *buf = malloc(words * sizeof *buf);
-    uint64_t sums[1024] = {0};
-    if (!buf)
+    struct bw_buf b;
+    if (!bw_buf_init(&b, pool, bytes))
         return 0;
-    for (size_t i = 0; i < words; i++)
-        buf[i] = i;
-    uint32_t tasks = attnd_pool_size(pool) * 8;
-    struct bw_job j = {buf, words / tasks, sums};
     double best = 0;
     for (int r = 0; r < reps; r++) {
-        double t0 = now_s();
-        attnd_pool_run(pool, bw_task, &j, tasks);
-        double gbs = (double)(j.words_per_task * tasks * 8) / (now_s() - t0) / 1e9;
+        double gbs = bw_sample(&b);
         best = gbs > best ? gbs : best;
     }
-    free(buf);
-    return sums[0] == 42 ? best + 1e-12 : best;
+    bw_buf_free(&b);
+    return best;
+}
+
+/* The cost of one hand-off: a pool run of one empty task per thread. */
+static void noop_task(void *ctx, uint32_t task, uint32_t thread)
+{
+    (void)ctx;
+    (void)task;
+    (void)thread;
+}
+
+static double measure_handoff(attnd_pool *pool, int reps)
+{
+    attnd_pool_run(pool, noop_task, NULL, attnd_pool_size(pool));
+    double t0 = now_s();
+    for (int r = 0; r < reps; r++)
+        attnd_pool_run(pool, noop_task, NULL, attnd_pool_size(pool));
+    return (now_s() - t0) / reps;
 }
 
 struct gemm_job {
@@ -153,6 +218,7 @@ struct bench {
     const model_hparams *hp;
     engine_params ep;
     float *logits;
+    engine_profile prof; /* of the last timed run, when ep.profile */
 };
 
 /* Tokens/s of one P-token prompt as a single chunk (best of REPS). */
@@ -168,13 +234,17 @@ static double bench_prefill(struct bench *b, uint32_t p, int reps, attnd_err *er
         engine_seq_open(e, &seq, err);
         for (uint32_t i = 0; i < p; i++)
             en[i] = (engine_entry){seq, (int32_t)((i * 7 + 1) % b->hp->n_vocab), i, i + 1 == p};
+        engine_profile_reset(e);
         double t0 = now_s();
         if (engine_step(e, en, p, b->logits, err) != ATTND_OK) {
             best = -1;
             break;
         }
         double tps = p / (now_s() - t0);
-        best = tps > best ? tps : best;
+        if (tps > best) {
+            best = tps;
+            engine_profile_get(e, &b->prof);
+        }
         engine_seq_close(e, seq);
     }
     free(en);
@@ -183,8 +253,11 @@ static double bench_prefill(struct bench *b, uint32_t p, int reps, attnd_err *er
 }
 
 /* Aggregate decode tokens/s with K sequences stepping together, after a short
- * prompt each. */
-static double bench_decode(struct bench *b, uint32_t k, uint32_t steps, attnd_err *err)
+ * prompt each. With BW set, a bandwidth sample follows every step and
+ * *FRACTION gets the median over steps of (STEP_BYTES / step time) / that
+ * sample, and *BW_MEDIAN the median sample. */
+static double bench_decode(struct bench *b, uint32_t k, uint32_t steps, struct bw_buf *bw,
+                           double step_bytes, double *fraction, double *bw_median, attnd_err *err)
 {
     engine *e;
     if (engine_new(b->m, &b->ep, &e, err) != ATTND_OK)
@@ -193,6 +266,7 @@ static double bench_decode(struct bench *b, uint32_t k, uint32_t steps, attnd_er
     engine_entry en[64];
     const uint32_t prompt = 8;
     double tps = -1;
+    double *ratio = NULL, *gbs = NULL;
     for (uint32_t s = 0; s < k; s++)
         engine_seq_open(e, &seqs[s], err);
     for (uint32_t pos = 0; pos < prompt; pos++) {
@@ -201,16 +275,35 @@ static double bench_decode(struct bench *b, uint32_t k, uint32_t steps, attnd_er
         if (engine_step(e, en, k, b->logits, err) != ATTND_OK)
             goto out;
     }
-    double t0 = now_s();
+    if (bw) {
+        if (!(ratio = calloc(2 * (size_t)steps, sizeof *ratio)))
+            goto out;
+        gbs = ratio + steps;
+    }
+    engine_profile_reset(e);
+    double busy = 0;
     for (uint32_t t = 0; t < steps; t++) {
         for (uint32_t s = 0; s < k; s++)
             en[s] = (engine_entry){seqs[s], (int32_t)((s + t * 13 + 5) % b->hp->n_vocab),
                                    prompt + t, true};
+        double t0 = now_s();
         if (engine_step(e, en, k, b->logits, err) != ATTND_OK)
             goto out;
+        double dt = now_s() - t0;
+        busy += dt;
+        if (bw) {
+            gbs[t] = bw_sample(bw);
+            ratio[t] = step_bytes / dt / 1e9 / gbs[t];
+        }
     }
-    tps = (double)k * steps / (now_s() - t0);
+    tps = (double)k * steps / busy;
+    engine_profile_get(e, &b->prof);
+    if (bw) {
+        *fraction = median(ratio, steps);
+        *bw_median = median(gbs, steps);
+    }
 out:
+    free(ratio);
     engine_free(e);
     return tps;
 }
@@ -291,12 +384,45 @@ struct row {
     const char *ceiling;
 };
 
+/* A profiled run: which figure, and where its steps' time went. */
+struct prof_run {
+    char name[48];
+    engine_profile p;
+};
+
+static void print_profile(const struct prof_run *r, double handoff_s)
+{
+    const engine_profile *p = &r->p;
+    if (!p->steps)
+        return;
+    double total = 0;
+    for (int i = 0; i < ENGINE_PHASE_COUNT; i++)
+        total += p->seconds[i];
+    double runs = (double)p->pool_runs / (double)p->steps;
+    printf("\nprofile: %s: %.2f ms per step (%" PRIu64 " steps, %.1f entries each); "
+           "%.0f hand-offs per step, ~%.1f us each alone: %.2f ms\n",
+           r->name, 1e3 * total / (double)p->steps, p->steps,
+           (double)p->entries / (double)p->steps, runs, 1e6 * handoff_s, 1e3 * runs * handoff_s);
+    printf("  %-12s %9s %7s %14s\n", "phase", "ms/step", "share", "weights GB/s");
+    for (int i = 0; i < ENGINE_PHASE_COUNT; i++) {
+        double ms = 1e3 * p->seconds[i] / (double)p->steps;
+        if (p->seconds[i] <= 0)
+            continue;
+        printf("  %-12s %9.3f %6.1f%%", engine_phase_name((engine_phase)i), ms,
+               100.0 * p->seconds[i] / total);
+        if (p->weight_bytes[i])
+            printf(" %14.1f", (double)p->weight_bytes[i] / p->seconds[i] / 1e9);
+        printf("\n");
+    }
+}
+
 int cli_bench(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'}, {"threads", required_argument, NULL, 't'},
         {"kv-type", required_argument, NULL, 'k'}, {"quick", no_argument, NULL, 'Q'},
         {"json", no_argument, NULL, 'J'},         {"help", no_argument, NULL, 'h'},
+        {"profile", no_argument, NULL, 'P'},
         {NULL, 0, NULL, 0},
     };
     const char *path = NULL;
@@ -312,6 +438,7 @@ int cli_bench(int argc, char **argv)
         case 'k': ok = cli_parse_kv_type(optarg, &b.ep.kv_type); break;
         case 'Q': quick = true; break;
         case 'J': json = true; break;
+        case 'P': b.ep.profile = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -353,6 +480,9 @@ int cli_bench(int argc, char **argv)
     }
 
     double bw = measure_bandwidth(pool, quick ? (64u << 20) : (1024u << 20), quick ? 2 : 5);
+    double handoff = measure_handoff(pool, quick ? 100 : 2000);
+    struct prof_run profs[3];
+    int n_prof = 0;
     double peak = measure_sgemm(pool, quick ? 256 : 1024, quick ? 1 : 2, quick ? 2 : 5);
     if (!(peak > 0)) {
         fprintf(stderr, "attnd bench: out of memory for the sgemm ceiling\n");
@@ -373,7 +503,7 @@ int cli_bench(int argc, char **argv)
                             (uint64_t)hp->n_embd * hp->n_head_kv * hp->head_dim * 2 +
                             (uint64_t)hp->n_embd * hp->n_ff * (hp->arch == MODEL_ARCH_LLAMA ? 3 : 2));
     uint64_t out_elems = (uint64_t)hp->n_embd * hp->n_vocab;
-    struct row rows[16];
+    struct row rows[20];
     int nr = 0;
 #define ROW(n, v, u, f, cl)                                                                        \
     do {                                                                                           \
@@ -393,6 +523,10 @@ int cli_bench(int argc, char **argv)
             continue;
         double tps = bench_prefill(&b, p, quick ? 1 : 3, &err);
         snprintf(name, sizeof name, "prefill %u tokens", p);
+        if (i == 1 && b.ep.profile) {
+            snprintf(profs[n_prof].name, sizeof profs[n_prof].name, "%s", name);
+            profs[n_prof++].p = b.prof;
+        }
         double flops_per_token = 2.0 * ((double)layer_elems + (double)out_elems / p);
         ROW(name, tps, "tokens/s", tps * flops_per_token / 1e9 / peak, "sgemm");
     }
@@ -400,16 +534,30 @@ int cli_bench(int argc, char **argv)
     if (steps + 8 > hp->n_ctx)
         steps = hp->n_ctx > 16 ? hp->n_ctx - 8 : 1;
     static const uint32_t ks[4] = {1, 4, 8, 16};
+    struct bw_buf paired;
+    bool have_paired = bw_buf_init(&paired, pool, quick ? (64u << 20) : (256u << 20));
     for (int i = 0; i < 4; i++) {
-        double tps = bench_decode(&b, ks[i], steps, &err);
+        double frac = 0, bw_dec = 0;
+        double tps = bench_decode(&b, ks[i], steps, ks[i] == 1 && have_paired ? &paired : NULL,
+                                  wbytes, &frac, &bw_dec, &err);
         if (ks[i] == 1)
             snprintf(name, sizeof name, "decode, 1 stream");
         else
             snprintf(name, sizeof name, "decode, %u streams (total)", ks[i]);
+        if (b.ep.profile && (ks[i] == 1 || ks[i] == 16)) {
+            snprintf(profs[n_prof].name, sizeof profs[n_prof].name, "%s", name);
+            profs[n_prof++].p = b.prof;
+        }
+        if (ks[i] == 1 && have_paired) {
+            ROW(name, tps, "tokens/s", frac, "paired bandwidth");
+            ROW("bandwidth during decode", bw_dec, "GB/s", -1, NULL);
+            continue;
+        }
         /* every step reads all weights once, whatever the batch */
         double steps_per_s = tps / ks[i];
         ROW(name, tps, "tokens/s", steps_per_s * wbytes / 1e9 / bw, "bandwidth");
     }
+    bw_buf_free(&paired);
     static const uint32_t ctxs[3] = {512, 2048, 8192};
     for (int i = 0; i < 3; i++) {
         double kv_gbs = 0;
@@ -428,6 +576,25 @@ int cli_bench(int argc, char **argv)
         cJSON_AddNumberToObject(o, "weight_bytes", (double)model_weight_bytes(m));
         cJSON_AddNumberToObject(o, "step_bytes", wbytes);
         cJSON_AddStringToObject(o, "isa", quant_isa_name(quant_best_isa()));
+        cJSON_AddNumberToObject(o, "handoff_seconds", handoff);
+        cJSON *pa = n_prof ? cJSON_AddArrayToObject(o, "profiles") : NULL;
+        for (int i = 0; pa && i < n_prof; i++) {
+            const engine_profile *ep = &profs[i].p;
+            cJSON *r = cJSON_CreateObject();
+            cJSON_AddStringToObject(r, "name", profs[i].name);
+            cJSON_AddNumberToObject(r, "steps", (double)ep->steps);
+            cJSON_AddNumberToObject(r, "entries", (double)ep->entries);
+            cJSON_AddNumberToObject(r, "pool_runs", (double)ep->pool_runs);
+            cJSON *ph = cJSON_AddObjectToObject(r, "seconds");
+            for (int k = 0; k < ENGINE_PHASE_COUNT; k++)
+                cJSON_AddNumberToObject(ph, engine_phase_name((engine_phase)k), ep->seconds[k]);
+            cJSON *wb = cJSON_AddObjectToObject(r, "weight_bytes");
+            for (int k = 0; k < ENGINE_PHASE_COUNT; k++)
+                if (ep->weight_bytes[k])
+                    cJSON_AddNumberToObject(wb, engine_phase_name((engine_phase)k),
+                                            (double)ep->weight_bytes[k]);
+            cJSON_AddItemToArray(pa, r);
+        }
         cJSON *arr = cJSON_AddArrayToObject(o, "results");
         for (int i = 0; i < nr; i++) {
             cJSON *r = cJSON_CreateObject();
@@ -457,6 +624,8 @@ int cli_bench(int argc, char **argv)
                 printf(" %5.1f%% of %s", 100.0 * rows[i].fraction, rows[i].ceiling);
             printf("\n");
         }
+        for (int i = 0; i < n_prof; i++)
+            print_profile(&profs[i], handoff);
     }
     free(b.logits);
     attnd_pool_free(pool);

@@ -15,6 +15,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "attn.h"
 #include "attnd_ckd.h"
@@ -70,30 +71,98 @@ struct engine {
     const void **blk_ptrs;
     size_t blk_ptrs_cap;
     attn_params ap;
+
+    bool profile_on;
+    double prof_last; /* time of the last prof_mark */
+    engine_profile prof;
 };
+
+/* ---------------------------------------------------------------- profile */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Charges the time since the last mark to PHASE. */
+static void prof_mark(engine *e, engine_phase phase)
+{
+    if (!e->profile_on)
+        return;
+    double t = now_s();
+    e->prof.seconds[phase] += t - e->prof_last;
+    e->prof_last = t;
+}
+
+static void pool_run(engine *e, attnd_pool_fn fn, void *ctx, uint32_t n_tasks)
+{
+    e->prof.pool_runs++;
+    attnd_pool_run(e->pool, fn, ctx, n_tasks);
+}
+
+void engine_profile_get(const engine *e, engine_profile *out)
+{
+    *out = e->prof;
+}
+
+void engine_profile_reset(engine *e)
+{
+    memset(&e->prof, 0, sizeof e->prof);
+}
+
+const char *engine_phase_name(engine_phase p)
+{
+    static const char *const names[ENGINE_PHASE_COUNT] = {
+        [ENGINE_PHASE_EMBED] = "embed",       [ENGINE_PHASE_NORM] = "norm",
+        [ENGINE_PHASE_QUANTIZE] = "quantize", [ENGINE_PHASE_QKV] = "qkv",
+        [ENGINE_PHASE_ROPE] = "rope",         [ENGINE_PHASE_KV_WRITE] = "kv write",
+        [ENGINE_PHASE_ATTENTION] = "attention", [ENGINE_PHASE_WO] = "wo",
+        [ENGINE_PHASE_FFN_UP] = "ffn up",     [ENGINE_PHASE_FFN_DOWN] = "ffn down",
+        [ENGINE_PHASE_ELEMWISE] = "elementwise", [ENGINE_PHASE_OUTPUT] = "output",
+    };
+    return (unsigned)p < ENGINE_PHASE_COUNT ? names[p] : "?";
+}
 
 /* ---------------------------------------------------------------- parallel parts */
 
-struct mm_job {
-    engine *e;
+/* Matmuls that read the same activations run as one parallel loop: one
+ * hand-off and one wait for q, k and v (or gate and up) instead of three. */
+#define MM_MAX_OUT 3u
+
+struct mm_out {
     const model_weight *w;
-    const float *x;
-    const void *xq; /* x quantized, for quantized weights */
-    uint32_t M;
     float *y;
     uint32_t ldy;
-    uint32_t chunk;
+    uint32_t task0; /* its first task */
+};
+
+struct mm_job {
+    engine *e;
+    const float *x;
+    const void *xq; /* x quantized, when the weights' type quantizes */
+    uint32_t M;
+    uint32_t chunk; /* output rows per task (activation rows when quantizing) */
+    uint32_t n_out;
+    struct mm_out out[MM_MAX_OUT];
 };
 
 static void mm_task(void *ctx, uint32_t task, uint32_t thread)
 {
     const struct mm_job *j = ctx;
-    uint32_t r0 = task * j->chunk;
-    uint32_t r1 = r0 + j->chunk < j->w->n_out ? r0 + j->chunk : j->w->n_out;
+    uint32_t o = 0;
+    while (o + 1 < j->n_out && task >= j->out[o + 1].task0)
+        o++;
+    const struct mm_out *mo = &j->out[o];
+    const uint32_t n = mo->w->n_out;
+    uint32_t r0 = (task - mo->task0) * j->chunk;
+    uint32_t r1 = r0 + j->chunk < n ? r0 + j->chunk : n;
     if (j->xq)
-        matmul_rows_quant(j->w, j->xq, j->M, j->y, j->ldy, r0, r1, j->e->isa);
+        matmul_rows_quant(mo->w, j->xq, j->M, mo->y, mo->ldy, r0, r1, j->e->isa);
     else
-        matmul_rows(j->w, j->x, j->M, j->y, j->ldy, r0, r1, j->e->mm_scratch[thread], j->e->isa);
+        matmul_rows(mo->w, j->x, j->M, mo->y, mo->ldy, r0, r1, j->e->mm_scratch[thread],
+                    j->e->isa);
 }
 
 static void quantize_task(void *ctx, uint32_t task, uint32_t thread)
@@ -102,30 +171,57 @@ static void quantize_task(void *ctx, uint32_t task, uint32_t thread)
     const struct mm_job *j = ctx;
     uint32_t m0 = task * j->chunk;
     uint32_t m1 = m0 + j->chunk < j->M ? m0 + j->chunk : j->M;
-    matmul_quantize_rows(j->w, j->x, m0, m1, j->e->xq, j->e->isa);
+    matmul_quantize_rows(j->out[0].w, j->x, m0, m1, j->e->xq, j->e->isa);
 }
 
-/* y[M][ldy] (columns [0, n_out)) = x[M][n_in] · Wᵀ, split by output rows.
- * Quantized weights: x is quantized once first (split by activation rows
- * when there are many). */
-static void run_matmul(engine *e, const model_weight *w, const float *x, uint32_t M, float *y,
-                       uint32_t ldy)
+/* For each of the N_OUT weights W[i]: Y[i][M][LDY[i]] (columns [0, n_out))
+ * = x[M][n_in] · W[i]ᵀ, split by output rows, charged to PHASE. Quantized
+ * weights: x is quantized once first (split by activation rows when there
+ * are many); weights whose activation formats differ run one at a time. */
+static void run_matmuls(engine *e, engine_phase phase, const float *x, uint32_t M, uint32_t n_out,
+                        const model_weight *const *w, float *const *y, const uint32_t *ldy)
 {
-    uint32_t tasks = e->n_threads * 4;
-    struct mm_job j = {e, w, x, NULL, M, y, ldy, 0};
-    if (matmul_quantizes(w)) {
+    for (uint32_t i = 1; i < n_out; i++)
+        if (w[i]->qt->act_type != w[0]->qt->act_type) {
+            for (uint32_t k = 0; k < n_out; k++)
+                run_matmuls(e, phase, x, M, 1, &w[k], &y[k], &ldy[k]);
+            return;
+        }
+    struct mm_job j = {.e = e, .x = x, .M = M, .n_out = n_out};
+    uint64_t rows = 0;
+    for (uint32_t i = 0; i < n_out; i++) {
+        j.out[i] = (struct mm_out){w[i], y[i], ldy[i], 0};
+        rows += w[i]->n_out;
+        if (e->profile_on)
+            e->prof.weight_bytes[phase] += (uint64_t)w[i]->row_bytes * w[i]->n_out;
+    }
+    if (matmul_quantizes(w[0])) {
         /* a decode batch is quicker to quantize than to hand out */
         if (M <= 8) {
-            matmul_quantize_rows(w, x, 0, M, e->xq, e->isa);
+            matmul_quantize_rows(w[0], x, 0, M, e->xq, e->isa);
         } else {
             j.chunk = (M + e->n_threads - 1) / e->n_threads;
-            attnd_pool_run(e->pool, quantize_task, &j, (M + j.chunk - 1) / j.chunk);
+            pool_run(e, quantize_task, &j, (M + j.chunk - 1) / j.chunk);
         }
         j.xq = e->xq;
+        prof_mark(e, ENGINE_PHASE_QUANTIZE);
     }
-    uint32_t chunk = (w->n_out + tasks - 1) / tasks;
-    j.chunk = (chunk + MATMUL_TILE_ROWS - 1) / MATMUL_TILE_ROWS * MATMUL_TILE_ROWS;
-    attnd_pool_run(e->pool, mm_task, &j, (w->n_out + j.chunk - 1) / j.chunk);
+    /* about four tasks per thread, whole tiles each */
+    uint64_t chunk = (rows + e->n_threads * 4 - 1) / (e->n_threads * 4);
+    j.chunk = (uint32_t)((chunk + MATMUL_TILE_ROWS - 1) / MATMUL_TILE_ROWS * MATMUL_TILE_ROWS);
+    uint32_t tasks = 0;
+    for (uint32_t i = 0; i < n_out; i++) {
+        j.out[i].task0 = tasks;
+        tasks += (w[i]->n_out + j.chunk - 1) / j.chunk;
+    }
+    pool_run(e, mm_task, &j, tasks);
+    prof_mark(e, phase);
+}
+
+static void run_matmul(engine *e, engine_phase phase, const model_weight *w, const float *x,
+                       uint32_t M, float *y, uint32_t ldy)
+{
+    run_matmuls(e, phase, x, M, 1, &w, &y, &ldy);
 }
 
 static void attn_task(void *ctx, uint32_t task, uint32_t thread)
@@ -269,6 +365,7 @@ int engine_new(const model *m, const engine_params *p, engine **out, attnd_err *
         return rc;
     }
     e->n_threads = attnd_pool_size(e->pool);
+    e->profile_on = p->profile;
     e->isa = quant_best_isa();
     /* Our workers each call OpenBLAS on their own slice: OpenBLAS itself must
      * not start more threads. */
@@ -494,11 +591,13 @@ static int attention(engine *e, uint32_t layer, const engine_entry *en, uint32_t
         if (rc != ATTND_OK)
             return rc;
     }
+    prof_mark(e, ENGINE_PHASE_KV_WRITE);
     int rc = build_views(e, layer, err);
     if (rc != ATTND_OK)
         return rc;
     memset(e->task_rc, 0, e->n_threads * sizeof *e->task_rc);
-    attnd_pool_run(e->pool, attn_task, e, e->n_groups * e->hp->n_head_kv);
+    pool_run(e, attn_task, e, e->n_groups * e->hp->n_head_kv);
+    prof_mark(e, ENGINE_PHASE_ATTENTION);
     for (uint32_t t = 0; t < e->n_threads; t++)
         if (e->task_rc[t] != ATTND_OK) {
             *err = e->task_err[t];
@@ -514,30 +613,39 @@ static int layer_llama(engine *e, uint32_t l, const engine_entry *en, uint32_t n
     uint32_t d = hp->n_embd, half = hp->n_rot / 2;
     for (uint32_t i = 0; i < n; i++)
         rmsnorm(e->h + (size_t)i * d, e->x + (size_t)i * d, L->attn_norm, d, hp->norm_eps);
-    run_matmul(e, &L->wq, e->h, n, e->q, e->q_dim);
-    run_matmul(e, &L->wk, e->h, n, e->k, e->kv_dim);
-    run_matmul(e, &L->wv, e->h, n, e->v, e->kv_dim);
+    prof_mark(e, ENGINE_PHASE_NORM);
+    const model_weight *qkv_w[] = {&L->wq, &L->wk, &L->wv};
+    float *const qkv_y[] = {e->q, e->k, e->v};
+    const uint32_t qkv_ld[] = {e->q_dim, e->kv_dim, e->kv_dim};
+    run_matmuls(e, ENGINE_PHASE_QKV, e->h, n, 3, qkv_w, qkv_y, qkv_ld);
     for (uint32_t i = 0; i < n; i++) {
         const float *c = e->rope_cos + (size_t)i * half, *s = e->rope_sin + (size_t)i * half;
         rope(e->q + (size_t)i * e->q_dim, hp->n_head, hp->head_dim, hp->n_rot, c, s);
         rope(e->k + (size_t)i * e->kv_dim, hp->n_head_kv, hp->head_dim, hp->n_rot, c, s);
     }
+    prof_mark(e, ENGINE_PHASE_ROPE);
     int rc = attention(e, l, en, n, e->k, e->kv_dim, e->v, e->kv_dim, err);
     if (rc != ATTND_OK)
         return rc;
-    run_matmul(e, &L->wo, e->att, n, e->rows, d);
+    run_matmul(e, ENGINE_PHASE_WO, &L->wo, e->att, n, e->rows, d);
     for (size_t i = 0; i < (size_t)n * d; i++)
         e->x[i] += e->rows[i];
+    prof_mark(e, ENGINE_PHASE_ELEMWISE);
 
     for (uint32_t i = 0; i < n; i++)
         rmsnorm(e->h + (size_t)i * d, e->x + (size_t)i * d, L->ffn_norm, d, hp->norm_eps);
-    run_matmul(e, &L->w_gate, e->h, n, e->ff_a, hp->n_ff);
-    run_matmul(e, &L->w_up, e->h, n, e->ff_b, hp->n_ff);
+    prof_mark(e, ENGINE_PHASE_NORM);
+    const model_weight *up_w[] = {&L->w_gate, &L->w_up};
+    float *const up_y[] = {e->ff_a, e->ff_b};
+    const uint32_t up_ld[] = {hp->n_ff, hp->n_ff};
+    run_matmuls(e, ENGINE_PHASE_FFN_UP, e->h, n, 2, up_w, up_y, up_ld);
     for (size_t i = 0; i < (size_t)n * hp->n_ff; i++)
         e->ff_a[i] = silu(e->ff_a[i]) * e->ff_b[i];
-    run_matmul(e, &L->w_down, e->ff_a, n, e->rows, d);
+    prof_mark(e, ENGINE_PHASE_ELEMWISE);
+    run_matmul(e, ENGINE_PHASE_FFN_DOWN, &L->w_down, e->ff_a, n, e->rows, d);
     for (size_t i = 0; i < (size_t)n * d; i++)
         e->x[i] += e->rows[i];
+    prof_mark(e, ENGINE_PHASE_ELEMWISE);
     return ATTND_OK;
 }
 
@@ -549,9 +657,10 @@ static int layer_gpt2(engine *e, uint32_t l, const engine_entry *en, uint32_t n,
     for (uint32_t i = 0; i < n; i++)
         layernorm(e->h + (size_t)i * d, e->x + (size_t)i * d, L->attn_norm, L->attn_norm_b, d,
                   hp->norm_eps);
+    prof_mark(e, ENGINE_PHASE_NORM);
     /* Fused QKV: rows of [q | k | v], 3d wide, in the q buffer (sized for it);
      * k and v are copied out, then q rows are compacted to the kernel's layout. */
-    run_matmul(e, &L->wqkv, e->h, n, e->q, 3 * d);
+    run_matmul(e, ENGINE_PHASE_QKV, &L->wqkv, e->h, n, e->q, 3 * d);
     add_bias(e->q, L->bqkv, n, 3 * d);
     for (uint32_t i = 0; i < n; i++) {
         const float *row = e->q + (size_t)i * 3 * d;
@@ -560,25 +669,30 @@ static int layer_gpt2(engine *e, uint32_t l, const engine_entry *en, uint32_t n,
     }
     for (uint32_t i = 0; i < n; i++) /* compact q rows in place (row i moves left) */
         memmove(e->q + (size_t)i * d, e->q + (size_t)i * 3 * d, d * sizeof(float));
+    prof_mark(e, ENGINE_PHASE_ELEMWISE);
     int rc = attention(e, l, en, n, e->k, d, e->v, d, err);
     if (rc != ATTND_OK)
         return rc;
-    run_matmul(e, &L->wo, e->att, n, e->rows, d);
+    run_matmul(e, ENGINE_PHASE_WO, &L->wo, e->att, n, e->rows, d);
     add_bias(e->rows, L->bo, n, d);
     for (size_t i = 0; i < (size_t)n * d; i++)
         e->x[i] += e->rows[i];
+    prof_mark(e, ENGINE_PHASE_ELEMWISE);
 
     for (uint32_t i = 0; i < n; i++)
         layernorm(e->h + (size_t)i * d, e->x + (size_t)i * d, L->ffn_norm, L->ffn_norm_b, d,
                   hp->norm_eps);
-    run_matmul(e, &L->w_up, e->h, n, e->ff_a, hp->n_ff);
+    prof_mark(e, ENGINE_PHASE_NORM);
+    run_matmul(e, ENGINE_PHASE_FFN_UP, &L->w_up, e->h, n, e->ff_a, hp->n_ff);
     add_bias(e->ff_a, L->b_up, n, hp->n_ff);
     for (size_t i = 0; i < (size_t)n * hp->n_ff; i++)
         e->ff_a[i] = gelu(e->ff_a[i]);
-    run_matmul(e, &L->w_down, e->ff_a, n, e->rows, d);
+    prof_mark(e, ENGINE_PHASE_ELEMWISE);
+    run_matmul(e, ENGINE_PHASE_FFN_DOWN, &L->w_down, e->ff_a, n, e->rows, d);
     add_bias(e->rows, L->b_down, n, d);
     for (size_t i = 0; i < (size_t)n * d; i++)
         e->x[i] += e->rows[i];
+    prof_mark(e, ENGINE_PHASE_ELEMWISE);
     return ATTND_OK;
 }
 
@@ -593,6 +707,11 @@ int engine_step(engine *e, const engine_entry *en, size_t n_entries, float *logi
         return attnd_err_set(err, ATTND_EINVAL, "step has %zu entries, at most %u allowed",
                              n_entries, e->max_entries);
     uint32_t n = (uint32_t)n_entries, d = hp->n_embd;
+    if (e->profile_on) {
+        e->prof_last = now_s();
+        e->prof.steps++;
+        e->prof.entries += n;
+    }
     int rc = make_groups(e, en, n, err);
     if (rc == ATTND_OK)
         rc = reserve_kv(e, err);
@@ -620,6 +739,7 @@ int engine_step(engine *e, const engine_entry *en, size_t n_entries, float *logi
             }
         }
     }
+    prof_mark(e, ENGINE_PHASE_EMBED);
     for (uint32_t l = 0; l < hp->n_layer; l++) {
         rc = hp->arch == MODEL_ARCH_LLAMA ? layer_llama(e, l, en, n, err)
                                           : layer_gpt2(e, l, en, n, err);
@@ -642,7 +762,8 @@ int engine_step(engine *e, const engine_entry *en, size_t n_entries, float *logi
             layernorm(hi, xi, m->out_norm, m->out_norm_b, d, hp->norm_eps);
         n_want++;
     }
+    prof_mark(e, ENGINE_PHASE_OUTPUT);
     if (n_want)
-        run_matmul(e, &m->output, e->h, n_want, logits, hp->n_vocab);
+        run_matmul(e, ENGINE_PHASE_OUTPUT, &m->output, e->h, n_want, logits, hp->n_vocab);
     return ATTND_OK;
 }

@@ -27,6 +27,7 @@ typedef struct engine_params {
     uint32_t kv_block_size;  /* tokens per block; 0: 16 */
     kv_dtype kv_type;
     uint32_t max_entries;    /* most entries per step; 0: 512 */
+    bool profile;            /* time each phase of a step (engine_profile_get) */
 } engine_params;
 
 typedef struct engine_entry {
@@ -56,6 +57,38 @@ uint32_t engine_seq_len(const engine *e, uint32_t seq);
  * retry. */
 int engine_step(engine *e, const engine_entry *entries, size_t n, float *logits,
                 attnd_err *err);
+
+/* Where steps spend their time, for `attnd bench --profile`: wall-clock
+ * seconds on the stepping thread per phase, summed over the steps since the
+ * engine was made or last reset. A matmul phase includes handing its rows to
+ * the workers and waiting for the slowest; WEIGHT_BYTES is what its weights
+ * occupy (read once per step). Zero unless engine_params.profile was set. */
+typedef enum engine_phase {
+    ENGINE_PHASE_EMBED,     /* step set-up, token rows, rope tables */
+    ENGINE_PHASE_NORM,      /* rmsnorm / layernorm */
+    ENGINE_PHASE_QUANTIZE,  /* activations to the weights' int8 format */
+    ENGINE_PHASE_QKV,       /* the q, k, v projections */
+    ENGINE_PHASE_ROPE,
+    ENGINE_PHASE_KV_WRITE,  /* k, v rows into the paged cache */
+    ENGINE_PHASE_ATTENTION, /* tiled attention over the cache */
+    ENGINE_PHASE_WO,        /* the attention output projection */
+    ENGINE_PHASE_FFN_UP,    /* gate and up (llama), up (gpt2) */
+    ENGINE_PHASE_FFN_DOWN,
+    ENGINE_PHASE_ELEMWISE,  /* residual adds, biases, silu / gelu */
+    ENGINE_PHASE_OUTPUT,    /* final norm and the vocabulary projection */
+    ENGINE_PHASE_COUNT
+} engine_phase;
+
+typedef struct engine_profile {
+    uint64_t steps, entries;
+    uint64_t pool_runs; /* parallel hand-offs (each ends in a wait for all) */
+    double seconds[ENGINE_PHASE_COUNT];
+    uint64_t weight_bytes[ENGINE_PHASE_COUNT]; /* matmul phases */
+} engine_profile;
+
+void engine_profile_get(const engine *e, engine_profile *out);
+void engine_profile_reset(engine *e);
+const char *engine_phase_name(engine_phase p); /* "qkv", "attention", ... */
 
 const kv_pool *engine_kv(const engine *e);
 uint32_t engine_n_threads(const engine *e);

@@ -115,10 +115,10 @@ Test(quant, dequantization_matches_the_reference_bit_for_bit)
  * agrees with the scalar reference to float rounding (they share the
  * integer sums), the scalar reference agrees with double arithmetic on the
  * dequantized values, and a row's result has the same bits in every slot
- * of every batch size. */
+ * of every batch size and in every tile shape. */
 static void check_dots(gguf_dtype type, uint32_t n, uint64_t *s)
 {
-    enum { NR = 3 };
+    enum { NR_DOT = 3, NR = 5 }; /* rows checked one by one; rows for tiles */
     const quant_traits *qt = quant_traits_of(type), *at = quant_traits_of(qt->act_type);
     cr_assert(at, "%s: activation format %s has no entry", gguf_dtype_name(type),
               gguf_dtype_name(qt->act_type));
@@ -127,13 +127,15 @@ static void check_dots(gguf_dtype type, uint32_t n, uint64_t *s)
     float *wf = malloc((size_t)n * NR * sizeof *wf), *xf = malloc((size_t)n * 4 * sizeof *xf);
     float *wd = malloc((size_t)n * sizeof *wd), *xd = malloc((size_t)n * sizeof *xd);
     uint8_t *wq = malloc(wrow * NR), *xq = malloc(xrow * 4);
-    fill_weights(wf, (size_t)n * NR, s);
+    fill_weights(wf, (size_t)n * NR_DOT, s);
     for (size_t i = 0; i < (size_t)n * 4; i++)
         xf[i] = frand(s) * 3.0f;
+    uint64_t s_tile = *s ^ 0x9e3779b97f4a7c15ull; /* its own stream: the rest sees no change */
+    fill_weights(wf + (size_t)n * NR_DOT, (size_t)n * (NR - NR_DOT), &s_tile);
     qt->from_f32(wf, wq, (size_t)n * NR);
     for (uint32_t m = 0; m < 4; m++)
         at->from_f32(xf + (size_t)m * n, xq + m * xrow, n);
-    for (uint32_t r = 0; r < NR; r++) {
+    for (uint32_t r = 0; r < NR_DOT; r++) {
         const uint8_t *w = wq + r * wrow;
         qt->to_f32(w, wd, n);
         float ref[4];
@@ -178,6 +180,33 @@ static void check_dots(gguf_dtype type, uint32_t n, uint64_t *s)
             }
         }
     }
+    /* tiles: every shape at every offset gives each pair the dot's bits */
+    for (int isa = 0; isa <= (int)quant_best_isa(); isa++) {
+        quant_tile_fn tile = quant_tile(qt, (quant_isa)isa);
+        quant_dot_fn dot = quant_dot(qt, (quant_isa)isa);
+        if (!tile)
+            continue;
+        float want[NR][4], got[4 * NR];
+        for (uint32_t r = 0; r < NR; r++)
+            dot(n, wq + r * wrow, xq, xrow, 4, want[r]);
+        for (uint32_t nw = 1; nw <= 4 && nw <= NR; nw++)
+            for (uint32_t r0 = 0; r0 + nw <= NR; r0++)
+                for (uint32_t nx = 1; nx <= 4; nx++)
+                    for (uint32_t m0 = 0; m0 + nx <= 4; m0++) {
+                        memset(got, 0xff, sizeof got);
+                        tile(n, wq + r0 * wrow, wrow, nw, xq + m0 * xrow, xrow, nx, got, NR);
+                        for (uint32_t j = 0; j < nx; j++)
+                            for (uint32_t i = 0; i < nw; i++)
+                                cr_assert_eq(memcmp(&got[j * NR + i], &want[r0 + i][m0 + j],
+                                                    sizeof(float)),
+                                             0,
+                                             "%s %s n=%u: tile %ux%u at row %u, x %u: pair "
+                                             "(%u, %u) is %.9g, the dot gives %.9g",
+                                             quant_isa_name((quant_isa)isa), gguf_dtype_name(type),
+                                             n, nw, nx, r0, m0, i, j, (double)got[j * NR + i],
+                                             (double)want[r0 + i][m0 + j]);
+                    }
+    }
     free(wf);
     free(xf);
     free(wd);
@@ -203,6 +232,10 @@ Test(quant, every_dot_kernel_agrees_with_the_scalar_reference)
         for (int isa = 1; isa < QUANT_ISA_COUNT; isa++)
             if (!qt->dot[isa])
                 cr_log_info("%s: no %s dot kernel (uses the level below)",
+                            gguf_dtype_name((gguf_dtype)t), quant_isa_name((quant_isa)isa));
+        for (int isa = 0; isa < QUANT_ISA_COUNT; isa++)
+            if (qt->tile[isa] && isa > (int)quant_best_isa())
+                cr_log_warn("%s: %s tile kernel not run: this CPU lacks it (skipped)",
                             gguf_dtype_name((gguf_dtype)t), quant_isa_name((quant_isa)isa));
         checked++;
     }

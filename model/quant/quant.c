@@ -58,6 +58,16 @@ quant_dot_fn quant_dot(const quant_traits *qt, quant_isa isa)
     return NULL;
 }
 
+quant_tile_fn quant_tile(const quant_traits *qt, quant_isa isa)
+{
+    /* only the level whose dot is used: a lower level's tile has that
+     * level's bits, not the dot's */
+    for (int i = (int)isa; i >= 0; i--)
+        if (qt->dot[i])
+            return qt->tile[i];
+    return NULL;
+}
+
 quant_from_f32_fn quant_act_quantizer(const quant_traits *qt, quant_isa isa)
 {
     for (int i = (int)isa; i >= 0; i--)

@@ -42,6 +42,15 @@ typedef void (*quant_from_f32_fn)(const float *restrict src, void *restrict dst,
 typedef void (*quant_dot_fn)(uint32_t n, const void *restrict w, const void *restrict x,
                              size_t x_stride, uint32_t nx, float *restrict out);
 
+/* A tile of dot products: NW (1..4) weight rows W_r, W_STRIDE bytes apart,
+ * against NX (1..4) activation rows X_m: OUT[m * LDO + r] = W_r · X_m. A
+ * type offers one at an ISA only if each product has the bits of that
+ * ISA's dot, whatever NW and NX: a batch multiplies in tiles, one row
+ * alone in a 1 x NX tile, and the results agree. */
+typedef void (*quant_tile_fn)(uint32_t n, const void *restrict w, size_t w_stride, uint32_t nw,
+                              const void *restrict x, size_t x_stride, uint32_t nx,
+                              float *restrict out, size_t ldo);
+
 typedef struct quant_traits {
     gguf_dtype type;
     /* Format activations are quantized to before dot (Q8_0, Q8_1, Q8_K);
@@ -60,6 +69,8 @@ typedef struct quant_traits {
      * plain reference, always present; NULL entries above it fall back to
      * the level below. */
     quant_dot_fn dot[QUANT_ISA_COUNT];
+    /* Optional, per ISA: tiles with the bits of dot[] at the same level. */
+    quant_tile_fn tile[QUANT_ISA_COUNT];
     /* Index of the first of N_BLOCKS blocks whose scale is NaN or infinite,
      * or N_BLOCKS if none; NULL for float types (nothing to check). */
     size_t (*find_bad_scale)(const void *blocks, size_t n_blocks);
@@ -72,6 +83,9 @@ const quant_traits *quant_traits_of(gguf_dtype t);
 /* QT's dot kernel for ISA (falling back to lower levels); NULL for the
  * activation-only formats Q8_1 and Q8_K. */
 quant_dot_fn quant_dot(const quant_traits *qt, quant_isa isa);
+/* QT's tile kernel at the level quant_dot picks for ISA, or NULL when that
+ * level has none (then rows go through quant_dot one at a time). */
+quant_tile_fn quant_tile(const quant_traits *qt, quant_isa isa);
 /* The activation quantizer of activation format T for ISA. */
 quant_from_f32_fn quant_act_quantizer(const quant_traits *qt, quant_isa isa);
 

@@ -424,9 +424,11 @@ static size_t q8_1_bad_scale(const void *blocks, size_t n_blocks)
 #define X86_ACT(t)                                                                                 \
     .quantize_act = {[QUANT_ISA_AVX2] = quant_##t##_quantize_avx2,                                 \
                      [QUANT_ISA_AVX512] = quant_##t##_quantize_avx512},
+#define X86_TILE(t) .tile = {[QUANT_ISA_AVX512] = quant_##t##_tile_avx512},
 #else
 #define X86_DOTS(t)
 #define X86_ACT(t)
+#define X86_TILE(t)
 #endif
 
 const quant_traits quant_traits_q4_0 = {
@@ -458,7 +460,7 @@ const quant_traits quant_traits_q5_1 = {
 const quant_traits quant_traits_q8_0 = {
     .type = GGUF_DTYPE_Q8_0, .act_type = GGUF_DTYPE_Q8_0,
     .to_f32 = q8_0_to_f32, .from_f32 = q8_0_from_f32, X86_ACT(q8_0)
-    .dot = {[QUANT_ISA_SCALAR] = q8_0_dot, X86_DOTS(q8_0)},
+    .dot = {[QUANT_ISA_SCALAR] = q8_0_dot, X86_DOTS(q8_0)}, X86_TILE(q8_0)
     .find_bad_scale = q8_0_bad_scale,
 };
 const quant_traits quant_traits_q8_1 = {

@@ -165,10 +165,6 @@ AVX512 INLINE __m256i q5_0_signed_512(const uint8_t *b)
     return _mm256_sub_epi8(q5_0_unsigned_512(b), _mm256_set1_epi8(16));
 }
 
-AVX512 INLINE __m256i q8_0_unsigned(const uint8_t *b)
-{
-    return _mm256_xor_si256(q8_0_signed(b), _mm256_set1_epi8((char)0x80));
-}
 
 AVX512 INLINE __m256i q5_1_unsigned_512(const uint8_t *b)
 {
@@ -593,7 +589,6 @@ AVX512 INLINE __m256 q4_0_dw_vnni(const uint8_t *wk)
 
 #define Q4_0_VNNI ((signed_view){q4_0_unsigned, q4_0_signed, 8})
 #define Q5_0_VNNI ((signed_view){q5_0_unsigned_512, q5_0_signed_512, 16})
-#define Q8_0_VNNI ((signed_view){q8_0_unsigned, q8_0_signed, 128})
 
 AVX512 INLINE void dot_q4_0_vnni(uint32_t n, const uint8_t *w, const uint8_t *x, size_t x_stride,
                                  const uint32_t nx, float *out)
@@ -619,11 +614,88 @@ AVX512 QUANT_LEGACY_DOT(quant_q5_0_dot_avx512)
 #undef CALL
 }
 
+/* ---- Q8_0 tiles: NW weight rows x NX activation rows ----
+ * A batch (a prompt, several streams) is bound by the instructions per
+ * pair of blocks, and a one-row dot spends most of them on the activation
+ * (load, flip, scale broadcast) and on four accumulators per row. A tile
+ * loads and flips each activation block once for NW weight rows and forms
+ * each weight block's correction once for NX activation rows; each pair
+ * has one accumulator that takes its blocks in order, with its scale
+ * products broadcast from memory, so a pair's bits are the same in every
+ * tile shape. The one-row dot is the 1 x NX tile (its rows' chains are
+ * independent, so one accumulator costs nothing there either). */
+AVX512 INLINE void tile_q8_0_vnni(uint32_t n, const uint8_t *w, size_t ws, const uint32_t NW,
+                                  const uint8_t *x, size_t xs, const uint32_t NX, float *out,
+                                  size_t ldo)
+{
+    const uint32_t nb = n / QK;
+    __m256 acc[4][4];
+    float sc[4][4][CHUNK];
+    for (uint32_t r = 0; r < NW; r++)
+        for (uint32_t m = 0; m < NX; m++)
+            acc[r][m] = _mm256_setzero_ps();
+    for (uint32_t k0 = 0; k0 < nb; k0 += CHUNK) {
+        const uint32_t kn = nb - k0 < CHUNK ? nb - k0 : CHUNK;
+        const size_t off = (size_t)k0 * Q8_0_BYTES;
+        if (kn == CHUNK) {
+            __m256 dx[4];
+            for (uint32_t m = 0; m < NX; m++)
+                dx[m] = halves8(x + m * xs + off, Q8_0_BYTES);
+            for (uint32_t r = 0; r < NW; r++) {
+                const __m256 dw = halves8(w + r * ws + off, Q8_0_BYTES);
+                /* the same place in the next tile's row: the rows a matmul
+                 * takes next (one row alone: 2 KiB on, as prefetch_ahead) */
+                prefetch_ahead(w + r * ws + off + (NW > 1 ? NW * ws - PREFETCH_AHEAD : 0),
+                               CHUNK * Q8_0_BYTES);
+                for (uint32_t m = 0; m < NX; m++)
+                    _mm256_storeu_ps(sc[r][m], _mm256_mul_ps(dw, dx[m]));
+            }
+        } else {
+            for (uint32_t r = 0; r < NW; r++)
+                for (uint32_t m = 0; m < NX; m++)
+                    for (uint32_t j = 0; j < kn; j++)
+                        sc[r][m][j] = _cvtsh_ss(half_at(w + r * ws + off + j * Q8_0_BYTES)) *
+                                      _cvtsh_ss(half_at(x + m * xs + off + j * Q8_0_BYTES));
+        }
+#define TILE_BLOCK(j)                                                                                  do {                                                                                                   const size_t bo = off + (size_t)(j) * Q8_0_BYTES + 2;                                              __m256i wv[4], st[4], xu[4];                                                                       for (uint32_t r = 0; r < NW; r++) {                                                                    wv[r] = load256(w + r * ws + bo);                                                                  st[r] = minus_128_sum_u(bias(128, 1), flip(wv[r]));                                            }                                                                                                  for (uint32_t m = 0; m < NX; m++)                                                                      xu[m] = flip(load256(x + m * xs + bo));                                                        for (uint32_t r = 0; r < NW; r++)                                                                      for (uint32_t m = 0; m < NX; m++) {                                                                    const __m256i s = _mm256_dpbusd_epi32(st[r], xu[m], wv[r]);                                        acc[r][m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s),                                                                             _mm256_broadcast_ss(&sc[r][m][j]), acc[r][m]);                     }                                                                                          } while (0)
+        if (kn == CHUNK) {
+            _Pragma("GCC unroll 8") for (uint32_t j = 0; j < CHUNK; j++) TILE_BLOCK(j);
+        } else {
+            for (uint32_t j = 0; j < kn; j++)
+                TILE_BLOCK(j);
+        }
+#undef TILE_BLOCK
+    }
+    for (uint32_t r = 0; r < NW; r++)
+        for (uint32_t m = 0; m < NX; m++)
+            out[m * ldo + r] = attnd_hsum256(acc[r][m]);
+}
+
+AVX512 void quant_q8_0_tile_avx512(uint32_t n, const void *restrict w, size_t w_stride,
+                                   uint32_t nw, const void *restrict x, size_t x_stride,
+                                   uint32_t nx, float *restrict out, size_t ldo)
+{
+#define CALL_NX(NW, NX) tile_q8_0_vnni(n, w, w_stride, NW, x, x_stride, NX, out, ldo)
+#define CALL_1(NX) CALL_NX(1, NX)
+#define CALL_2(NX) CALL_NX(2, NX)
+#define CALL_3(NX) CALL_NX(3, NX)
+#define CALL_4(NX) CALL_NX(4, NX)
+    switch (nw) {
+    case 1: QUANT_PER_NX(nx, CALL_1) break;
+    case 2: QUANT_PER_NX(nx, CALL_2) break;
+    case 3: QUANT_PER_NX(nx, CALL_3) break;
+    default: QUANT_PER_NX(nx, CALL_4) break;
+    }
+#undef CALL_1
+#undef CALL_2
+#undef CALL_3
+#undef CALL_4
+#undef CALL_NX
+}
+
 AVX512 QUANT_LEGACY_DOT(quant_q8_0_dot_avx512)
 {
-#define CALL(NX) dot_signed_vnni(Q8_0_VNNI, Q8_0_BYTES, n, w, x, x_stride, NX, out)
-    QUANT_PER_NX(nx, CALL)
-#undef CALL
+    quant_q8_0_tile_avx512(n, w, 0, 1, x, x_stride, nx, out, 1);
 }
 
 AVX512 QUANT_LEGACY_DOT(quant_q4_1_dot_avx512)

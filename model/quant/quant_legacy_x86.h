@@ -24,6 +24,10 @@ QUANT_LEGACY_DOT(quant_q5_1_dot_avx2);
 QUANT_LEGACY_DOT(quant_q5_1_dot_avx512);
 QUANT_LEGACY_DOT(quant_q8_0_dot_avx2);
 QUANT_LEGACY_DOT(quant_q8_0_dot_avx512);
+/* Q8_0 tiles with quant_q8_0_dot_avx512's bits (quant.h, quant_tile_fn). */
+void quant_q8_0_tile_avx512(uint32_t n, const void *restrict w, size_t w_stride, uint32_t nw,
+                            const void *restrict x, size_t x_stride, uint32_t nx,
+                            float *restrict out, size_t ldo);
 
 /* Activation quantizers, the bits of quant_legacy.c's reference ones. */
 void quant_q8_0_quantize_avx2(const float *restrict src, void *restrict dst, size_t n);
