@@ -165,7 +165,6 @@ AVX512 INLINE __m256i q5_0_signed_512(const uint8_t *b)
     return _mm256_sub_epi8(q5_0_unsigned_512(b), _mm256_set1_epi8(16));
 }
 
-
 AVX512 INLINE __m256i q5_1_unsigned_512(const uint8_t *b)
 {
     return add_fifth_bits(nibbles32(b + offsetof(quant_block_q5_1, qs)),
