@@ -3,7 +3,8 @@
  * POST /generate requests back to back and time every token line as it
  * arrives. Reports generated tokens/s, requests/s, time to first token and
  * inter-token latency percentiles, and errors, as a table or (--json) as one
- * JSON object. Exit 0 when every request completed, 1 when any failed, 2 on
+ * JSON object. --api llama sends the same load to llama.cpp's llama-server
+ * (POST /completion, SSE), so the two servers are measured by one client. Exit 0 when every request completed, 1 when any failed, 2 on
  * a usage error. See bench/README.md. */
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -31,6 +32,7 @@ struct opts {
     const char *api_key;
     double timeout_s; /* per request; 0 = none */
     bool json;
+    bool api_llama; /* llama-server's /completion instead of /generate */
 };
 
 static void usage(FILE *fp)
@@ -51,6 +53,9 @@ static void usage(FILE *fp)
             "  --temperature T      sampling temperature (default 0 = greedy; 0 to 100)\n"
             "  --api-key K          sent as Authorization: Bearer K\n"
             "  --timeout S          seconds one request may take, 0 = none (default 300)\n"
+            "  --api A              attnd (default: POST /generate, NDJSON) or llama\n"
+            "                       (llama.cpp's llama-server: POST /completion with\n"
+            "                       n_predict, stream, ignore_eos; SSE events)\n"
             "  --json               print one JSON object instead of the table\n"
             "  -h, --help           this text\n"
             "\n"
@@ -114,7 +119,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         }
         static const char *const valued[] = {"--url",        "--clients",     "--requests",
                                              "--prompt-tokens", "--max-tokens", "--temperature",
-                                             "--api-key",    "--timeout"};
+                                             "--api-key",    "--timeout",     "--api"};
         const char *name = NULL, *val = NULL;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) {
             size_t n = strlen(valued[k]);
@@ -164,6 +169,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
             o->api_key = val;
         } else if (strcmp(name, "--timeout") == 0) {
             ok = parse_double(name, val, 0, 86400, &o->timeout_s);
+        } else if (strcmp(name, "--api") == 0) {
+            if (strcmp(val, "attnd") != 0 && strcmp(val, "llama") != 0) {
+                fprintf(stderr, "load: --api: '%s' is not attnd or llama\n", val);
+                return 2;
+            }
+            o->api_llama = strcmp(val, "llama") == 0;
         }
         if (!ok)
             return 2;
@@ -281,7 +292,22 @@ static bool on_line(struct client *c, char *line, size_t len, double t)
     const cJSON *tok = cJSON_GetObjectItemCaseSensitive(o, "token");
     const cJSON *done = cJSON_GetObjectItemCaseSensitive(o, "done");
     const cJSON *err = cJSON_GetObjectItemCaseSensitive(o, "error");
-    if (cJSON_IsNumber(tok) && !c->got_done) {
+    const cJSON *usage = cJSON_GetObjectItemCaseSensitive(o, "usage");
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens");
+    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens");
+    if (c->run->o->api_llama) {
+        /* llama-server: one event per token, {"content": ..., "stop": false};
+         * the last has "stop": true and the counts in "timings" */
+        const cJSON *stop = cJSON_GetObjectItemCaseSensitive(o, "stop");
+        const cJSON *timings = cJSON_GetObjectItemCaseSensitive(o, "timings");
+        tok = cJSON_IsFalse(stop) ? cJSON_GetObjectItemCaseSensitive(o, "content") : NULL;
+        done = cJSON_IsTrue(stop) ? stop : NULL;
+        ct = cJSON_GetObjectItemCaseSensitive(timings, "predicted_n");
+        pt = cJSON_GetObjectItemCaseSensitive(timings, "prompt_n");
+        if (tok && !cJSON_IsString(tok))
+            tok = NULL;
+    }
+    if ((cJSON_IsNumber(tok) || cJSON_IsString(tok)) && !c->got_done) {
         if (!c->got_token) {
             c->got_token = true;
             c->ttft = t - c->t_start;
@@ -293,9 +319,6 @@ static bool on_line(struct client *c, char *line, size_t len, double t)
         c->token_lines++;
     } else if (cJSON_IsTrue(done)) {
         c->got_done = true;
-        const cJSON *usage = cJSON_GetObjectItemCaseSensitive(o, "usage");
-        const cJSON *ct = cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens");
-        const cJSON *pt = cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens");
         if (cJSON_IsNumber(ct))
             c->completion_tokens = (long)ct->valuedouble;
         if (cJSON_IsNumber(pt))
@@ -447,9 +470,12 @@ static char *request_body(const struct opts *o)
     cJSON *req = cJSON_CreateObject();
     char *body = NULL;
     if (req && cJSON_AddStringToObject(req, "prompt", prompt) &&
-        cJSON_AddNumberToObject(req, "max_tokens", (double)o->max_tokens) &&
+        cJSON_AddNumberToObject(req, o->api_llama ? "n_predict" : "max_tokens",
+                                (double)o->max_tokens) &&
         cJSON_AddNumberToObject(req, "temperature", o->temperature) &&
-        cJSON_AddTrueToObject(req, "ignore_eos") && cJSON_AddTrueToObject(req, "stream"))
+        cJSON_AddTrueToObject(req, "ignore_eos") && cJSON_AddTrueToObject(req, "stream") &&
+        /* attnd has no prompt cache yet: llama-server must prefill each one too */
+        (!o->api_llama || cJSON_AddFalseToObject(req, "cache_prompt")))
         body = cJSON_PrintUnformatted(req);
     cJSON_Delete(req);
     free(prompt);
@@ -488,7 +514,8 @@ static bool run_all(struct run *r)
     size_t ulen = strlen(o->url);
     while (ulen > 0 && o->url[ulen - 1] == '/')
         ulen--;
-    snprintf(r->url, sizeof r->url, "%.*s/generate", (int)ulen, o->url);
+    snprintf(r->url, sizeof r->url, "%.*s/%s", (int)ulen, o->url,
+             o->api_llama ? "completion" : "generate");
     r->body = request_body(o);
     char auth[300] = "";
     if (o->api_key)

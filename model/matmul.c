@@ -16,6 +16,9 @@
 /* Activation rows per dot call (quant_dot_fn's NX), weight rows per tile. */
 #define DOT_ROWS 4u
 #define TILE_ROWS 4u
+/* Activation bytes per block of a batch in the tiled path (half of a Zen 4
+ * core's L2). */
+#define ACT_BLOCK_BYTES (512u * 1024u)
 
 size_t matmul_scratch_floats(uint32_t n_in)
 {
@@ -59,13 +62,21 @@ static void rows_dot(const model_weight *w, quant_dot_fn dot, quant_tile_fn tile
          * memory, where interleaving rows halves the rate; a batch reuses
          * each tile from cache and gains from sharing loads. */
         const uint32_t tw = M == 1 ? 1 : M < 8 ? 2 : TILE_ROWS;
-        for (uint32_t r = r0; r < r1; r += tw) {
-            const uint32_t nw = r1 - r < tw ? r1 - r : tw;
-            for (uint32_t m0 = 0; m0 < M; m0 += DOT_ROWS) {
-                const uint32_t nx = M - m0 < DOT_ROWS ? M - m0 : DOT_ROWS;
-                tile(w->n_in, weight_row(w, r), w->row_bytes, nw,
-                     (const uint8_t *)x + m0 * x_stride, x_stride, nx, y + (size_t)m0 * ldy + r,
-                     ldy);
+        /* A prompt's activations go in blocks that stay in L2 while every
+         * weight tile of the range passes over them (the whole prompt,
+         * megabytes, would come from L3 once per tile). */
+        size_t mb = ACT_BLOCK_BYTES / x_stride / DOT_ROWS * DOT_ROWS;
+        mb = mb < DOT_ROWS ? DOT_ROWS : mb;
+        for (uint32_t b0 = 0; b0 < M; b0 += (uint32_t)mb) {
+            const uint32_t b1 = M - b0 < mb ? M : b0 + (uint32_t)mb;
+            for (uint32_t r = r0; r < r1; r += tw) {
+                const uint32_t nw = r1 - r < tw ? r1 - r : tw;
+                for (uint32_t m0 = b0; m0 < b1; m0 += DOT_ROWS) {
+                    const uint32_t nx = b1 - m0 < DOT_ROWS ? b1 - m0 : DOT_ROWS;
+                    tile(w->n_in, weight_row(w, r), w->row_bytes, nw,
+                         (const uint8_t *)x + m0 * x_stride, x_stride, nx,
+                         y + (size_t)m0 * ldy + r, ldy);
+                }
             }
         }
         return;
@@ -139,9 +150,11 @@ void matmul_rows(const model_weight *w, const float *x, uint32_t M, float *y, ui
         rows_quant_chunked(w, x, M, y, ldy, r0, r1, scratch, isa);
         return;
     }
-    if (M <= (isa == QUANT_ISA_SCALAR ? SCALAR_FUSED_MAX_M : FUSED_MAX_M)) {
-        rows_dot(w, quant_dot(w->qt, isa), quant_tile(w->qt, isa), x, (size_t)K * sizeof *x, M, y,
-                 ldy, r0, r1);
+    /* F16 and BF16 tiles at every M: one kernel, so a row's bits do not
+     * depend on its batch (F32 keeps sgemm for large M, on its own weights) */
+    const quant_tile_fn tile = quant_tile(w->qt, isa);
+    if (tile || M <= (isa == QUANT_ISA_SCALAR ? SCALAR_FUSED_MAX_M : FUSED_MAX_M)) {
+        rows_dot(w, quant_dot(w->qt, isa), tile, x, (size_t)K * sizeof *x, M, y, ldy, r0, r1);
         return;
     }
     if (w->type == GGUF_DTYPE_F32) {

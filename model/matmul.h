@@ -4,9 +4,11 @@
  *
  * Quantized weights meet activations quantized to the format their type
  * pairs with (Q8_0, Q8_1, Q8_K), in integer dot products: one kernel at every
- * M, so a row's result has the same bits whatever shares its batch. Float
- * weights (F32, F16, BF16) use fused convert-and-dot kernels for small M and
- * sgemm on converted tiles (F32: on the weights themselves) for large M;
+ * M, so a row's result has the same bits whatever shares its batch. F16 and
+ * BF16 weights meet float activations in tiles of fused convert-and-dot
+ * kernels, also at every M. Where a type has no tile kernel at the CPU's
+ * level (F32, or the scalar fallback) small M use its dot and large M
+ * sgemm (F32: on the weights themselves, else on converted tiles of rows);
  * never a whole converted tensor. Threads split the output rows: each call
  * computes rows [r0, r1) of W. Every function is re-entrant: the caller owns
  * x, y and the scratch. */

@@ -240,6 +240,13 @@ Test(quant, every_dot_kernel_agrees_with_the_scalar_reference)
         checked++;
     }
     cr_assert_eq(checked, 12, "quantized weight types in the table: %d", checked);
+    /* the float types: their dots (F16 and BF16 as 1-row tiles) and tiles,
+     * at lengths that leave elements past the last group of 8 */
+    static const uint32_t nf[] = {8, 24, 100, 2048, 5637};
+    static const gguf_dtype ft[] = {GGUF_DTYPE_F32, GGUF_DTYPE_F16, GGUF_DTYPE_BF16};
+    for (size_t t = 0; t < 3; t++)
+        for (size_t i = 0; i < 5; i++)
+            check_dots(ft[t], nf[i], &s);
     if (quant_best_isa() < QUANT_ISA_AVX512)
         cr_log_warn("this CPU has no AVX-512 VNNI: the avx512 kernels were not run (skipped)");
 }
