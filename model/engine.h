@@ -8,7 +8,15 @@
  * inside each worker so the cores are never oversubscribed.
  *
  * Threads: an engine, its KV pool and its sequences belong to one thread (the
- * caller of engine_step); the workers only run inside engine_step. */
+ * caller of engine_step); the workers only run inside engine_step. The
+ * stepping thread is one of the pool's threads and does the row-wise work
+ * (norms, rope, residuals) itself; the parallel parts are five hand-offs per
+ * layer, each one pool run that ends when every thread is done: q,k,v as one
+ * run, attention, the output projection, gate and up as one run, down (plus
+ * one run quantizing the activations of a batch of more than 8 rows before
+ * each matmul). Workers spin ~0.1 ms on the pool's run counter before they
+ * sleep, so a hand-off inside a step costs well under a microsecond (`attnd
+ * bench --profile` measures it) instead of a futex wake-up. */
 #ifndef ATTND_ENGINE_H
 #define ATTND_ENGINE_H
 

@@ -60,7 +60,7 @@ else
   case "$(realpath -m "$lbuild")/" in "$root"/*) die "LLAMA_BUILD must be outside the repository" ;; esac
   log "building llama.cpp from $LLAMA_SRC in $lbuild"
   cmake -S "$LLAMA_SRC" -B "$lbuild" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
-    -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF >/dev/null
+    -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=ON >/dev/null
   # shellcheck disable=SC2086
   cmake --build "$lbuild" -j"$(nproc)" --target $need >/dev/null
   lbin=$lbuild/bin

@@ -108,8 +108,7 @@ ATTND_AVX2 static void dot_f32_avx2(uint32_t n, const void *restrict wv, const v
  * elements (one chain per pair would make a lone row wait on FMA latency),
  * summed at the end, then the elements past the last group of 8 in order:
  * the same bits in every tile shape, and the one-row dot is the 1 x NX tile.
- * Two weight rows at a time (4 x 2 x 2 accumulators fill the registers);
- * wider tiles are split. */
+ * Wider tiles than the registers hold are split. */
 #define TILE_AVX2(NAME, LOAD8, TAIL, ATTR, NW_MAX)                                                 \
     ATTR static inline __attribute__((always_inline)) void NAME##_rows(                            \
         uint32_t n, const uint8_t *w, size_t ws, const uint32_t NW, const float *const *xr,        \
@@ -121,11 +120,11 @@ ATTND_AVX2 static void dot_f32_avx2(uint32_t n, const void *restrict wv, const v
                 acc[r][m][0] = acc[r][m][1] = _mm256_setzero_ps();                                 \
         uint32_t i = 0;                                                                            \
         for (; i + 16 <= n; i += 16) {                                                             \
-            GROUP(LOAD8, i, 0);                                                                           \
-            GROUP(LOAD8, i + 8, 1);                                                                       \
+            GROUP(LOAD8, i, 0);                                                            \
+            GROUP(LOAD8, i + 8, 1);                                                        \
         }                                                                                          \
         if (i + 8 <= n) {                                                                          \
-            GROUP(LOAD8, i, 0);                                                                           \
+            GROUP(LOAD8, i, 0);                                                            \
             i += 8;                                                                                \
         }                                                                                          \
         for (uint32_t r = 0; r < NW; r++)                                                          \
@@ -193,8 +192,6 @@ TILE_AVX2(tile_f16_avx2, L16, T16, ATTND_AVX2, 1)
 #define tile_rows tile_bf16_avx2_rows
 TILE_AVX2(tile_bf16_avx2, LB16, TB16, ATTND_AVX2, 1)
 #undef tile_rows
-#define tile_rows tile_f16_avx512_rows
-TILE_AVX2(tile_f16_avx512, L16, T16, ATTND_AVX512, 2)
 #undef tile_rows
 #define tile_rows tile_bf16_avx512_rows
 TILE_AVX2(tile_bf16_avx512, LB16, TB16, ATTND_AVX512, 2)
@@ -207,6 +204,86 @@ TILE_AVX2(tile_bf16_avx512, LB16, TB16, ATTND_AVX512, 2)
 #undef LB16
 #undef TB16
 #undef TILE_AVX2
+/* F16 for AVX-512 in 512-bit vectors: lanes 0-7 of a pair's accumulator
+ * are the 256-bit code's even-group accumulator, lanes 8-15 its odd one, so
+ * the bits are the same with half the instructions; up to 4 x 4 pairs (16
+ * of the 32 registers). */
+ATTND_AVX512 static inline __attribute__((always_inline)) void
+tile_f16_zmm_rows(uint32_t n, const uint8_t *w, size_t ws, const uint32_t NW,
+                  const float *const *xr, const uint32_t NX, float *out, size_t ldo)
+{
+    __m512 acc[4][4];
+    for (uint32_t r = 0; r < NW; r++)
+        for (uint32_t m = 0; m < NX; m++)
+            acc[r][m] = _mm512_setzero_ps();
+    uint32_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 wf[4];
+        for (uint32_t r = 0; r < NW; r++)
+            wf[r] = _mm512_cvtph_ps(
+                _mm256_loadu_si256((const __m256i *)(const void *)(w + r * ws + 2 * (size_t)i)));
+        for (uint32_t m = 0; m < NX; m++) {
+            const __m512 xv = _mm512_loadu_ps(xr[m] + i);
+            for (uint32_t r = 0; r < NW; r++)
+                acc[r][m] = _mm512_fmadd_ps(wf[r], xv, acc[r][m]);
+        }
+    }
+    if (i + 8 <= n) { /* an even group: the low half */
+        for (uint32_t r = 0; r < NW; r++) {
+            const __m256 wf = _mm256_cvtph_ps(
+                _mm_loadu_si128((const __m128i *)(const void *)(w + r * ws + 2 * (size_t)i)));
+            for (uint32_t m = 0; m < NX; m++) {
+                const __m256 lo = _mm256_fmadd_ps(wf, _mm256_loadu_ps(xr[m] + i),
+                                                  _mm512_castps512_ps256(acc[r][m]));
+                acc[r][m] = _mm512_insertf32x8(acc[r][m], lo, 0);
+            }
+        }
+        i += 8;
+    }
+    for (uint32_t r = 0; r < NW; r++)
+        for (uint32_t m = 0; m < NX; m++) {
+            const __m256 lo = _mm512_castps512_ps256(acc[r][m]);
+            const __m256 hi = _mm512_extractf32x8_ps(acc[r][m], 1);
+            float t = attnd_hsum256(_mm256_add_ps(lo, hi));
+            for (uint32_t k = i; k < n; k++)
+                t += attnd_f16_to_f32(half_at(w + r * ws, k)) * xr[m][k];
+            out[m * ldo + r] = t;
+        }
+}
+
+ATTND_AVX512 static void tile_f16_avx512(uint32_t n, const void *restrict w, size_t w_stride,
+                                         uint32_t nw, const void *restrict x, size_t x_stride,
+                                         uint32_t nx, float *restrict out, size_t ldo)
+{
+    const float *xr[4];
+    for (uint32_t m = 0; m < 4; m++)
+        xr[m] = (const float *)(const void *)((const char *)x + (m < nx ? m : 0) * x_stride);
+    const uint8_t *wb = w;
+#define CALL_NX(NW, NX) tile_f16_zmm_rows(n, wb, w_stride, NW, xr, NX, out, ldo)
+#define CALL_1(NX) CALL_NX(1, NX)
+#define CALL_2(NX) CALL_NX(2, NX)
+#define CALL_3(NX) CALL_NX(3, NX)
+#define CALL_4(NX) CALL_NX(4, NX)
+    switch (nw) {
+    case 1: QUANT_PER_NX(nx, CALL_1) break;
+    case 2: QUANT_PER_NX(nx, CALL_2) break;
+    case 3: QUANT_PER_NX(nx, CALL_3) break;
+    default: QUANT_PER_NX(nx, CALL_4) break;
+    }
+#undef CALL_1
+#undef CALL_2
+#undef CALL_3
+#undef CALL_4
+#undef CALL_NX
+}
+
+ATTND_AVX512 static void tile_f16_avx512_dot(uint32_t n, const void *restrict w,
+                                             const void *restrict x, size_t x_stride, uint32_t nx,
+                                             float *restrict out)
+{
+    tile_f16_avx512(n, w, 0, 1, x, x_stride, nx, out, 1);
+}
+
 #define FLOAT_DOTS(REF, AVX2) {[QUANT_ISA_SCALAR] = REF, [QUANT_ISA_AVX2] = AVX2}
 #define TILED_DOTS(REF, T)                                                                         \
     {[QUANT_ISA_SCALAR] = REF, [QUANT_ISA_AVX2] = T##_avx2_dot, [QUANT_ISA_AVX512] = T##_avx512_dot}
