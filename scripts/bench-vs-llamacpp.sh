@@ -159,6 +159,8 @@ for t in types:
     a = {r["name"]: r["value"] for r in load(f"{v}/attnd-bench.json")["results"]}
     ab = load(f"{v}/attnd-bench.json")
     lb = load(f"{v}/llama-bench.json")
+    if rev == "unknown" and lb:
+        rev = out["llama_cpp"] = f'{lb[0].get("build_commit", "unknown")} (build {lb[0].get("build_number", "?")})'
     def lts(p, n):
         for r in lb:
             if r["n_prompt"] == p and r["n_gen"] == n:
