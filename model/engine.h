@@ -69,8 +69,9 @@ int engine_step(engine *e, const engine_entry *entries, size_t n, float *logits,
 /* Where steps spend their time, for `attnd bench --profile`: wall-clock
  * seconds on the stepping thread per phase, summed over the steps since the
  * engine was made or last reset. A matmul phase includes handing its rows to
- * the workers and waiting for the slowest; WEIGHT_BYTES is what its weights
- * occupy (read once per step). Zero unless engine_params.profile was set. */
+ * the workers and waiting for the slowest; WEIGHT_BYTES sums what its weights
+ * occupy over those steps (each step reads them once), so bytes over seconds
+ * is the phase's weight-read rate. Zero unless engine_params.profile was set. */
 typedef enum engine_phase {
     ENGINE_PHASE_EMBED,     /* step set-up, token rows, rope tables */
     ENGINE_PHASE_NORM,      /* rmsnorm / layernorm */
