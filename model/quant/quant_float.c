@@ -260,20 +260,7 @@ ATTND_AVX512 static void tile_f16_avx512(uint32_t n, const void *restrict w, siz
         xr[m] = (const float *)(const void *)((const char *)x + (m < nx ? m : 0) * x_stride);
     const uint8_t *wb = w;
 #define CALL_NX(NW, NX) tile_f16_zmm_rows(n, wb, w_stride, NW, xr, NX, out, ldo)
-#define CALL_1(NX) CALL_NX(1, NX)
-#define CALL_2(NX) CALL_NX(2, NX)
-#define CALL_3(NX) CALL_NX(3, NX)
-#define CALL_4(NX) CALL_NX(4, NX)
-    switch (nw) {
-    case 1: QUANT_PER_NX(nx, CALL_1) break;
-    case 2: QUANT_PER_NX(nx, CALL_2) break;
-    case 3: QUANT_PER_NX(nx, CALL_3) break;
-    default: QUANT_PER_NX(nx, CALL_4) break;
-    }
-#undef CALL_1
-#undef CALL_2
-#undef CALL_3
-#undef CALL_4
+    QUANT_PER_TILE(nw, nx, CALL_NX)
 #undef CALL_NX
 }
 

@@ -58,6 +58,23 @@ static inline const quant_block_q8_K *quant_act_q8_K(const void *x, size_t x_str
     default: CALL(4); break;                                                                       \
     }
 
+/* The same for tiles (quant_tile_fn): one expansion of CALL(nw, nx) per
+ * shape, NW and NX each 1..4. */
+#define QUANT_PER_NX_OF(NW, nx, CALL)                                                              \
+    switch (nx) {                                                                                  \
+    case 1: CALL(NW, 1); break;                                                                    \
+    case 2: CALL(NW, 2); break;                                                                    \
+    case 3: CALL(NW, 3); break;                                                                    \
+    default: CALL(NW, 4); break;                                                                   \
+    }
+#define QUANT_PER_TILE(nw, nx, CALL)                                                               \
+    switch (nw) {                                                                                  \
+    case 1: QUANT_PER_NX_OF(1, nx, CALL) break;                                                    \
+    case 2: QUANT_PER_NX_OF(2, nx, CALL) break;                                                    \
+    case 3: QUANT_PER_NX_OF(3, nx, CALL) break;                                                    \
+    default: QUANT_PER_NX_OF(4, nx, CALL) break;                                                   \
+    }
+
 /* A half scale that is neither NaN nor infinite. */
 static inline bool quant_half_finite(uint16_t h)
 {

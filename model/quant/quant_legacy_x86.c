@@ -675,20 +675,7 @@ AVX512 void quant_q8_0_tile_avx512(uint32_t n, const void *restrict w, size_t w_
                                    uint32_t nx, float *restrict out, size_t ldo)
 {
 #define CALL_NX(NW, NX) tile_q8_0_vnni(n, w, w_stride, NW, x, x_stride, NX, out, ldo)
-#define CALL_1(NX) CALL_NX(1, NX)
-#define CALL_2(NX) CALL_NX(2, NX)
-#define CALL_3(NX) CALL_NX(3, NX)
-#define CALL_4(NX) CALL_NX(4, NX)
-    switch (nw) {
-    case 1: QUANT_PER_NX(nx, CALL_1) break;
-    case 2: QUANT_PER_NX(nx, CALL_2) break;
-    case 3: QUANT_PER_NX(nx, CALL_3) break;
-    default: QUANT_PER_NX(nx, CALL_4) break;
-    }
-#undef CALL_1
-#undef CALL_2
-#undef CALL_3
-#undef CALL_4
+    QUANT_PER_TILE(nw, nx, CALL_NX)
 #undef CALL_NX
 }
 
