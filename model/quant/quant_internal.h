@@ -75,6 +75,20 @@ static inline const quant_block_q8_K *quant_act_q8_K(const void *x, size_t x_str
     default: QUANT_PER_NX_OF(4, nx, CALL) break;                                                   \
     }
 
+/* Weights are read once, in order, from memory far larger than the caches,
+ * and the hardware prefetcher stops at every 4 KiB page: a kernel asks for
+ * the lines QUANT_PREFETCH_AHEAD bytes past the BYTES it is about to read
+ * (past a row's end that is the next row, which a matmul reads next; a
+ * prefetch never faults). Measured on Intel (Xeon, AVX-512): one Q4_K or
+ * IQ4_XS row at a time streamed at half the rate without it. */
+#define QUANT_PREFETCH_AHEAD 2048
+
+static inline void quant_prefetch(const void *p, size_t bytes)
+{
+    for (size_t off = 0; off < bytes; off += 64)
+        __builtin_prefetch((const char *)p + QUANT_PREFETCH_AHEAD + off, 0, 3);
+}
+
 /* A half scale that is neither NaN nor infinite. */
 static inline bool quant_half_finite(uint16_t h)
 {

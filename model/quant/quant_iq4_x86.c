@@ -132,6 +132,7 @@ ATTND_AVX512 IQ4_INLINE __m256 iq4nl_dot32_avx512(__m256i v, __m256i av, const i
         uint32_t i = 0;                                                                            \
         for (; i + IQ4_NL_GROUP <= nb; i += IQ4_NL_GROUP) {                                        \
             float sc[4][IQ4_NL_GROUP];                                                             \
+            quant_prefetch(w + i, IQ4_NL_GROUP * sizeof *w);                                       \
             const __m256 dw = iq4_halves8_avx2((const uint8_t *)(w + i), sizeof *w);               \
             for (uint32_t m = 0; m < nx; m++) {                                                    \
                 const quant_block_q8_0 *xb =                                                       \
@@ -211,6 +212,7 @@ ATTND_AVX2 IQ4_INLINE void iq4xs_rows_avx2(uint32_t nb, const quant_block_iq4_xs
     for (uint32_t m = 0; m < 4; m++)
         acc[m] = _mm256_setzero_ps();
     for (uint32_t i = 0; i < nb; i++) {
+        quant_prefetch(&w[i], sizeof w[i]);
         int32_t pairs[IQ4_XS_SUBS];
         _mm256_storeu_si256((__m256i *)(void *)pairs, iq4_dup_low16_avx2(iq4xs_scales_avx2(&w[i])));
         IQ4_IN_MEMORY(pairs);
@@ -259,6 +261,7 @@ ATTND_AVX512 IQ4_INLINE void iq4xs_rows_avx512(uint32_t nb, const quant_block_iq
     for (uint32_t m = 0; m < 4; m++)
         acc[m] = _mm256_setzero_ps();
     for (uint32_t i = 0; i < nb; i++) {
+        quant_prefetch(&w[i], sizeof w[i]);
         int32_t ls[IQ4_XS_SUBS];
         const __m256i scales = iq4xs_scales_avx2(&w[i]);
         _mm256_storeu_si256((__m256i *)(void *)ls, scales);

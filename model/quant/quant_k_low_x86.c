@@ -166,6 +166,7 @@ INLINE_AVX2 void q2_K_rows_avx2(size_t nb, const quant_block_q2_K *w, const void
     for (uint32_t m = 0; m < nx; m++)
         acc[m] = _mm256_setzero_ps();
     for (size_t b = 0; b < nb; b++) {
+        quant_prefetch(&w[b], sizeof w[b]);
         const q2_K_unpacked u = q2_K_unpack(&w[b]);
         __m256i sum[MAX_NX];
         if (nx == 1) {
@@ -204,6 +205,7 @@ INLINE_AVX512 void q2_K_rows_avx512(size_t nb, const quant_block_q2_K *w, const 
     for (uint32_t m = 0; m < nx; m++)
         acc[m] = _mm256_setzero_ps();
     for (size_t b = 0; b < nb; b++) {
+        quant_prefetch(&w[b], sizeof w[b]);
         const q2_K_unpacked u = q2_K_unpack(&w[b]);
         const __m256i scales16x = _mm256_slli_epi16(u.scales, 4);
         const __m256i scales4x = _mm256_slli_epi16(u.scales, 2);
@@ -305,6 +307,7 @@ INLINE_AVX2 __m256 q3_K_finish(const q3_K_unpacked *u, __m256i sum_qx4,
         for (uint32_t m = 0; m < nx; m++)                                                          \
             acc[m] = _mm256_setzero_ps();                                                          \
         for (size_t b = 0; b < nb; b++) {                                                          \
+            quant_prefetch(&w[b], sizeof w[b]);                                                    \
             const q3_K_unpacked u = q3_K_unpack(&w[b]);                                            \
             __m256i sum[MAX_NX][2];                                                                \
             for (uint32_t m = 0; m < nx; m++)                                                      \

@@ -42,20 +42,6 @@
 #define LOAD256(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
 #define LOAD512(p) _mm512_loadu_si512((const void *)(p))
 
-/* With several activation rows a block takes long enough that the hardware
- * prefetcher falls behind (it stops at each 4 KiB page): fetching the
- * weights 1 KiB ahead made 4 rows ~30% faster on a weight matrix far larger
- * than the caches. With one row it made things slower, so only NX > 1 asks.
- * Past the row's end it fetches the next row, which a matmul reads next;
- * a prefetch never faults. */
-#define PREFETCH_AHEAD 1024
-
-static inline __attribute__((always_inline)) void prefetch_block(const void *block, size_t bytes)
-{
-    for (size_t off = 0; off < bytes; off += 64)
-        _mm_prefetch((const char *)block + PREFETCH_AHEAD + off, _MM_HINT_T0);
-}
-
 /* Bytes 0-7: the 8 sub-block scales of a Q4_K/Q5_K block, bytes 8-15 its 8
  * mins, unpacked from the 12-byte 6-bit packing (quant_k.c's
  * unpack_scale_min) 4 at a time. With the packing's words a, b, c:
@@ -165,8 +151,7 @@ ATTND_AVX2 INLINE void scale_min_rows_avx2(uint32_t nb, const void *w, const voi
         const quant_block_q5_K *wb5 = (const quant_block_q5_K *)(const void *)wb;
         const uint8_t *qs = kind == KIND_Q5 ? wb5->qs : wb->qs;
         __m256i hbits = kind == KIND_Q5 ? LOAD256(wb5->qh) : _mm256_setzero_si256();
-        if (nx > 1)
-            prefetch_block(wb, w_bytes);
+        quant_prefetch(wb, w_bytes);
         const quant_block_q8_K *xb[4];
         __m256i lanes[4];
         for (int m = 0; m < nx; m++) {
@@ -240,8 +225,7 @@ ATTND_AVX2 INLINE void q6_K_rows_avx2(uint32_t nb, const quant_block_q6_K *w, co
         acc[m] = k_acc_zero();
     for (uint32_t b = 0; b < nb; b++) {
         const quant_block_q6_K *wb = w + b;
-        if (nx > 1)
-            prefetch_block(wb, sizeof *wb);
+        quant_prefetch(wb, sizeof *wb);
         const quant_block_q8_K *xb[4];
         __m256i lanes[4];
         for (int m = 0; m < nx; m++) {
@@ -351,8 +335,7 @@ ATTND_AVX512 INLINE void scale_min_rows_avx512(uint32_t nb, const void *w, const
             (const quant_block_q4_K *)(const void *)((const uint8_t *)w + b * w_bytes);
         const quant_block_q5_K *wb5 = (const quant_block_q5_K *)(const void *)wb;
         const uint8_t *qs = kind == KIND_Q5 ? wb5->qs : wb->qs;
-        if (nx > 1)
-            prefetch_block(wb, w_bytes);
+        quant_prefetch(wb, w_bytes);
         const __m128i sm = unpack_scales_mins(wb->scales);
         const __m512i sm4 = _mm512_broadcast_i32x4(sm);
         __m512i wq[4], sc[4];
@@ -413,8 +396,7 @@ ATTND_AVX512 INLINE void q6_K_rows_avx512(uint32_t nb, const quant_block_q6_K *w
         acc[m] = k_acc_zero();
     for (uint32_t b = 0; b < nb; b++) {
         const quant_block_q6_K *wb = w + b;
-        if (nx > 1)
-            prefetch_block(wb, sizeof *wb);
+        quant_prefetch(wb, sizeof *wb);
         const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(LOAD128(wb->scales)));
         __m512i mag[4], sc[4];
         __mmask64 neg[4];

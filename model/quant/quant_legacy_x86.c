@@ -72,18 +72,6 @@ AVX2 INLINE __m256i load256(const uint8_t *p)
     return _mm256_loadu_si256((const __m256i *)(const void *)p);
 }
 
-/* Weights are read once, in order: the hardware prefetcher alone leaves a
- * one-row dot waiting on memory about a fifth of the time (measured), so
- * each chunk asks for the lines PREFETCH_AHEAD bytes on (the next row's
- * when near the end: matmul takes rows in order). */
-#define PREFETCH_AHEAD 2048
-
-AVX2 INLINE void prefetch_ahead(const uint8_t *chunk, size_t chunk_bytes)
-{
-    for (size_t off = 0; off < chunk_bytes; off += 64)
-        _mm_prefetch((const char *)chunk + PREFETCH_AHEAD + off, _MM_HINT_T0);
-}
-
 /* The 32 nibbles at QS as bytes, low nibbles first (ggml's element order):
  * one broadcast load, the upper copy shifted by 4. */
 AVX2 INLINE __m256i nibbles32(const uint8_t *qs)
@@ -254,7 +242,7 @@ AVX2 INLINE void block_scales(const uint8_t *wb, const uint8_t *xb, size_t xs, u
     }                                                                                              \
     for (uint32_t k = 0; k < nb_chunks; k += CHUNK) {                                              \
         const uint8_t *wk = w + (size_t)k * (WBYTES), *xk = x + (size_t)k * (XBYTES);              \
-        prefetch_ahead(wk, CHUNK * (WBYTES));                                                      \
+        quant_prefetch(wk, CHUNK * (WBYTES));                                                      \
         chunk_scales(wk, WBYTES, xk, x_stride, XBYTES, nx, HAS_MIN, sc, mins);                     \
         _Pragma("GCC unroll 8") for (uint32_t j = 0; j < CHUNK; j++)                               \
             BLOCK(wk + j * (WBYTES), xk + j * (XBYTES), sc, j, acc[j % (NACC)]);                   \
@@ -326,7 +314,7 @@ AVX2 INLINE __m256 halves8_even_odd(const uint8_t *p, size_t stride)
         acc[0][m] = acc[1][m] = _mm256_setzero_ps();                                               \
     for (uint32_t k = 0; k < nb_chunks; k += CHUNK) {                                              \
         const uint8_t *wk = w + (size_t)k * Q4_0_BYTES, *xk = x + (size_t)k * Q8_0_BYTES;          \
-        prefetch_ahead(wk, CHUNK * Q4_0_BYTES);                                                    \
+        quant_prefetch(wk, CHUNK * Q4_0_BYTES);                                                    \
         const __m256 dw = DW_EVEN_ODD(wk);                                                         \
         for (uint32_t m = 0; m < nx; m++)                                                          \
             s2[m] = _mm256_mul_ps(dw, halves8_even_odd(xk + (size_t)m * x_stride, Q8_0_BYTES));    \
@@ -643,8 +631,8 @@ AVX512 INLINE void tile_q8_0_vnni(uint32_t n, const uint8_t *w, size_t ws, const
             for (uint32_t r = 0; r < NW; r++) {
                 const __m256 dw = halves8(w + r * ws + off, Q8_0_BYTES);
                 /* the same place in the next tile's row: the rows a matmul
-                 * takes next (one row alone: 2 KiB on, as prefetch_ahead) */
-                prefetch_ahead(w + r * ws + off + (NW > 1 ? NW * ws - PREFETCH_AHEAD : 0),
+                 * takes next (one row alone: QUANT_PREFETCH_AHEAD on) */
+                quant_prefetch(w + r * ws + off + (NW > 1 ? NW * ws - QUANT_PREFETCH_AHEAD : 0),
                                CHUNK * Q8_0_BYTES);
                 for (uint32_t m = 0; m < NX; m++)
                     _mm256_storeu_ps(sc[r][m], _mm256_mul_ps(dw, dx[m]));
