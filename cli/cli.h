@@ -29,6 +29,8 @@ bool cli_parse_u64(const char *opt, const char *s, uint64_t *out);
 bool cli_parse_f32(const char *opt, const char *s, float *out);
 /* "f32" or "f16" for --kv-type. */
 bool cli_parse_kv_type(const char *s, kv_dtype *out);
+/* "copy" or "map" for --weights (gguf_load). */
+bool cli_parse_weights(const char *s, gguf_load *out);
 
 /* The preset names, comma-separated, into BUF. */
 void cli_preset_names(char *buf, size_t size);

@@ -51,6 +51,17 @@ bool cli_parse_f32(const char *opt, const char *s, float *out)
     return true;
 }
 
+bool cli_parse_weights(const char *s, gguf_load *out)
+{
+    const int how = gguf_load_parse(s);
+    if (how < 0) {
+        fprintf(stderr, "attnd: --weights: '%s' is not copy or map\n", s);
+        return false;
+    }
+    *out = (gguf_load)how;
+    return true;
+}
+
 bool cli_parse_kv_type(const char *s, kv_dtype *out)
 {
     if (strcmp(s, "f32") == 0)

@@ -32,6 +32,8 @@ static void usage(FILE *out)
             "  --ignore-eos            keep generating past the end-of-sequence token\n"
             "  --threads N             worker threads (default: number of cores)\n"
             "  --kv-type T             f16 (default) or f32 KV cache elements\n"
+            "  --weights copy|map      copy the weights into huge pages (default; faster\n"
+            "                          decode) or map the file (faster start, shared cache)\n"
             "  -h, --help              show this help\n");
 }
 
@@ -58,6 +60,7 @@ int cli_generate(int argc, char **argv)
         {"ignore-eos", no_argument, NULL, 'E'},
         {"threads", required_argument, NULL, 't'},
         {"kv-type", required_argument, NULL, 'k'},
+        {"weights", required_argument, NULL, 'W'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -65,6 +68,7 @@ int cli_generate(int argc, char **argv)
     uint32_t n_predict = 128, top_k = 40;
     sample_params sp = sample_params_default();
     engine_params ep = {.kv_type = KV_DTYPE_F16};
+    gguf_load load = GGUF_LOAD_COPY;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:p:n:h", opts, NULL)) != -1) {
@@ -86,6 +90,7 @@ int cli_generate(int argc, char **argv)
         case 'E': sp.ignore_eos = true; break;
         case 't': ok = cli_parse_u32("--threads", optarg, 1, 1024, &ep.n_threads); break;
         case 'k': ok = cli_parse_kv_type(optarg, &ep.kv_type); break;
+        case 'W': ok = cli_parse_weights(optarg, &load); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -108,7 +113,7 @@ int cli_generate(int argc, char **argv)
     engine_entry *en = NULL;
     int status = 1;
     uint32_t seq;
-    if (model_load(path, &m, &err) != ATTND_OK)
+    if (model_load_as(path, load, &m, &err) != ATTND_OK)
         goto fail;
     const model_hparams *hp = model_hparams_of(m);
     const tok_vocab *tv = model_vocab(m);

@@ -26,6 +26,7 @@ static void usage(FILE *out)
             "                     step instead (the same logits are expected)\n"
             "  --threads N        worker threads (default: number of cores)\n"
             "  --kv-type T        f32 (default) or f16 KV cache elements\n"
+            "  --weights MODE     copy (default: into huge pages) or map the file\n"
             "  -h, --help         show this help\n");
 }
 
@@ -72,12 +73,14 @@ int cli_logits(int argc, char **argv)
         {"steps", required_argument, NULL, 'n'},  {"output", required_argument, NULL, 'o'},
         {"chunk", no_argument, NULL, 'C'},        {"threads", required_argument, NULL, 't'},
         {"kv-type", required_argument, NULL, 'k'}, {"help", no_argument, NULL, 'h'},
+        {"weights", required_argument, NULL, 'W'},
         {NULL, 0, NULL, 0},
     };
     const char *path = NULL, *out_path = NULL, *tokens = NULL;
     uint32_t steps = 0, threads = 0;
     bool chunk = false;
     engine_params ep = {.kv_type = KV_DTYPE_F32};
+    gguf_load load = GGUF_LOAD_COPY;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:o:h", opts, NULL)) != -1) {
@@ -90,6 +93,7 @@ int cli_logits(int argc, char **argv)
         case 'C': chunk = true; break;
         case 't': ok = cli_parse_u32("--threads", optarg, 1, 1024, &threads); break;
         case 'k': ok = cli_parse_kv_type(optarg, &ep.kv_type); break;
+        case 'W': ok = cli_parse_weights(optarg, &load); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -117,7 +121,7 @@ int cli_logits(int argc, char **argv)
     FILE *fp = NULL;
     int status = 1;
     uint32_t seq;
-    if (model_load(path, &m, &err) != ATTND_OK)
+    if (model_load_as(path, load, &m, &err) != ATTND_OK)
         goto fail;
     const model_hparams *hp = model_hparams_of(m);
     if (steps > hp->n_ctx) {

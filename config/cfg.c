@@ -45,6 +45,8 @@ typedef struct key {
 #define TIB ((uint64_t)1 << 40)
 
 static const char *const k_kv_types[] = {"f16", "f32", NULL};
+/* gguf_load_name's names, spelled here: config does not depend on model/. */
+static const char *const k_weights[] = {"copy", "map", NULL};
 /* Indexed by cfg_log_level. */
 static const char *const k_levels[] = {"error", "warn", "info", "debug", NULL};
 
@@ -55,6 +57,8 @@ static const key k_keys[] = {
      "TCP port to listen on"},
     {"model", KT_STR, FIELD(model), 0, 4095, 0, "", NULL, "PATH", NULL,
      "GGUF model file to serve (required)"},
+    {"weights", KT_CHOICE, FIELD(weights), 0, 0, 0, "copy", k_weights, "MODE", NULL,
+     "copy the weights into huge pages (faster decode) or map the file (faster start)"},
     {"threads", KT_U32, FIELD(threads), 0, 1024, 0, NULL, NULL, "N", NULL,
      "engine worker threads, 0 = one per core"},
     {"http_threads", KT_U32, FIELD(http_threads), 1, 256, 4, NULL, NULL, "N", NULL,

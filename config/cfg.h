@@ -25,6 +25,7 @@ typedef struct cfg {
     char host[256];            /* host: listen address (default 127.0.0.1) */
     uint32_t port;             /* port: 1..65535 (default 8080) */
     char model[4096];          /* model: GGUF path (required to serve) */
+    char weights[8];           /* weights: "copy" (into huge pages) or "map" */
     uint32_t threads;          /* threads: engine worker threads, 0 = cores */
     uint32_t http_threads;     /* http_threads: libmicrohttpd worker threads */
     uint64_t kv_bytes;         /* kv_bytes: KV pool budget in bytes */

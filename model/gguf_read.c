@@ -45,7 +45,8 @@ struct gguf_file {
     char *path;
     const uint8_t *base;
     size_t size;
-    bool mapped;
+    void *map;      /* what to munmap (NULL for gguf_open_mem) */
+    size_t map_len;
     uint32_t version;
     uint32_t alignment;
     size_t n_kv;
@@ -509,11 +510,58 @@ int gguf_open_mem(const void *buf, size_t len, const char *name, gguf_file **out
     return ATTND_OK;
 }
 
-int gguf_open(const char *path, gguf_file **out, attnd_err *err)
+/* Huge pages are this size where the kernel has them (x86-64). */
+#define HUGE_PAGE ((size_t)2 << 20)
+
+/* SIZE bytes of FD into private memory aligned to HUGE_PAGE, so that the
+ * kernel can back it with huge pages, then read-only. */
+static int read_private(int fd, const char *path, size_t size, void **map, size_t *map_len,
+                        const uint8_t **base, attnd_err *err)
+{
+    /* room to start at a huge-page boundary */
+    uint64_t padded;
+    if (!attnd_ckd_add(size, 2 * HUGE_PAGE, &padded))
+        return attnd_err_set(err, ATTND_ENOMEM, "%s: %zu bytes: too large to copy", path, size);
+    const size_t len = (size_t)padded & ~(HUGE_PAGE - 1);
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return attnd_err_set(err, ATTND_ENOMEM, "%s: cannot allocate %zu bytes to copy it into: %s",
+                             path, len, strerror(errno));
+    uint8_t *start = (uint8_t *)(((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    /* advice only: without transparent huge pages this is a plain copy */
+    (void)madvise(start, size, MADV_HUGEPAGE);
+    for (size_t got = 0; got < size;) {
+        size_t want = size - got < ((size_t)1 << 30) ? size - got : (size_t)1 << 30;
+        ssize_t r = pread(fd, start + got, want, (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            int e = r < 0 ? errno : 0;
+            munmap(p, len);
+            return attnd_err_set(err, ATTND_EIO, "%s: read failed at byte %zu of %zu: %s", path,
+                                 got, size, e ? strerror(e) : "file shrank while loading");
+        }
+        got += (size_t)r;
+    }
+    /* the weights are never written: a stray write faults, as in a mapping */
+    if (mprotect(start, size ? size : 1, PROT_READ) != 0) {
+        munmap(p, len);
+        return attnd_err_set(err, ATTND_EIO, "%s: cannot make the copy read-only: %s", path,
+                             strerror(errno));
+    }
+    *map = p;
+    *map_len = len;
+    *base = start;
+    return ATTND_OK;
+}
+
+int gguf_open_as(const char *path, gguf_load how, gguf_file **out, attnd_err *err)
 {
     gguf_file *f = NULL;
     struct stat st;
     *out = NULL;
+    if (how != GGUF_LOAD_MAP && how != GGUF_LOAD_COPY)
+        return attnd_err_set(err, ATTND_EINVAL, "%s: unknown load mode %d", path, (int)how);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return attnd_err_set(err, ATTND_EIO, "%s: cannot open: %s", path, strerror(errno));
@@ -531,21 +579,50 @@ int gguf_open(const char *path, gguf_file **out, attnd_err *err)
         close(fd);
         return rc;
     }
-    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) {
-        gguf_close(f);
-        return attnd_err_set(err, ATTND_EIO, "%s: cannot mmap: %s", path, strerror(errno));
-    }
-    f->base = map;
     f->size = (size_t)st.st_size;
-    f->mapped = true;
+    if (how == GGUF_LOAD_COPY) {
+        rc = read_private(fd, path, f->size, &f->map, &f->map_len, &f->base, err);
+        close(fd);
+        if (rc != ATTND_OK) {
+            gguf_close(f);
+            return rc;
+        }
+    } else {
+        void *map = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
+        close(fd);
+        if (map == MAP_FAILED) {
+            gguf_close(f);
+            return attnd_err_set(err, ATTND_EIO, "%s: cannot mmap: %s", path, strerror(errno));
+        }
+        f->base = map;
+        f->map = map;
+        f->map_len = f->size;
+    }
     if ((rc = parse(f, err)) != ATTND_OK) {
         gguf_close(f);
         return rc;
     }
     *out = f;
     return ATTND_OK;
+}
+
+int gguf_open(const char *path, gguf_file **out, attnd_err *err)
+{
+    return gguf_open_as(path, GGUF_LOAD_MAP, out, err);
+}
+
+const char *gguf_load_name(gguf_load how)
+{
+    return how == GGUF_LOAD_MAP ? "map" : how == GGUF_LOAD_COPY ? "copy" : NULL;
+}
+
+int gguf_load_parse(const char *name)
+{
+    if (strcmp(name, "map") == 0)
+        return GGUF_LOAD_MAP;
+    if (strcmp(name, "copy") == 0)
+        return GGUF_LOAD_COPY;
+    return -1;
 }
 
 void gguf_close(gguf_file *f)
@@ -562,8 +639,8 @@ void gguf_close(gguf_file *f)
         free((char *)f->tensors[i].name);
     free(f->tensors);
     free(f->by_name);
-    if (f->mapped)
-        munmap((void *)f->base, f->size);
+    if (f->map)
+        munmap(f->map, f->map_len);
     free(f->path);
     free(f);
 }

@@ -162,11 +162,16 @@ static int bind_gpt2(struct binder *b)
 
 int model_load(const char *path, model **out, attnd_err *err)
 {
+    return model_load_as(path, GGUF_LOAD_MAP, out, err);
+}
+
+int model_load_as(const char *path, gguf_load how, model **out, attnd_err *err)
+{
     *out = NULL;
     model *m = calloc(1, sizeof *m);
     if (!m)
         return attnd_err_set(err, ATTND_ENOMEM, "%s: out of memory", path);
-    int rc = gguf_open(path, &m->file, err);
+    int rc = gguf_open_as(path, how, &m->file, err);
     if (rc == ATTND_OK)
         rc = model_hparams_load(m->file, &m->hp, err);
     if (rc == ATTND_OK)

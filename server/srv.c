@@ -22,7 +22,9 @@ int srv_run(const cfg *c, attnd_err *err)
     srv_http *http = NULL;
     uv_loop_t loop;
     bool loop_ok = false;
-    int rc = model_load(c->model, &m, err);
+    const int load = gguf_load_parse(c->weights);
+    int rc = load < 0 ? attnd_err_set(err, ATTND_EINVAL, "weights: unknown mode '%s'", c->weights)
+                      : model_load_as(c->model, (gguf_load)load, &m, err);
     if (rc != ATTND_OK)
         goto out;
     const model_hparams *hp = model_hparams_of(m);
@@ -39,9 +41,10 @@ int srv_run(const cfg *c, attnd_err *err)
     uint64_t per_token = kv_pool_bytes_per_token(kv);
     fprintf(stderr,
             "attnd: model %s: %s, %u layers, %u heads, %u KV heads, context %u, vocab %u, %.1f MiB "
-            "of weights\n",
+            "of weights (%s)\n",
             c->model, hp->arch_name, hp->n_layer, hp->n_head, hp->n_head_kv, hp->n_ctx, hp->n_vocab,
-            (double)model_weight_bytes(m) / 1048576.0);
+            (double)model_weight_bytes(m) / 1048576.0,
+            load == GGUF_LOAD_COPY ? "copied into memory" : "mapped");
     fprintf(stderr,
             "attnd: KV cache: %llu bytes per token (%s; %ux less than MHA with %u heads), %u blocks "
             "of %u tokens = %llu tokens, %.1f MiB; %u engine threads\n",

@@ -117,6 +117,7 @@ static void expect_same(const cfg *a, const cfg *b, bool compare_api_key)
     cr_expect_str_eq(a->host, b->host);
     cr_expect_eq(a->port, b->port);
     cr_expect_str_eq(a->model, b->model);
+    cr_expect_str_eq(a->weights, b->weights);
     cr_expect_eq(a->threads, b->threads);
     cr_expect_eq(a->http_threads, b->http_threads);
     cr_expect_eq(a->kv_bytes, b->kv_bytes);
@@ -193,7 +194,7 @@ Test(config, shipped_file_equals_the_builtin_defaults)
         cr_expect(cJSON_GetObjectItemCaseSensitive(code, it->string) != NULL,
                   "config/attnd.json has key '%s' that the code does not know", it->string);
     cr_expect_eq(n_file, n_code);
-    cr_expect_eq(n_code, 21);
+    cr_expect_eq(n_code, 22);
 
     /* And loading the file over anything gives exactly the defaults. */
     cfg d, f;
@@ -606,6 +607,10 @@ Test(config, strings_must_fit_and_enums_must_match)
     expect_msg(&err, "--log-level must be \"error\", \"warn\", \"info\" or \"debug\"",
                "'verbose'");
     cr_expect_eq(parse(&c, &help, &err, "--log-level", "INFO", NULL), ATTND_EINVAL);
+    cr_expect_eq(parse(&c, &help, &err, "--weights", "mmap", NULL), ATTND_EINVAL);
+    expect_msg(&err, "--weights must be \"copy\" or \"map\", not 'mmap'");
+    cr_expect_eq(parse(&c, &help, &err, "--weights", "map", NULL), ATTND_OK, "%s", err.msg);
+    cr_expect_str_eq(c.weights, "map");
 }
 
 Test(config, file_errors_name_the_file_and_key)

@@ -244,7 +244,7 @@ static void check_all_types(const gguf_file *f, const uint8_t *tdata, bool mappe
     size_t off = 0;
     for (size_t k = 0; k < gguf_tensor_count(f); k++) {
         const gguf_tensor *t = gguf_tensor_at(f, k);
-        if (mapped) /* a mapping starts on a page, so file alignment is address alignment */
+        if (mapped) /* a mapping or copy starts on a page: file alignment is address alignment */
             cr_assert_eq((uintptr_t)t->data % gguf_alignment(f), 0, "tensor %s misaligned",
                          t->name);
         cr_assert_eq(memcmp(t->data, tdata + off, t->nbytes), 0, "tensor %s data differs", t->name);
@@ -280,12 +280,16 @@ Test(gguf, round_trip_every_type_file_and_memory)
             gguf_writer_free(w);
 
             gguf_file *f;
-            cr_assert_eq(gguf_open(path, &f, &err), ATTND_OK, "%s", err.msg);
-            cr_assert_eq(gguf_version(f), version);
-            cr_assert_eq(gguf_alignment(f), a);
-            cr_assert_eq(gguf_file_size(f), len);
-            check_all_types(f, tdata, true);
-            gguf_close(f);
+            /* mapped, and copied into memory that starts on a huge page */
+            for (int how = GGUF_LOAD_MAP; how <= GGUF_LOAD_COPY; how++) {
+                cr_assert_eq(gguf_open_as(path, (gguf_load)how, &f, &err), ATTND_OK, "%s",
+                             err.msg);
+                cr_assert_eq(gguf_version(f), version);
+                cr_assert_eq(gguf_alignment(f), a);
+                cr_assert_eq(gguf_file_size(f), len);
+                check_all_types(f, tdata, true);
+                gguf_close(f);
+            }
 
             size_t flen;
             char *disk = test_read_file(path, &flen);
@@ -762,6 +766,22 @@ Test(gguf_malformed, not_a_regular_file_and_missing)
     cr_assert_eq(gguf_open("/dev/zero", &f, &err), ATTND_EIO);
     cr_assert(strstr(err.msg, "not a regular file"));
     cr_assert_eq(gguf_open("/tmp", &f, &err), ATTND_EIO);
+    cr_assert_eq(gguf_open_as("/nonexistent/model.gguf", GGUF_LOAD_COPY, &f, &err), ATTND_EIO);
+    cr_assert(strstr(err.msg, "/nonexistent/model.gguf"));
+    cr_assert_eq(gguf_open_as("/tmp", (gguf_load)7, &f, &err), ATTND_EINVAL);
+    cr_assert(strstr(err.msg, "unknown load mode 7"), "%s", err.msg);
+    cr_assert_null(f);
+}
+
+Test(gguf, load_mode_names)
+{
+    cr_assert_str_eq(gguf_load_name(GGUF_LOAD_MAP), "map");
+    cr_assert_str_eq(gguf_load_name(GGUF_LOAD_COPY), "copy");
+    cr_assert_null(gguf_load_name((gguf_load)2));
+    cr_assert_eq(gguf_load_parse("map"), GGUF_LOAD_MAP);
+    cr_assert_eq(gguf_load_parse("copy"), GGUF_LOAD_COPY);
+    cr_assert_eq(gguf_load_parse("mmap"), -1);
+    cr_assert_eq(gguf_load_parse(""), -1);
 }
 
 /* ------------------------------------------------------------ shared models */
