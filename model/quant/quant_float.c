@@ -120,6 +120,9 @@ ATTND_AVX2 static void dot_f32_avx2(uint32_t n, const void *restrict wv, const v
                 acc[r][m][0] = acc[r][m][1] = _mm256_setzero_ps();                                 \
         uint32_t i = 0;                                                                            \
         for (; i + 16 <= n; i += 16) {                                                             \
+            if (i % 32 == 0)                                                                       \
+                for (uint32_t r = 0; r < NW; r++)                                                  \
+                    quant_prefetch(w + r * ws + 2 * (size_t)i, 64);                                \
             GROUP(LOAD8, i, 0);                                                            \
             GROUP(LOAD8, i + 8, 1);                                                        \
         }                                                                                          \
@@ -219,6 +222,9 @@ tile_f16_zmm_rows(uint32_t n, const uint8_t *w, size_t ws, const uint32_t NW,
     uint32_t i = 0;
     for (; i + 16 <= n; i += 16) {
         __m512 wf[4];
+        if (i % 32 == 0) /* a cache line of each row: see quant_prefetch */
+            for (uint32_t r = 0; r < NW; r++)
+                quant_prefetch(w + r * ws + 2 * (size_t)i, 64);
         for (uint32_t r = 0; r < NW; r++)
             wf[r] = _mm512_cvtph_ps(
                 _mm256_loadu_si256((const __m256i *)(const void *)(w + r * ws + 2 * (size_t)i)));
