@@ -186,6 +186,16 @@ static int flush_held(srv_sched *s, srv_req *r, srv_finish *why)
     return rc;
 }
 
+static void publish_gauges(srv_sched *s)
+{
+    const kv_pool *kv = engine_kv(s->eng);
+    pthread_mutex_lock(&s->qmu);
+    uint32_t queued = s->n_queued;
+    pthread_mutex_unlock(&s->qmu);
+    srv_metrics_gauges(s->metrics, queued, s->n_running, kv_pool_n_blocks(kv) - kv_pool_n_free(kv),
+                       kv_pool_n_blocks(kv));
+}
+
 /* Ends R: frees its sequence, flushes held-back text, publishes the result
  * and drops the scheduler's reference. MSG (printf-style) is the error
  * message when WHY is SRV_FINISH_ERROR. */
@@ -227,6 +237,9 @@ __attribute__((format(printf, 4, 5))) static void finish(srv_sched *s, srv_req *
     r->decode_ms = (t - r->t_first) * 1e3;
     pthread_mutex_unlock(&r->mu);
 
+    /* before the client hears of the end: what it reads from /metrics then
+     * already counts this sequence's KV blocks as free */
+    publish_gauges(s);
     if (r->in.stream)
         emit_done_line(s, r); /* reads fields only this thread writes */
     else
@@ -380,16 +393,6 @@ static void find_hangups(srv_sched *s)
         check_hangup(s, s->running[i]);
     for (srv_req *r = s->wait_head; r; r = r->next)
         check_hangup(s, r);
-}
-
-static void publish_gauges(srv_sched *s)
-{
-    const kv_pool *kv = engine_kv(s->eng);
-    pthread_mutex_lock(&s->qmu);
-    uint32_t queued = s->n_queued;
-    pthread_mutex_unlock(&s->qmu);
-    srv_metrics_gauges(s->metrics, queued, s->n_running, kv_pool_n_blocks(kv) - kv_pool_n_free(kv),
-                       kv_pool_n_blocks(kv));
 }
 
 /* ---------------------------------------------------------------- one step */
