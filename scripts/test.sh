@@ -58,6 +58,10 @@ echo "== benchmark smoke run (figures are not checked: speed is never asserted)"
 build/release/cli/attnd bench -m "$ATTND_SHARED/models/stories260K.gguf" --quick --json > build/bench.json
 grep -q '"decode, 1 stream"' build/bench.json
 build/release/cli/attnd bench -m "$ATTND_SHARED/models/gpt2-synth-64x2.gguf" --quick
+build/release/bench/kernels --mib 4 --reps 2 --json > build/kernels.json
+grep -q '"Q4_K"' build/kernels.json
+build/release/bench/kernels --mib 2 --reps 1 --rows 3 --pages 4k F16 q8_0
+if build/release/bench/kernels --rows 5 2>/dev/null; then echo "kernels took --rows 5" >&2; exit 1; fi
 . scripts/free-port.sh
 bench_pid=''
 for attempt in 1 2 3 4 5; do  # another process may take the port first: retry on another
