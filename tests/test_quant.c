@@ -511,6 +511,7 @@ Test(quant_cli, shared_models_run_in_every_command, .timeout = 300)
 {
     const char *bin = test_attnd_bin();
     char *out_path = test_tmp_path("quant-logits.f32");
+    char *script_path = test_tmp_path("quant-serve.sh");
     for (size_t i = 0; i < sizeof k_golden_types / sizeof k_golden_types[0]; i++) {
         const char *type = k_golden_types[i];
         char model_rel[128], rel[160];
@@ -566,20 +567,39 @@ Test(quant_cli, shared_models_run_in_every_command, .timeout = 300)
                   out);
         free(out);
 
-        /* serve on a free port, one request, SIGTERM, clean exit */
-        snprintf(cmd, sizeof cmd,
-                 "port=%d; '%s' serve -m '%s' --port $port --log-level warn & pid=$!; "
-                 "for _ in $(seq 100); do curl -sf http://127.0.0.1:$port/ready >/dev/null && break; "
-                 "sleep 0.1; done; "
-                 "curl -sf -d '{\"prompt\":\"Once upon a time\",\"max_tokens\":8,\"temperature\":0}' "
-                 "http://127.0.0.1:$port/generate; rc=$?; kill -TERM $pid; wait $pid || rc=1; "
-                 "exit $rc",
-                 20000 + (int)(((unsigned)getpid() * 131u + (unsigned)i * 17u) % 40000u), bin,
-                 model_path);
+        /* serve on a free port (scripts/free-port.sh: below the ephemeral range,
+         * another one when the server does not come up), one request, SIGTERM,
+         * clean exit */
+        FILE *sh = fopen(script_path, "w");
+        cr_assert(sh);
+        fprintf(sh,
+                ". '%s/scripts/free-port.sh'\n"
+                "up=0\n"
+                "for attempt in 1 2 3 4 5; do\n"
+                "  free_port port || exit 1\n"
+                "  '%s' serve -m '%s' --port $port --log-level warn & pid=$!\n"
+                "  for _ in $(seq 100); do\n"
+                "    kill -0 $pid 2>/dev/null || break\n"
+                "    curl -sf http://127.0.0.1:$port/ready >/dev/null && { up=1; break; }\n"
+                "    sleep 0.1\n"
+                "  done\n"
+                "  [ $up = 1 ] && break\n"
+                "  kill -KILL $pid 2>/dev/null; wait $pid 2>/dev/null\n"
+                "done\n"
+                "[ $up = 1 ] || exit 1\n"
+                "curl -sf -d '{\"prompt\":\"Once upon a time\",\"max_tokens\":8,\"temperature\":0}' "
+                "http://127.0.0.1:$port/generate; rc=$?\n"
+                "kill -TERM $pid; wait $pid || rc=1\n"
+                "exit $rc\n",
+                ATTND_SOURCE_DIR, bin, model_path);
+        fclose(sh);
+        snprintf(cmd, sizeof cmd, "bash '%s'", script_path);
         cr_assert_eq(test_run(cmd, &out), 0, "%s: serve failed: %s", type, out ? out : "");
         cr_expect(strstr(out, "\"text\""), "%s: /generate answered %s", type, out);
         free(out);
     }
     remove(out_path);
     free(out_path);
+    remove(script_path);
+    free(script_path);
 }
