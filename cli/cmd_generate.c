@@ -30,6 +30,8 @@ static void usage(FILE *out)
             "  --repeat-last-n N       how many recent tokens it looks at (default 64)\n"
             "  --seed S                random seed (default 0); same seed, same text\n"
             "  --ignore-eos            keep generating past the end-of-sequence token\n"
+            "  --special               control tokens written in the prompt (<|im_start|>)\n"
+            "                          become their ids instead of plain text\n"
             "  --threads N             worker threads (default: number of cores)\n"
             "  --kv-type T             f16 (default) or f32 KV cache elements\n"
             "  --weights copy|map      copy the weights into huge pages (default; faster\n"
@@ -58,6 +60,7 @@ int cli_generate(int argc, char **argv)
         {"repeat-last-n", required_argument, NULL, 'L'},
         {"seed", required_argument, NULL, 's'},
         {"ignore-eos", no_argument, NULL, 'E'},
+        {"special", no_argument, NULL, 'S'},
         {"threads", required_argument, NULL, 't'},
         {"kv-type", required_argument, NULL, 'k'},
         {"weights", required_argument, NULL, 'W'},
@@ -69,6 +72,7 @@ int cli_generate(int argc, char **argv)
     sample_params sp = sample_params_default();
     engine_params ep = {.kv_type = KV_DTYPE_F16};
     gguf_load load = GGUF_LOAD_COPY;
+    bool parse_special = false;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:p:n:h", opts, NULL)) != -1) {
@@ -88,6 +92,7 @@ int cli_generate(int argc, char **argv)
         case 'L': ok = cli_parse_u32("--repeat-last-n", optarg, 0, 1u << 20, &sp.repeat_last_n); break;
         case 's': ok = cli_parse_u64("--seed", optarg, &sp.seed); break;
         case 'E': sp.ignore_eos = true; break;
+        case 'S': parse_special = true; break;
         case 't': ok = cli_parse_u32("--threads", optarg, 1, 1024, &ep.n_threads); break;
         case 'k': ok = cli_parse_kv_type(optarg, &ep.kv_type); break;
         case 'W': ok = cli_parse_weights(optarg, &load); break;
@@ -117,7 +122,7 @@ int cli_generate(int argc, char **argv)
         goto fail;
     const model_hparams *hp = model_hparams_of(m);
     const tok_vocab *tv = model_vocab(m);
-    if (tok_encode(tv, prompt, strlen(prompt), true, &ids, &n_ids, &err) != ATTND_OK)
+    if (tok_encode(tv, prompt, strlen(prompt), TOK_ADD_SPECIAL | (parse_special ? TOK_PARSE_SPECIAL : 0u), &ids, &n_ids, &err) != ATTND_OK)
         goto fail;
     if (n_ids == 0 || n_ids >= hp->n_ctx) {
         attnd_err_set(&err, ATTND_ERANGE, "the prompt has %zu tokens; the context holds %u",

@@ -11,13 +11,15 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: attnd tokenize -m MODEL.gguf [--no-special] < TEXT\n\n"
+            "usage: attnd tokenize -m MODEL.gguf [--no-special] [--special] < TEXT\n\n"
             "Reads all of standard input as one text and prints its token ids on one\n"
             "line, space-separated, with BOS (and EOS) exactly when the model's\n"
             "tokenizer adds them.\n\n"
             "options:\n"
             "  -m, --model PATH  GGUF file with a tokenizer (tokenizer.ggml.*)\n"
             "  --no-special      do not add BOS/EOS\n"
+            "  --special         control tokens written in the text (<|im_start|>) become\n"
+            "                    their ids instead of being tokenized as text\n"
             "  --pieces          print each id with the bytes it decodes to, one per line\n"
             "  -h, --help        show this help\n");
 }
@@ -50,18 +52,20 @@ int cli_tokenize(int argc, char **argv)
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'},
         {"no-special", no_argument, NULL, 'N'},
+        {"special", no_argument, NULL, 'S'},
         {"pieces", no_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *model = NULL;
-    bool special = true, pieces = false;
+    bool special = true, parse_special = false, pieces = false;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:h", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model = optarg; break;
         case 'N': special = false; break;
+        case 'S': parse_special = true; break;
         case 'P': pieces = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -84,6 +88,8 @@ int cli_tokenize(int argc, char **argv)
         fprintf(stderr, "attnd tokenize: %s\n", err.msg);
         return 1;
     }
+    if (tok_warning(tv))
+        fprintf(stderr, "attnd tokenize: warning: %s\n", tok_warning(tv));
     size_t len;
     char *text = read_stdin(&len);
     if (!text || ferror(stdin)) {
@@ -94,7 +100,8 @@ int cli_tokenize(int argc, char **argv)
     }
     int32_t *ids = NULL;
     size_t n = 0;
-    rc = tok_encode(tv, text, len, special, &ids, &n, &err);
+    unsigned flags = (special ? TOK_ADD_SPECIAL : 0u) | (parse_special ? TOK_PARSE_SPECIAL : 0u);
+    rc = tok_encode(tv, text, len, flags, &ids, &n, &err);
     free(text);
     if (rc != ATTND_OK) {
         fprintf(stderr, "attnd tokenize: %s\n", err.msg);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "attnd_utf8.h"
+#include "tok.h"
 
 /* Largest seed accepted: 2^53 - 1. JSON numbers arrive as doubles, and every
  * integer below 2^53 is exact while 2^53 + 1 already rounds to 2^53; stopping
@@ -314,6 +315,9 @@ static int parse_generate(const char *body, size_t len, const cJSON *obj, const 
     p->ignore_eos = r->ignore_eos;
     if ((it = field(obj, "stream")) && (rc = get_bool(it, "stream", &r->stream, err)))
         return rc;
+    if ((it = field(obj, "parse_special")) &&
+        (rc = get_bool(it, "parse_special", &r->parse_special, err)))
+        return rc;
     return ATTND_OK;
 }
 
@@ -347,9 +351,9 @@ void srv_gen_req_free(srv_gen_req *r)
 /* ---- /tokenize, /detokenize --------------------------------------------- */
 
 int srv_parse_tokenize(const char *body, size_t len, char **text, size_t *text_len,
-                       attnd_err *err)
+                       unsigned *tok_flags, attnd_err *err)
 {
-    if (!text || !text_len)
+    if (!text || !text_len || !tok_flags)
         return attnd_err_set(err, ATTND_EINVAL, "srv_parse_tokenize: NULL argument");
     *text = NULL;
     *text_len = 0;
@@ -357,11 +361,17 @@ int srv_parse_tokenize(const char *body, size_t len, char **text, size_t *text_l
     int rc = parse_object(body, len, &obj, err);
     if (rc)
         return rc;
+    bool add_special = false, parse_special = true;
     const cJSON *it = field(obj, "text");
     if (!it)
         rc = attnd_err_set(err, ATTND_EINVAL, "text is required");
-    else
-        rc = get_text(body, len, obj, it, "text", text, text_len, err);
+    if (!rc && (it = field(obj, "add_special")))
+        rc = get_bool(it, "add_special", &add_special, err);
+    if (!rc && (it = field(obj, "parse_special")))
+        rc = get_bool(it, "parse_special", &parse_special, err);
+    if (!rc)
+        rc = get_text(body, len, obj, field(obj, "text"), "text", text, text_len, err);
+    *tok_flags = (add_special ? TOK_ADD_SPECIAL : 0u) | (parse_special ? TOK_PARSE_SPECIAL : 0u);
     cJSON_Delete(obj);
     return rc;
 }

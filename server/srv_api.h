@@ -35,6 +35,7 @@ typedef struct srv_gen_req {
     size_t n_stop;
     bool ignore_eos;
     bool stream;
+    bool parse_special; /* control tokens spelled in the prompt become their ids */
 } srv_gen_req;
 
 /* Parses and validates a /generate body. Field rules: prompt string
@@ -42,15 +43,17 @@ typedef struct srv_gen_req {
  * top_k integer >= 0; top_p number in (0, 1]; min_p in [0, 1];
  * repeat_penalty > 0; seed integer 0..2^53-1; stop string or array of up to
  * SRV_MAX_STOP non-empty strings of at most SRV_MAX_STOP_LEN bytes;
- * ignore_eos and stream booleans. A wrong type is an error naming the field
+ * ignore_eos, stream and parse_special (default false) booleans. A wrong type is an error naming the field
  * ("max_tokens must be an integer"). RANDOM_SEED is used when no seed is given. */
 int srv_parse_generate(const char *body, size_t len, const srv_limits *lim,
                        uint64_t random_seed, srv_gen_req *out, attnd_err *err);
 void srv_gen_req_free(srv_gen_req *r);
 
-/* POST /tokenize {"text": string} -> malloc'd copy in *text. */
+/* POST /tokenize {"text": string, "add_special": bool (default false),
+ * "parse_special": bool (default true, as llama.cpp's server)} -> malloc'd
+ * copy in *TEXT and the flags for tok_encode (tok.h). */
 int srv_parse_tokenize(const char *body, size_t len, char **text, size_t *text_len,
-                       attnd_err *err);
+                       unsigned *tok_flags, attnd_err *err);
 /* POST /detokenize {"tokens": [ints]} -> malloc'd ids, each in [0, n_vocab). */
 int srv_parse_detokenize(const char *body, size_t len, int32_t n_vocab, int32_t **ids,
                          size_t *n, attnd_err *err);

@@ -138,11 +138,12 @@ static enum MHD_Result route_tokenize(srv_http *h, struct MHD_Connection *c, str
     attnd_err err = {0};
     char *text;
     size_t len;
-    if (srv_parse_tokenize(cn->body, cn->len, &text, &len, &err) != ATTND_OK)
+    unsigned flags;
+    if (srv_parse_tokenize(cn->body, cn->len, &text, &len, &flags, &err) != ATTND_OK)
         return send_error(c, cn, 400, "invalid_request", err.msg);
     int32_t *ids = NULL;
     size_t n = 0;
-    int rc = tok_encode(h->vocab, text, len, false, &ids, &n, &err);
+    int rc = tok_encode(h->vocab, text, len, flags, &ids, &n, &err);
     free(text);
     if (rc != ATTND_OK)
         return send_error(c, cn, 500, "internal", err.msg);

@@ -39,7 +39,8 @@ int srv_req_prepare(srv_req *r, const model *m, uint64_t kv_tokens, attnd_err *e
     const model_hparams *hp = model_hparams_of(m);
     const tok_vocab *vocab = model_vocab(m);
     size_t n_ids = 0;
-    int rc = tok_encode(vocab, r->in.prompt, r->in.prompt_len, true, &r->prompt_ids, &n_ids, err);
+    unsigned flags = TOK_ADD_SPECIAL | (r->in.parse_special ? TOK_PARSE_SPECIAL : 0u);
+    int rc = tok_encode(vocab, r->in.prompt, r->in.prompt_len, flags, &r->prompt_ids, &n_ids, err);
     if (rc != ATTND_OK)
         return rc == ATTND_EINVAL ? ATTND_EIO : rc; /* the prompt is valid UTF-8: our fault */
     if (n_ids == 0 || n_ids + 1 > hp->n_ctx || n_ids + 1 > kv_tokens)

@@ -623,7 +623,8 @@ static int tok_n(const char *body, size_t len, char **text, size_t *n, attnd_err
     char *copy = malloc(len ? len : 1);
     cr_assert_not_null(copy);
     memcpy(copy, body, len);
-    int rc = srv_parse_tokenize(copy, len, text, n, err);
+    unsigned flags;
+    int rc = srv_parse_tokenize(copy, len, text, n, &flags, err);
     free(copy);
     return rc;
 }

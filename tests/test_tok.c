@@ -15,6 +15,8 @@
 
 #define VOCAB_SPM "vocab/ggml-vocab-llama-spm.gguf"
 #define VOCAB_BPE "vocab/ggml-vocab-gpt-2.gguf"
+#define VOCAB_LLAMA3 "vocab/ggml-vocab-llama3.gguf"
+#define VOCAB_QWEN3 "vocab/ggml-vocab-qwen3.gguf"
 #define SEP "\n__ggml_vocab_test__\n"
 
 /* ------------------------------------------------------------ helpers */
@@ -114,7 +116,7 @@ static int32_t *encode(const tok_vocab *v, const void *s, size_t len, bool speci
 {
     int32_t *ids = NULL;
     attnd_err err = {0};
-    int rc = tok_encode(v, s, len, special, &ids, n, &err);
+    int rc = tok_encode(v, s, len, special ? TOK_ADD_SPECIAL : 0u, &ids, n, &err);
     cr_assert_eq(rc, ATTND_OK, "tok_encode: %s", err.msg);
     cr_assert(ids);
     return ids;
@@ -231,6 +233,142 @@ Test(tok_vectors, llama_spm)
 Test(tok_vectors, gpt2)
 {
     check_vectors(VOCAB_BPE);
+}
+
+/* pre = "llama-bpe": digits in threes, contractions of either case, whole-word
+ * tokens taken before merges. */
+Test(tok_vectors, llama3, .timeout = 60)
+{
+    check_vectors(VOCAB_LLAMA3);
+}
+
+/* pre = "qwen2": single digits; user-defined tokens. */
+Test(tok_vectors, qwen3, .timeout = 60)
+{
+    check_vectors(VOCAB_QWEN3);
+}
+
+/* ------------------------------------------------------------ special tokens in text */
+
+static int32_t *encode_flags(const tok_vocab *v, const char *s, unsigned flags, size_t *n)
+{
+    int32_t *ids = NULL;
+    attnd_err err = {0};
+    cr_assert_eq(tok_encode(v, s, strlen(s), flags, &ids, n, &err), ATTND_OK, "%s", err.msg);
+    return ids;
+}
+
+static void expect_ids(const int32_t *got, size_t n, const int32_t *want, size_t n_want,
+                       const char *what)
+{
+    char gs[1024], ws[1024];
+    format_ids(got, n, gs, sizeof gs);
+    format_ids(want, n_want, ws, sizeof ws);
+    cr_assert(n == n_want && memcmp(got, want, n * sizeof *got) == 0,
+              "%s: expected [%s], got [%s]", what, ws, gs);
+}
+
+Test(tok_parse_special, llama3_control_tokens, .timeout = 60)
+{
+    tok_vocab *v = load_vocab(VOCAB_LLAMA3);
+    cr_assert_str_eq(tok_pre_type(v), "llama-bpe");
+    cr_assert_null(tok_warning(v));
+    const char *text = "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>";
+    size_t n, n_hi, n_plain;
+    int32_t *hi = encode_flags(v, "user", 0, &n_hi);
+    cr_assert_eq(n_hi, 1u);
+    int32_t *ids = encode_flags(v, text, TOK_ADD_SPECIAL | TOK_PARSE_SPECIAL, &n);
+    cr_assert_geq(n, 6u);
+    cr_assert_eq(ids[0], 128000, "BOS first");
+    cr_assert_eq(ids[1], 128006, "<|start_header_id|> is one id");
+    cr_assert_eq(ids[2], hi[0]);
+    cr_assert_eq(ids[3], 128007);
+    cr_assert_eq(ids[n - 1], 128009, "<|eot_id|> is one id");
+    /* Without parse_special the same text is plain text: no control ids. */
+    int32_t *plain = encode_flags(v, text, 0, &n_plain);
+    for (size_t i = 0; i < n_plain; i++)
+        cr_assert(plain[i] < 128000, "control id %d from unparsed text", plain[i]);
+    cr_assert_gt(n_plain, n);
+    /* Pieces around a special token are tokenized on their own. */
+    int32_t *a = encode_flags(v, "a<|eot_id|>b", TOK_PARSE_SPECIAL, &n);
+    size_t na, nb;
+    int32_t *ta = encode_flags(v, "a", 0, &na), *tb = encode_flags(v, "b", 0, &nb);
+    int32_t want[] = {ta[0], 128009, tb[0]};
+    expect_ids(a, n, want, 3, "a<|eot_id|>b");
+    free(a), free(ta), free(tb), free(ids), free(plain), free(hi);
+    tok_free(v);
+}
+
+Test(tok_parse_special, qwen3_user_defined_always, .timeout = 60)
+{
+    tok_vocab *v = load_vocab(VOCAB_QWEN3);
+    cr_assert_str_eq(tok_pre_type(v), "qwen2");
+    size_t n;
+    /* <think> is user-defined: one id with or without parse_special;
+     * <|im_start|> is a control token: one id only when parsing them. */
+    int32_t *ids = encode_flags(v, "<think>", 0, &n);
+    int32_t think[] = {151667};
+    expect_ids(ids, n, think, 1, "<think>");
+    free(ids);
+    ids = encode_flags(v, "<|im_start|>user", TOK_PARSE_SPECIAL, &n);
+    cr_assert_eq(n, 2u);
+    cr_assert_eq(ids[0], 151644);
+    free(ids);
+    ids = encode_flags(v, "<|im_start|>", 0, &n);
+    cr_assert_gt(n, 1u);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_neq(ids[i], 151644);
+    free(ids);
+    /* No BOS in Qwen: add_special adds nothing. */
+    ids = encode_flags(v, "x", TOK_ADD_SPECIAL, &n);
+    cr_assert_eq(n, 1u);
+    free(ids);
+    tok_free(v);
+}
+
+Test(tok_parse_special, spm_space_prefix_after_special)
+{
+    /* SentencePiece: text right after a special token gets the dummy-prefix
+     * space again, as at the start ("<s>hi" = "<s>" + "▁hi"). */
+    tok_vocab *v = load_vocab(VOCAB_SPM);
+    size_t n, n_hi;
+    int32_t *hi = encode_flags(v, "hi", 0, &n_hi);
+    int32_t *ids = encode_flags(v, "<s>hi", TOK_PARSE_SPECIAL, &n);
+    cr_assert_eq(n, 1 + n_hi);
+    cr_assert_eq(ids[0], 1);
+    cr_assert_arr_eq(ids + 1, hi, n_hi * sizeof *hi);
+    free(ids), free(hi);
+    tok_free(v);
+}
+
+Test(tok_parse_special, bad_flags_rejected)
+{
+    tok_vocab *v = load_vocab(VOCAB_SPM);
+    int32_t *ids = (int32_t *)1;
+    size_t n = 7;
+    attnd_err err = {0};
+    cr_assert_eq(tok_encode(v, "a", 1, 4u, &ids, &n, &err), ATTND_EINVAL);
+    cr_assert_null(ids);
+    tok_free(v);
+}
+
+/* End of generation: EOS and the end-of-turn tokens each family uses. */
+Test(tok_eog, llama3_and_qwen3, .timeout = 60)
+{
+    tok_vocab *v = load_vocab(VOCAB_LLAMA3);
+    cr_assert(tok_is_eog(v, 128001), "<|end_of_text|> (EOS)");
+    cr_assert(tok_is_eog(v, 128009), "<|eot_id|>");
+    cr_assert(!tok_is_eog(v, 128000), "BOS does not end generation");
+    cr_assert(!tok_is_eog(v, 128006));
+    const int32_t *eog;
+    size_t n = tok_eog_ids(v, &eog);
+    cr_assert_eq(n, 2u);
+    tok_free(v);
+    v = load_vocab(VOCAB_QWEN3);
+    cr_assert(tok_is_eog(v, 151645), "<|im_end|> (EOS)");
+    cr_assert(tok_is_eog(v, 151643), "<|endoftext|>");
+    cr_assert(!tok_is_eog(v, 151644), "<|im_start|>");
+    tok_free(v);
 }
 
 /* ------------------------------------------------------------ metadata */
@@ -794,7 +932,7 @@ static void *encode_thread(void *p)
     thread_arg *a = p;
     for (int i = 0; i < 20 && a->rc == ATTND_OK; i++) {
         free(a->ids);
-        a->rc = tok_encode(a->v, a->text, strlen(a->text), true, &a->ids, &a->n, NULL);
+        a->rc = tok_encode(a->v, a->text, strlen(a->text), TOK_ADD_SPECIAL, &a->ids, &a->n, NULL);
     }
     return NULL;
 }
@@ -1089,6 +1227,113 @@ Test(tok_load_errors, gpt2_mini)
     cr_assert(n == 4 && memcmp(ids, want, sizeof want) == 0, "got [%s]", gs);
     free(ids);
     tok_free(v);
+}
+
+/* Each pre-tokenizer rule on a text where the rules disagree, with a tiny
+ * vocabulary whose tokens are single characters: the chunking shows in the
+ * ids only where merges cross chunks, so the merges join digits and letters. */
+static tok_vocab *pre_vocab(const char *pre, mini *m)
+{
+    gguf_writer *w = gguf_writer_new();
+    const char *toks[] = {"1", "2", "3", "4", "12", "123", "1234", "a", "\xC4\xA0", "'", "S",
+                          "'S", "34"};
+    enum { N = sizeof toks / sizeof toks[0] };
+    gguf_str strs[N];
+    for (int i = 0; i < N; i++)
+        strs[i] = (gguf_str){toks[i], strlen(toks[i])};
+    gguf_str merges[] = {{"1 2", 3}, {"12 3", 4}, {"123 4", 5}, {"' S", 3}, {"3 4", 3}};
+    cr_assert_eq(gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2", NULL), ATTND_OK);
+    if (pre)
+        cr_assert_eq(gguf_writer_set_str(w, "tokenizer.ggml.pre", pre, NULL), ATTND_OK);
+    cr_assert_eq(gguf_writer_set_arr(w, "tokenizer.ggml.tokens", GGUF_TYPE_STRING, strs, N, NULL),
+                 ATTND_OK);
+    cr_assert_eq(gguf_writer_set_arr(w, "tokenizer.ggml.merges", GGUF_TYPE_STRING, merges,
+                                     sizeof merges / sizeof merges[0], NULL),
+                 ATTND_OK);
+    tok_vocab *v;
+    attnd_err err = {0};
+    cr_assert_eq(mini_load(m, w, &v, &err), ATTND_OK, "%s", err.msg);
+    return v;
+}
+
+Test(tok_pre, digits_per_rule)
+{
+    static const struct {
+        const char *pre;
+        int32_t want[4];
+        size_t n;
+    } cases[] = {
+        {"gpt-2", {6}, 1},        /* "1234" one chunk: merges to 1234 */
+        {"llama-bpe", {5, 3}, 2}, /* digits in threes: 123 | 4 */
+        {"qwen2", {0, 1, 2, 3}, 4}, /* single digits */
+        {"starcoder", {0, 1, 2, 3}, 4},
+        {"falcon", {5, 3}, 2},     /* [0-9]{3} cut after the GPT-2 rule */
+        {"default", {5, 3}, 2},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        mini m;
+        tok_vocab *v = pre_vocab(cases[i].pre, &m);
+        cr_assert_null(tok_warning(v), "%s", cases[i].pre);
+        size_t n;
+        int32_t *ids = encode_flags(v, "1234", 0, &n);
+        expect_ids(ids, n, cases[i].want, cases[i].n, cases[i].pre);
+        free(ids);
+        tok_free(v);
+        mini_free(&m);
+    }
+}
+
+Test(tok_pre, contractions_case)
+{
+    /* Llama 3 cuts "'S" like "'s"; GPT-2's rule only knows lower case, so
+     * "'" and "S" are separate chunks there. */
+    mini m;
+    tok_vocab *v = pre_vocab("llama-bpe", &m);
+    size_t n;
+    int32_t *ids = encode_flags(v, "'S", 0, &n);
+    int32_t l3[] = {11};
+    expect_ids(ids, n, l3, 1, "llama-bpe 'S");
+    free(ids);
+    tok_free(v);
+    mini_free(&m);
+    v = pre_vocab("gpt-2", &m);
+    ids = encode_flags(v, "'S", 0, &n);
+    int32_t g2[] = {9, 10};
+    expect_ids(ids, n, g2, 2, "gpt-2 'S");
+    free(ids);
+    tok_free(v);
+    mini_free(&m);
+}
+
+Test(tok_pre, unknown_warns_and_uses_gpt2)
+{
+    mini m;
+    tok_vocab *v = pre_vocab("frobnicator-9000", &m);
+    cr_assert_not_null(tok_warning(v));
+    cr_assert(strstr(tok_warning(v), "frobnicator-9000"), "%s", tok_warning(v));
+    cr_assert(strstr(tok_warning(v), "GPT-2"), "%s", tok_warning(v));
+    size_t n;
+    int32_t *ids = encode_flags(v, "1234", 0, &n);
+    int32_t want[] = {6};
+    expect_ids(ids, n, want, 1, "unknown pre");
+    free(ids);
+    tok_free(v);
+    mini_free(&m);
+}
+
+Test(tok_pre, wrong_type_is_an_error)
+{
+    gguf_writer *w = gguf_writer_new();
+    const char *toks[] = {"a", "b"};
+    gguf_str strs[2] = {{toks[0], 1}, {toks[1], 1}};
+    gguf_str merges[1] = {{"a b", 3}};
+    cr_assert_eq(gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2", NULL), ATTND_OK);
+    cr_assert_eq(gguf_writer_set_u32(w, "tokenizer.ggml.pre", 7, NULL), ATTND_OK);
+    cr_assert_eq(gguf_writer_set_arr(w, "tokenizer.ggml.tokens", GGUF_TYPE_STRING, strs, 2, NULL),
+                 ATTND_OK);
+    cr_assert_eq(gguf_writer_set_arr(w, "tokenizer.ggml.merges", GGUF_TYPE_STRING, merges, 1, NULL),
+                 ATTND_OK);
+    expect_load_error(w, ATTND_EFORMAT, "tokenizer.ggml.pre");
 }
 
 Test(tok_load_errors, null_arguments)

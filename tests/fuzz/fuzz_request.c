@@ -53,7 +53,8 @@ static void parse_bodies(const char *body, size_t len)
 
     char *text;
     size_t text_len;
-    if (srv_parse_tokenize(body, len, &text, &text_len, &err) == ATTND_OK) {
+    unsigned flags;
+    if (srv_parse_tokenize(body, len, &text, &text_len, &flags, &err) == ATTND_OK) {
         CHECK(text && strlen(text) == text_len && attnd_utf8_valid(text, text_len));
         free(text);
     }

@@ -1,6 +1,6 @@
-/* tok_internal.h - what the tokenizer files (tok_vocab.c, tok_spm.c,
- * tok_bpe.c, tok_stream.c) share: the tok_vocab layout, the string map, the
- * growable id list and the merge engine common to both BPE flavours.
+/* tok_internal.h - what the files of model/tok/ share: the tok_vocab layout,
+ * the string map, the growable id list, the merge engine common to both BPE
+ * flavours, the pre-tokenizer and each kind's encoder.
  * Not part of the public API (see tok.h). */
 #ifndef ATTND_TOK_INTERNAL_H
 #define ATTND_TOK_INTERNAL_H
@@ -41,7 +41,7 @@ int32_t tok_map_get_pair(const tok_map *m, const char *a, size_t alen, const cha
 
 /* ---------------------------------------------------------------- vocab */
 
-struct tok_bpe_state; /* tok_bpe.c: the compiled pre-tokenizer */
+typedef struct tok_pre tok_pre; /* tok_pre.c: a compiled pre-tokenizer */
 
 struct tok_vocab {
     tok_kind kind;
@@ -56,14 +56,17 @@ struct tok_vocab {
     size_t n_merges;
     tok_map merges; /* "left right" -> rank */
 
-    int32_t bos, eos, unk, pad; /* -1: none */
+    int32_t bos, eos, unk, pad, eot, eom; /* -1: none */
     bool add_bos, add_eos, add_space_prefix;
     /* SPM: id of "<0xXX>"; BPE: id of the byte's mapped character; -1: none. */
     int32_t byte_tok[256];
-    int32_t eog[8]; /* ids that end generation */
+    int32_t eog[16]; /* ids that end generation */
     size_t n_eog;
+    int32_t *specials; /* control, unknown and user-defined ids, longest text first */
+    size_t n_specials;
 
-    struct tok_bpe_state *bpe; /* BPE only */
+    tok_pre *pre;          /* BPE only */
+    char warning[160];     /* what loading wants the user told ("" if nothing) */
 };
 
 static inline size_t tok_len_of(const tok_vocab *v, int32_t id)
@@ -75,6 +78,9 @@ static inline const char *tok_text_of(const tok_vocab *v, int32_t id)
 {
     return v->arena + v->text_off[id];
 }
+
+/* Whether T[0, N) spells a SentencePiece byte token "<0xXX>" (*BYTE = XX). */
+bool tok_is_byte_text(const char *t, size_t n, unsigned *byte);
 
 /* ------------------------------------------------------------ id list */
 
@@ -118,11 +124,22 @@ void tok_merger_free(tok_merger *m);
 
 /* ------------------------------------------------------------ per kind */
 
-int tok_spm_encode(const tok_vocab *v, const char *text, size_t len, tok_ids *out,
-                   attnd_err *err);
+/* SPACE_PREFIX: start with SentencePiece's dummy-prefix space (the text
+ * begins the input or follows a special token, and the vocabulary adds it). */
+int tok_spm_encode(const tok_vocab *v, const char *text, size_t len, bool space_prefix,
+                   tok_ids *out, attnd_err *err);
 
-int tok_bpe_init(tok_vocab *v, attnd_err *err); /* compiles the pre-tokenizer */
-void tok_bpe_fini(tok_vocab *v);
+/* The pre-tokenizer named NAME (tokenizer.ggml.pre, LEN bytes; "default"
+ * when the file names none). An unknown name gets the GPT-2 rule and *KNOWN
+ * false. */
+int tok_pre_new(const char *name, size_t len, tok_pre **out, bool *known, attnd_err *err);
+void tok_pre_free(tok_pre *p);
+const char *tok_pre_name(const tok_pre *p);
+bool tok_pre_ignores_merges(const tok_pre *p);
+/* Called with each chunk of the text in order; a non-OK return stops. */
+typedef int (*tok_chunk_fn)(void *ctx, const char *chunk, size_t n, attnd_err *err);
+int tok_pre_split(const tok_pre *p, const char *text, size_t len, tok_chunk_fn fn, void *ctx,
+                  attnd_err *err);
 int tok_bpe_encode(const tok_vocab *v, const char *text, size_t len, tok_ids *out,
                    attnd_err *err);
 

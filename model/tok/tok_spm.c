@@ -44,8 +44,8 @@ static int emit_symbol(const tok_vocab *v, const tok_sym *s, tok_ids *out, attnd
     return ATTND_OK;
 }
 
-int tok_spm_encode(const tok_vocab *v, const char *text, size_t len, tok_ids *out,
-                   attnd_err *err)
+int tok_spm_encode(const tok_vocab *v, const char *text, size_t len, bool space_prefix,
+                   tok_ids *out, attnd_err *err)
 {
     if (len == 0)
         return ATTND_OK;
@@ -59,7 +59,7 @@ int tok_spm_encode(const tok_vocab *v, const char *text, size_t len, tok_ids *ou
         return attnd_err_set(err, ATTND_ENOMEM, "tok_encode: out of memory");
 
     size_t n = 0;
-    if (v->add_space_prefix) {
+    if (space_prefix) {
         memcpy(buf, SPM_SPACE, 3);
         n = 3;
     }

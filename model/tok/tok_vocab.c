@@ -1,7 +1,6 @@
 /* tok_vocab.c - the tokenizer vocabulary: loading and validating
- * tokenizer.ggml.* metadata into a self-contained tok_vocab, the string map
- * and merge engine both tokenizer kinds use, and the kind-independent parts
- * of the API (accessors, tok_piece, tok_decode, tok_encode's BOS/EOS). */
+ * tokenizer.ggml.* metadata into a self-contained tok_vocab, and its
+ * accessors (tok.h). */
 #include "tok_internal.h"
 
 #include <math.h>
@@ -17,221 +16,7 @@
 #define K_SCORES "tokenizer.ggml.scores"
 #define K_TYPES "tokenizer.ggml.token_type"
 #define K_MERGES "tokenizer.ggml.merges"
-
-/* ============================================================ string map */
-
-static uint64_t fnv1a(uint64_t h, const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
-#define FNV_OFFSET 0xcbf29ce484222325ull
-
-int tok_map_init(tok_map *m, size_t n_keys, attnd_err *err)
-{
-    /* At most half full keeps linear probes short. */
-    size_t cap = 16;
-    while (cap / 2 < n_keys) {
-        if (cap > SIZE_MAX / 4 / sizeof(tok_map_slot))
-            return attnd_err_set(err, ATTND_ENOMEM, "tokenizer: map of %zu keys is too large",
-                                 n_keys);
-        cap *= 2;
-    }
-    m->slots = calloc(cap, sizeof *m->slots);
-    if (!m->slots)
-        return attnd_err_set(err, ATTND_ENOMEM, "tokenizer: out of memory for a map of %zu keys",
-                             n_keys);
-    m->mask = cap - 1;
-    return ATTND_OK;
-}
-
-void tok_map_free(tok_map *m)
-{
-    free(m->slots);
-    m->slots = NULL;
-    m->mask = 0;
-}
-
-void tok_map_put(tok_map *m, const char *key, size_t len, int32_t val, bool overwrite)
-{
-    uint64_t h = fnv1a(FNV_OFFSET, key, len);
-    for (size_t i = (size_t)h & m->mask;; i = (i + 1) & m->mask) {
-        tok_map_slot *s = &m->slots[i];
-        if (!s->key) {
-            s->key = key;
-            s->len = len;
-            s->hash = h;
-            s->val = val;
-            return;
-        }
-        if (s->hash == h && s->len == len && memcmp(s->key, key, len) == 0) {
-            if (overwrite)
-                s->val = val;
-            return;
-        }
-    }
-}
-
-int32_t tok_map_get(const tok_map *m, const char *key, size_t len)
-{
-    if (!m->slots)
-        return -1;
-    uint64_t h = fnv1a(FNV_OFFSET, key, len);
-    for (size_t i = (size_t)h & m->mask;; i = (i + 1) & m->mask) {
-        const tok_map_slot *s = &m->slots[i];
-        if (!s->key)
-            return -1;
-        if (s->hash == h && s->len == len && memcmp(s->key, key, len) == 0)
-            return s->val;
-    }
-}
-
-int32_t tok_map_get_pair(const tok_map *m, const char *a, size_t alen, const char *b,
-                         size_t blen)
-{
-    if (!m->slots)
-        return -1;
-    uint64_t h = fnv1a(fnv1a(fnv1a(FNV_OFFSET, a, alen), " ", 1), b, blen);
-    size_t len = alen + 1 + blen;
-    for (size_t i = (size_t)h & m->mask;; i = (i + 1) & m->mask) {
-        const tok_map_slot *s = &m->slots[i];
-        if (!s->key)
-            return -1;
-        if (s->hash == h && s->len == len && memcmp(s->key, a, alen) == 0 &&
-            s->key[alen] == ' ' && memcmp(s->key + alen + 1, b, blen) == 0)
-            return s->val;
-    }
-}
-
-/* ============================================================ id list */
-
-int tok_ids_push(tok_ids *ids, int32_t id, attnd_err *err)
-{
-    if (ids->n == ids->cap) {
-        size_t cap = ids->cap ? ids->cap * 2 : 32;
-        uint64_t bytes;
-        if (cap < ids->cap || !attnd_ckd_mul(cap, sizeof *ids->v, &bytes) || bytes > SIZE_MAX)
-            return attnd_err_set(err, ATTND_ENOMEM, "tokenizer: too many tokens");
-        int32_t *nv = realloc(ids->v, (size_t)bytes);
-        if (!nv)
-            return attnd_err_set(err, ATTND_ENOMEM, "tokenizer: out of memory for %zu tokens",
-                                 cap);
-        ids->v = nv;
-        ids->cap = cap;
-    }
-    ids->v[ids->n++] = id;
-    return ATTND_OK;
-}
-
-/* ============================================================ merge engine */
-
-/* A candidate merge of syms[left] and syms[right] as they were when it was
- * queued; SIZE tells later whether either side has changed since. */
-struct tok_bigram {
-    double prio;
-    size_t left, right, size;
-};
-
-static bool bigram_before(const tok_bigram *a, const tok_bigram *b)
-{
-    return a->prio > b->prio || (a->prio == b->prio && a->left < b->left);
-}
-
-static int heap_push(tok_merger *m, const tok_bigram *b, attnd_err *err)
-{
-    if (m->n == m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 64;
-        uint64_t bytes;
-        if (cap < m->cap || !attnd_ckd_mul(cap, sizeof *m->heap, &bytes) || bytes > SIZE_MAX)
-            return attnd_err_set(err, ATTND_ENOMEM, "tokenizer: merge queue too large");
-        tok_bigram *nh = realloc(m->heap, (size_t)bytes);
-        if (!nh)
-            return attnd_err_set(err, ATTND_ENOMEM, "tokenizer: out of memory for the merge queue");
-        m->heap = nh;
-        m->cap = cap;
-    }
-    size_t i = m->n++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!bigram_before(b, &m->heap[parent]))
-            break;
-        m->heap[i] = m->heap[parent];
-        i = parent;
-    }
-    m->heap[i] = *b;
-    return ATTND_OK;
-}
-
-static tok_bigram heap_pop(tok_merger *m)
-{
-    tok_bigram top = m->heap[0];
-    tok_bigram last = m->heap[--m->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= m->n)
-            break;
-        if (c + 1 < m->n && bigram_before(&m->heap[c + 1], &m->heap[c]))
-            c++;
-        if (!bigram_before(&m->heap[c], &last))
-            break;
-        m->heap[i] = m->heap[c];
-        i = c;
-    }
-    if (m->n > 0)
-        m->heap[i] = last;
-    return top;
-}
-
-static int try_add(const tok_vocab *v, tok_pair_fn pair, const tok_sym *syms, size_t left,
-                   size_t right, tok_merger *m, attnd_err *err)
-{
-    if (left == TOK_NONE || right == TOK_NONE)
-        return ATTND_OK;
-    double prio;
-    if (!pair(v, syms[left].text, syms[left].n, syms[right].text, syms[right].n, &prio))
-        return ATTND_OK;
-    tok_bigram b = {prio, left, right, syms[left].n + syms[right].n};
-    return heap_push(m, &b, err);
-}
-
-int tok_merge(const tok_vocab *v, tok_pair_fn pair, tok_sym *syms, size_t n, tok_merger *m,
-              attnd_err *err)
-{
-    int rc;
-    m->n = 0;
-    for (size_t i = 1; i < n; i++)
-        if ((rc = try_add(v, pair, syms, i - 1, i, m, err)) != ATTND_OK)
-            return rc;
-    while (m->n > 0) {
-        tok_bigram b = heap_pop(m);
-        tok_sym *l = &syms[b.left], *r = &syms[b.right];
-        /* Sizes only grow (or drop to 0 when merged away), so an unchanged
-         * total means neither side took part in another merge meanwhile. */
-        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
-            continue;
-        l->n += r->n;
-        r->n = 0;
-        l->next = r->next;
-        if (r->next != TOK_NONE)
-            syms[r->next].prev = b.left;
-        if ((rc = try_add(v, pair, syms, l->prev, b.left, m, err)) != ATTND_OK ||
-            (rc = try_add(v, pair, syms, b.left, l->next, m, err)) != ATTND_OK)
-            return rc;
-    }
-    return ATTND_OK;
-}
-
-void tok_merger_free(tok_merger *m)
-{
-    free(m->heap);
-    m->heap = NULL;
-    m->n = m->cap = 0;
-}
+#define K_PRE "tokenizer.ggml.pre"
 
 /* ============================================================ loading */
 
@@ -360,7 +145,7 @@ static int load_scores(const gguf_file *f, tok_vocab *v, attnd_err *err)
     return ATTND_OK;
 }
 
-static bool is_byte_token_text(const char *t, size_t n, unsigned *byte)
+bool tok_is_byte_text(const char *t, size_t n, unsigned *byte)
 {
     if (n != 6 || memcmp(t, "<0x", 3) != 0 || t[5] != '>')
         return false;
@@ -390,7 +175,7 @@ static int load_types(const gguf_file *f, tok_vocab *v, attnd_err *err)
         for (int32_t i = 0; i < v->n_vocab; i++) {
             unsigned b;
             bool byte = v->kind == TOK_KIND_SPM &&
-                        is_byte_token_text(tok_text_of(v, i), tok_len_of(v, i), &b);
+                        tok_is_byte_text(tok_text_of(v, i), tok_len_of(v, i), &b);
             v->types[i] = (uint8_t)(byte ? TOK_TYPE_BYTE : TOK_TYPE_NORMAL);
         }
         return ATTND_OK;
@@ -507,7 +292,9 @@ static int load_specials(const gguf_file *f, tok_vocab *v, attnd_err *err)
     if ((rc = load_special(f, v, "tokenizer.ggml.bos_token_id", spm ? 1 : -1, &v->bos, err)) ||
         (rc = load_special(f, v, "tokenizer.ggml.eos_token_id", spm ? 2 : -1, &v->eos, err)) ||
         (rc = load_special(f, v, "tokenizer.ggml.unknown_token_id", spm ? 0 : -1, &v->unk, err)) ||
-        (rc = load_special(f, v, "tokenizer.ggml.padding_token_id", -1, &v->pad, err)))
+        (rc = load_special(f, v, "tokenizer.ggml.padding_token_id", -1, &v->pad, err)) ||
+        (rc = load_special(f, v, "tokenizer.ggml.eot_token_id", -1, &v->eot, err)) ||
+        (rc = load_special(f, v, "tokenizer.ggml.eom_token_id", -1, &v->eom, err)))
         return rc;
     /* Defaults: a llama vocabulary without the flag adds BOS (llama2.c exports
      * such as stories260K expect it); GPT-2 never did. */
@@ -546,18 +333,85 @@ static void find_byte_tokens(tok_vocab *v)
     }
 }
 
+static void eog_add(tok_vocab *v, int32_t id)
+{
+    if (id < 0 || v->n_eog == sizeof v->eog / sizeof v->eog[0])
+        return;
+    for (size_t i = 0; i < v->n_eog; i++)
+        if (v->eog[i] == id)
+            return;
+    v->eog[v->n_eog++] = id;
+}
+
+/* End of generation: EOS, the end-of-turn and end-of-message tokens the file
+ * names, and the control tokens chat models end a turn with, which converters
+ * do not always name (Llama 3's <|eot_id|> in files without eot_token_id). */
 static void find_eog(tok_vocab *v)
 {
-    static const char *const names[] = {"<|endoftext|>", "<|eot_id|>", "<|im_end|>",
-                                        "<end_of_turn>"};
+    static const char *const names[] = {
+        "<|eot_id|>",    "<|eom_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>",
+        "<|endoftext|>", "<EOT>",      "<|end_of_text|>",
+        "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>", /* DeepSeek */
+    };
     v->n_eog = 0;
-    if (v->eos >= 0)
-        v->eog[v->n_eog++] = v->eos;
+    eog_add(v, v->eos);
+    eog_add(v, v->eot);
+    eog_add(v, v->eom);
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         int32_t id = tok_map_get(&v->tokens, names[i], strlen(names[i]));
-        if (id >= 0 && id != v->eos && v->types[id] == TOK_TYPE_CONTROL)
-            v->eog[v->n_eog++] = id;
+        if (id >= 0 && v->types[id] == TOK_TYPE_CONTROL)
+            eog_add(v, id);
     }
+}
+
+static int by_length_desc(const void *pa, const void *pb, void *arg)
+{
+    const tok_vocab *v = arg;
+    int32_t a = *(const int32_t *)pa, b = *(const int32_t *)pb;
+    size_t la = tok_len_of(v, a), lb = tok_len_of(v, b);
+    if (la != lb)
+        return la > lb ? -1 : 1;
+    return a < b ? -1 : a > b;
+}
+
+/* Tokens a text may spell that are cut out before BPE/SentencePiece see it:
+ * control and unknown ones when the caller parses special tokens, user-defined
+ * ones always; longest first, as llama.cpp partitions. */
+static int find_specials(tok_vocab *v, attnd_err *err)
+{
+    size_t n = 0;
+    for (int32_t id = 0; id < v->n_vocab; id++)
+        if ((v->types[id] == TOK_TYPE_CONTROL || v->types[id] == TOK_TYPE_USER_DEFINED ||
+             v->types[id] == TOK_TYPE_UNKNOWN) && tok_len_of(v, id) > 0)
+            n++;
+    v->specials = malloc((n ? n : 1) * sizeof *v->specials);
+    if (!v->specials)
+        return attnd_err_set(err, ATTND_ENOMEM, "tokenizer: out of memory");
+    v->n_specials = 0;
+    for (int32_t id = 0; id < v->n_vocab; id++)
+        if ((v->types[id] == TOK_TYPE_CONTROL || v->types[id] == TOK_TYPE_USER_DEFINED ||
+             v->types[id] == TOK_TYPE_UNKNOWN) && tok_len_of(v, id) > 0)
+            v->specials[v->n_specials++] = id;
+    qsort_r(v->specials, v->n_specials, sizeof *v->specials, by_length_desc, v);
+    return ATTND_OK;
+}
+
+static int load_pre(const gguf_file *f, tok_vocab *v, attnd_err *err)
+{
+    char tbuf[64];
+    const gguf_value *pv = gguf_get(f, K_PRE);
+    gguf_str pre = {"default", 7};
+    if (pv && !gguf_value_str(pv, &pre))
+        return attnd_err_set(err, ATTND_EFORMAT, "%s: expected a string, got %s", K_PRE,
+                             describe_type(pv, tbuf, sizeof tbuf));
+    bool known;
+    int rc = tok_pre_new(pre.ptr, pre.len, &v->pre, &known, err);
+    if (rc == ATTND_OK && !known)
+        snprintf(v->warning, sizeof v->warning,
+                 "%s \"%s\" is not known: using the GPT-2 pre-tokenizer (text may tokenize "
+                 "differently from the model's own tokenizer)",
+                 K_PRE, tok_pre_name(v->pre));
+    return rc;
 }
 
 static int load_all(const gguf_file *f, tok_vocab *v, attnd_err *err)
@@ -583,12 +437,12 @@ static int load_all(const gguf_file *f, tok_vocab *v, attnd_err *err)
         (rc = load_types(f, v, err)) || (rc = load_specials(f, v, err)))
         return rc;
     if (v->kind == TOK_KIND_BPE) {
-        if ((rc = load_merges(f, v, err)) || (rc = tok_bpe_init(v, err)))
+        if ((rc = load_merges(f, v, err)) || (rc = load_pre(f, v, err)))
             return rc;
     }
     find_byte_tokens(v);
     find_eog(v);
-    return ATTND_OK;
+    return find_specials(v, err);
 }
 
 int tok_load(const gguf_file *f, tok_vocab **out, attnd_err *err)
@@ -601,7 +455,7 @@ int tok_load(const gguf_file *f, tok_vocab **out, attnd_err *err)
     tok_vocab *v = calloc(1, sizeof *v);
     if (!v)
         return attnd_err_set(err, ATTND_ENOMEM, "tokenizer: out of memory");
-    v->bos = v->eos = v->unk = v->pad = -1;
+    v->bos = v->eos = v->unk = v->pad = v->eot = v->eom = -1;
     int rc = load_all(f, v, err);
     if (rc != ATTND_OK) {
         tok_free(v);
@@ -615,8 +469,8 @@ void tok_free(tok_vocab *v)
 {
     if (!v)
         return;
-    if (v->bpe)
-        tok_bpe_fini(v);
+    tok_pre_free(v->pre);
+    free(v->specials);
     tok_map_free(&v->tokens);
     tok_map_free(&v->merges);
     free(v->arena);
@@ -683,6 +537,22 @@ bool tok_adds_eos(const tok_vocab *v)
     return v->add_eos && v->eos >= 0;
 }
 
+size_t tok_eog_ids(const tok_vocab *v, const int32_t **ids)
+{
+    *ids = v->eog;
+    return v->n_eog;
+}
+
+const char *tok_pre_type(const tok_vocab *v)
+{
+    return v->pre ? tok_pre_name(v->pre) : NULL;
+}
+
+const char *tok_warning(const tok_vocab *v)
+{
+    return v->warning[0] ? v->warning : NULL;
+}
+
 bool tok_is_eog(const tok_vocab *v, int32_t id)
 {
     for (size_t i = 0; i < v->n_eog; i++)
@@ -710,193 +580,3 @@ tok_type tok_type_of(const tok_vocab *v, int32_t id)
     return (tok_type)v->types[id];
 }
 
-/* ============================================================ pieces */
-
-/* snprintf-like sink: counts everything, stores what fits. */
-typedef struct sink {
-    char *buf;
-    size_t cap, n;
-} sink;
-
-static void sink_put(sink *s, const char *p, size_t n)
-{
-    if (s->n < s->cap) {
-        size_t k = s->cap - s->n < n ? s->cap - s->n : n;
-        memcpy(s->buf + s->n, p, k);
-    }
-    s->n += n;
-}
-
-static void piece_spm_normal(sink *s, const char *t, size_t n)
-{
-    size_t run = 0; /* start of the bytes not yet written */
-    for (size_t i = 0; i + 3 <= n;) {
-        if (memcmp(t + i, "\xE2\x96\x81", 3) == 0) {
-            sink_put(s, t + run, i - run);
-            sink_put(s, " ", 1);
-            i += 3;
-            run = i;
-        } else {
-            i++;
-        }
-    }
-    sink_put(s, t + run, n - run);
-}
-
-static void piece_bpe_normal(sink *s, const char *t, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        uint32_t cp;
-        int k = attnd_utf8_decode(t + i, n - i, &cp);
-        if (k > 0) {
-            int b = tok_bpe_cp_to_byte(cp);
-            if (b >= 0) {
-                char c = (char)(unsigned char)b;
-                sink_put(s, &c, 1);
-            } else {
-                /* Not from the byte mapping (e.g. a token added by hand):
-                 * the text stands for itself. */
-                sink_put(s, t + i, (size_t)k);
-            }
-            i += (size_t)k;
-        } else {
-            sink_put(s, t + i, 1);
-            i++;
-        }
-    }
-}
-
-long tok_piece(const tok_vocab *v, int32_t id, char *buf, size_t cap)
-{
-    if (!v || id < 0 || id >= v->n_vocab)
-        return -1;
-    sink s = {buf, buf ? cap : 0, 0};
-    const char *t = tok_text_of(v, id);
-    size_t n = tok_len_of(v, id);
-    unsigned byte;
-    /* As llama.cpp renders tokens when not showing special ones: control,
-     * unknown, unused and undefined tokens are invisible, user-defined tokens
-     * are their literal text. */
-    switch ((tok_type)v->types[id]) {
-    case TOK_TYPE_USER_DEFINED:
-        sink_put(&s, t, n);
-        break;
-    case TOK_TYPE_BYTE:
-    case TOK_TYPE_NORMAL:
-        if (v->types[id] == TOK_TYPE_BYTE && v->kind == TOK_KIND_SPM) {
-            if (is_byte_token_text(t, n, &byte)) {
-                char c = (char)(unsigned char)byte;
-                sink_put(&s, &c, 1);
-            } else {
-                sink_put(&s, t, n);
-            }
-        } else if (v->kind == TOK_KIND_SPM) {
-            piece_spm_normal(&s, t, n);
-        } else {
-            /* In a byte-level vocabulary even byte tokens are mapped text. */
-            piece_bpe_normal(&s, t, n);
-        }
-        break;
-    case TOK_TYPE_UNDEFINED:
-    case TOK_TYPE_UNKNOWN:
-    case TOK_TYPE_CONTROL:
-    case TOK_TYPE_UNUSED:
-        break;
-    }
-    return (long)s.n;
-}
-
-/* ============================================================ decode/encode */
-
-int tok_decode(const tok_vocab *v, const int32_t *ids, size_t n, bool at_text_start,
-               char **text, size_t *len, attnd_err *err)
-{
-    if (text)
-        *text = NULL;
-    if (len)
-        *len = 0;
-    if (!v || !text || !len || (!ids && n > 0))
-        return attnd_err_set(err, ATTND_EINVAL, "tok_decode: invalid arguments");
-    size_t cap = 64, used = 0;
-    char *buf = malloc(cap);
-    if (!buf)
-        return attnd_err_set(err, ATTND_ENOMEM, "tok_decode: out of memory");
-    bool strip = at_text_start && v->kind == TOK_KIND_SPM && v->add_space_prefix;
-    for (size_t i = 0; i < n; i++) {
-        long r = tok_piece(v, ids[i], buf + used, cap - used - 1);
-        if (r < 0) {
-            free(buf);
-            return attnd_err_set(err, ATTND_EINVAL,
-                                 "ids[%zu]: token id %ld is out of range (the vocabulary has %d "
-                                 "tokens)",
-                                 i, (long)ids[i], v->n_vocab);
-        }
-        size_t k = (size_t)r;
-        if (k > cap - used - 1) {
-            uint64_t want;
-            if (!attnd_ckd_add(used, k, &want) || !attnd_ckd_add(want, 1, &want) ||
-                want > SIZE_MAX / 2) {
-                free(buf);
-                return attnd_err_set(err, ATTND_ENOMEM, "tok_decode: text too long");
-            }
-            size_t ncap = cap * 2 > want ? cap * 2 : (size_t)want * 2;
-            char *nb = realloc(buf, ncap);
-            if (!nb) {
-                free(buf);
-                return attnd_err_set(err, ATTND_ENOMEM, "tok_decode: out of memory");
-            }
-            buf = nb;
-            cap = ncap;
-            (void)tok_piece(v, ids[i], buf + used, cap - used - 1);
-        }
-        if (strip && k > 0) {
-            /* The dummy prefix appears as the first produced byte, a space. */
-            if (buf[used] == ' ') {
-                memmove(buf + used, buf + used + 1, k - 1);
-                k--;
-            }
-            strip = false;
-        }
-        used += k;
-    }
-    buf[used] = '\0';
-    *text = buf;
-    *len = used;
-    return ATTND_OK;
-}
-
-int tok_encode(const tok_vocab *v, const char *text, size_t len, bool add_special,
-               int32_t **ids, size_t *n_ids, attnd_err *err)
-{
-    if (ids)
-        *ids = NULL;
-    if (n_ids)
-        *n_ids = 0;
-    if (!v || !ids || !n_ids || (!text && len > 0))
-        return attnd_err_set(err, ATTND_EINVAL, "tok_encode: invalid arguments");
-    tok_ids out = {NULL, 0, 0};
-    int rc = ATTND_OK;
-    if (add_special && tok_adds_bos(v))
-        rc = tok_ids_push(&out, v->bos, err);
-    if (rc == ATTND_OK && len > 0) {
-        if (v->kind == TOK_KIND_SPM)
-            rc = tok_spm_encode(v, text, len, &out, err);
-        else
-            rc = tok_bpe_encode(v, text, len, &out, err);
-    }
-    if (rc == ATTND_OK && add_special && tok_adds_eos(v))
-        rc = tok_ids_push(&out, v->eos, err);
-    if (rc == ATTND_OK && !out.v) {
-        /* Always hand back an allocation, so callers can free() without a check. */
-        out.v = malloc(sizeof *out.v);
-        if (!out.v)
-            rc = attnd_err_set(err, ATTND_ENOMEM, "tok_encode: out of memory");
-    }
-    if (rc != ATTND_OK) {
-        free(out.v);
-        return rc;
-    }
-    *ids = out.v;
-    *n_ids = out.n;
-    return ATTND_OK;
-}

@@ -3,8 +3,10 @@
  * Two kinds, chosen by tokenizer.ggml.model:
  *   "llama" - SentencePiece BPE: merges driven by token scores, dummy-prefix
  *             space, whitespace as U+2581, <0xXX> byte-fallback tokens.
- *   "gpt2"  - byte-level BPE: GPT-2 pre-tokenizer split (Unicode categories),
- *             bytes mapped to printable code points, merges by rank.
+ *   "gpt2"  - byte-level BPE: the pre-tokenizer tokenizer.ggml.pre names
+ *             (GPT-2, Llama 3, Qwen 2, DeepSeek, Falcon, ...: tok_pre.c)
+ *             cuts the text, bytes map to printable code points, merges by
+ *             rank.
  *
  * A tok_vocab copies everything it needs out of the gguf_file: the file may be
  * closed afterwards. A tok_vocab is immutable after tok_load() and may be used
@@ -52,17 +54,31 @@ int32_t tok_pad(const tok_vocab *v);
 bool tok_adds_bos(const tok_vocab *v);
 bool tok_adds_eos(const tok_vocab *v);
 bool tok_is_eog(const tok_vocab *v, int32_t id); /* end of generation (EOS, ...) */
+/* The ids that end generation (EOS, EOT, EOM, chat end-of-turn tokens). */
+size_t tok_eog_ids(const tok_vocab *v, const int32_t **ids);
+/* tokenizer.ggml.pre as loaded ("default" when absent; NULL for SentencePiece). */
+const char *tok_pre_type(const tok_vocab *v);
+/* What loading wants the user told (an unknown pre-tokenizer), or NULL. */
+const char *tok_warning(const tok_vocab *v);
 
 /* Raw text of token ID as stored in the vocabulary (NULL if out of range). */
 const char *tok_text(const tok_vocab *v, int32_t id, size_t *len);
 tok_type tok_type_of(const tok_vocab *v, int32_t id);
 
-/* Tokenizes LEN bytes of TEXT. Any bytes are accepted: invalid UTF-8 is
- * tokenized deterministically (each invalid byte as its own byte token).
- * With ADD_SPECIAL, BOS/EOS are added exactly when the vocabulary says so.
- * *IDS is malloc'd; the caller frees it. */
-int tok_encode(const tok_vocab *v, const char *text, size_t len, bool add_special,
-               int32_t **ids, size_t *n_ids, attnd_err *err);
+typedef enum tok_encode_flags {
+    /* BOS/EOS added exactly when the vocabulary says so */
+    TOK_ADD_SPECIAL = 1,
+    /* control tokens spelled in the text ("<|im_start|>") become their ids;
+     * otherwise they are tokenized as ordinary text. User-defined tokens
+     * (Qwen's "<think>") are matched either way, as the reference does. */
+    TOK_PARSE_SPECIAL = 2,
+} tok_encode_flags;
+
+/* Tokenizes LEN bytes of TEXT; FLAGS is a set of tok_encode_flags. Any bytes
+ * are accepted: invalid UTF-8 is tokenized deterministically (each invalid
+ * byte as its own byte token). *IDS is malloc'd; the caller frees it. */
+int tok_encode(const tok_vocab *v, const char *text, size_t len, unsigned flags, int32_t **ids,
+               size_t *n_ids, attnd_err *err);
 
 /* Bytes that token ID contributes to text: "<0x0A>" gives "\n", U+2581 gives
  * " ", byte-level code points give their bytes, control tokens give nothing.

@@ -1,26 +1,16 @@
-/* tok_bpe.c - GPT-2 byte-level BPE encoding (tokenizer.ggml.model = "gpt2"):
- * the GPT-2 pre-tokenizer regex (run by PCRE2 with Unicode properties) cuts
- * the text into chunks, each chunk's bytes become GPT-2's printable code
- * points, and adjacent symbols merge by the rank of tokenizer.ggml.merges,
- * as llama.cpp's llm_tokenizer_bpe does. */
+/* tok_bpe.c - byte-level BPE encoding (tokenizer.ggml.model = "gpt2"): the
+ * vocabulary's pre-tokenizer (tok_pre.c) cuts the text into chunks, each
+ * chunk's bytes become GPT-2's printable code points, and adjacent symbols
+ * merge by the rank of tokenizer.ggml.merges, as llama.cpp's
+ * llm_tokenizer_bpe does. */
 #include "tok_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-
 #include "attnd_ckd.h"
 #include "attnd_utf8.h"
-
-struct tok_bpe_state {
-    pcre2_code *re; /* read-only once compiled: shared by all threads */
-};
-
-static const char k_gpt2_split[] =
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 /* bytes_to_unicode() of GPT-2: printable Latin-1 bytes stand for themselves,
  * the other 68 bytes (controls, space, DEL..NBSP, soft hyphen) take code
@@ -47,39 +37,6 @@ int tok_bpe_cp_to_byte(uint32_t cp)
     if (cp == 0x143)
         return 0xAD;
     return -1;
-}
-
-int tok_bpe_init(tok_vocab *v, attnd_err *err)
-{
-    v->bpe = calloc(1, sizeof *v->bpe);
-    if (!v->bpe)
-        return attnd_err_set(err, ATTND_ENOMEM, "tokenizer: out of memory");
-    int ec;
-    PCRE2_SIZE eoff;
-    /* MATCH_INVALID_UTF: invalid bytes simply never match (instead of failing
-     * the whole match), and the subject is not re-validated on each call,
-     * which would make chunking quadratic. */
-    v->bpe->re = pcre2_compile((PCRE2_SPTR)k_gpt2_split, PCRE2_ZERO_TERMINATED,
-                               PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &ec, &eoff, NULL);
-    if (!v->bpe->re) {
-        PCRE2_UCHAR msg[256];
-        pcre2_get_error_message(ec, msg, sizeof msg);
-        return attnd_err_set(err, ATTND_EUNSUPPORTED,
-                             "tokenizer: GPT-2 pre-tokenizer regex: %s (at offset %zu)",
-                             (const char *)msg, (size_t)eoff);
-    }
-    /* JIT is only an optimisation: without it, the interpreter runs. */
-    (void)pcre2_jit_compile(v->bpe->re, PCRE2_JIT_COMPLETE);
-    return ATTND_OK;
-}
-
-void tok_bpe_fini(tok_vocab *v)
-{
-    if (v->bpe) {
-        pcre2_code_free(v->bpe->re);
-        free(v->bpe);
-        v->bpe = NULL;
-    }
 }
 
 /* Scratch buffers reused over the chunks of one encode call. */
@@ -143,6 +100,8 @@ static int encode_chunk(const tok_vocab *v, const char *chunk, size_t n, bpe_wor
                         tok_ids *out, attnd_err *err)
 {
     int rc;
+    if (n == 0)
+        return ATTND_OK;
     uint64_t mapped_n;
     if (!attnd_ckd_mul(n, 2, &mapped_n) || mapped_n > SIZE_MAX)
         return attnd_err_set(err, ATTND_ENOMEM, "tok_encode: chunk too long");
@@ -159,6 +118,13 @@ static int encode_chunk(const tok_vocab *v, const char *chunk, size_t n, bpe_wor
         w->syms[i].next = i + 1 < n ? i + 1 : TOK_NONE;
         off += k;
     }
+    if (tok_pre_ignores_merges(v->pre)) {
+        /* Llama 3: a chunk that is a token is that token, whatever merges
+         * would have made of it. */
+        int32_t id = tok_map_get(&v->tokens, w->mapped, off);
+        if (id >= 0)
+            return tok_ids_push(out, id, err);
+    }
     if ((rc = tok_merge(v, bpe_pair, w->syms, n, &w->merger, err)) != ATTND_OK)
         return rc;
     for (size_t i = 0; i != TOK_NONE; i = w->syms[i].next)
@@ -167,52 +133,27 @@ static int encode_chunk(const tok_vocab *v, const char *chunk, size_t n, bpe_wor
     return ATTND_OK;
 }
 
+struct bpe_ctx {
+    const tok_vocab *v;
+    bpe_work *w;
+    tok_ids *out;
+};
+
+static int bpe_chunk(void *ctx, const char *chunk, size_t n, attnd_err *err)
+{
+    struct bpe_ctx *c = ctx;
+    return encode_chunk(c->v, chunk, n, c->w, c->out, err);
+}
+
 int tok_bpe_encode(const tok_vocab *v, const char *text, size_t len, tok_ids *out,
                    attnd_err *err)
 {
-    pcre2_match_data *md = pcre2_match_data_create_from_pattern(v->bpe->re, NULL);
-    if (!md)
-        return attnd_err_set(err, ATTND_ENOMEM, "tok_encode: out of memory");
     bpe_work w;
     memset(&w, 0, sizeof w);
-    int rc = ATTND_OK;
-    size_t pos = 0;
-    while (rc == ATTND_OK && pos < len) {
-        int mrc = pcre2_match(v->bpe->re, (PCRE2_SPTR)text, len, pos, 0, md, NULL);
-        size_t ms, me;
-        if (mrc == PCRE2_ERROR_NOMATCH) {
-            ms = me = len;
-        } else if (mrc < 0) {
-            PCRE2_UCHAR msg[256];
-            pcre2_get_error_message(mrc, msg, sizeof msg);
-            rc = attnd_err_set(err, ATTND_EINVAL,
-                               "tok_encode: GPT-2 pre-tokenizer failed at byte %zu: %s", pos,
-                               (const char *)msg);
-            break;
-        } else {
-            const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
-            ms = ov[0];
-            me = ov[1];
-        }
-        /* Bytes no match covers are invalid UTF-8 (every valid character
-         * matches some alternative): each becomes a chunk of its own. */
-        for (; rc == ATTND_OK && pos < ms; pos++)
-            rc = encode_chunk(v, text + pos, 1, &w, out, err);
-        if (rc != ATTND_OK)
-            break;
-        if (me > ms) {
-            rc = encode_chunk(v, text + ms, me - ms, &w, out, err);
-            pos = me;
-        } else if (ms < len) {
-            /* An empty match cannot happen with this pattern; still, make
-             * progress deterministically. */
-            rc = encode_chunk(v, text + ms, 1, &w, out, err);
-            pos = ms + 1;
-        }
-    }
+    struct bpe_ctx c = {v, &w, out};
+    int rc = tok_pre_split(v->pre, text, len, bpe_chunk, &c, err);
     tok_merger_free(&w.merger);
     free(w.syms);
     free(w.mapped);
-    pcre2_match_data_free(md);
     return rc;
 }
