@@ -1,10 +1,12 @@
-/* engine.c - the batched forward pass (engine.h), Llama and GPT-2.
+/* engine.c - the batched forward pass (engine.h): the RoPE families (Llama,
+ * Qwen 2, Qwen 3; block_rope) and GPT-2 (block_gpt2).
  *
  * One step, in the order the math runs:
  *   x = embed(token) (+ pos_embed for gpt2)
- *   per layer: h = norm(x); q,k,v = h·W (one matmul over all entries);
- *              rope(q,k) (llama); store k,v in each entry's KV slot;
- *              att = tiled_attention(q, the sequence's blocks);
+ *   per layer: h = norm(x); q,k,v = h·W (one matmul over all entries)
+ *              (+ biases; per-head norms of q and k);
+ *              rope(q,k); kv_store(k,v) into each entry's KV slot;
+ *              att = attend(q, the sequence's blocks);
  *              x += att·Wo; x += ffn(norm(x))
  *   logits (only rows that want them) = norm(x)·Wout
  * A prompt chunk and ten decoding sequences are the same thing here: rows.
@@ -244,41 +246,81 @@ static void attn_task(void *ctx, uint32_t task, uint32_t thread)
 
 /* ---------------------------------------------------------------- row math */
 
-static void rmsnorm(float *out, const float *x, const float *w, uint32_t n, float eps)
+/* ROWS rows of N floats (consecutive), each normalized into OUT (may be X):
+ * LayerNorm when B is given (gpt2's norms have a bias), RMSNorm otherwise.
+ * Sums run in double so a row's scale does not depend on its length's
+ * rounding. */
+static void norm_rows(float *out, const float *x, uint32_t rows, uint32_t n, const float *w,
+                      const float *b, float eps)
 {
-    double ss = 0.0;
-    for (uint32_t i = 0; i < n; i++)
-        ss += (double)x[i] * x[i];
-    float scale = (float)(1.0 / sqrt(ss / n + eps));
-    for (uint32_t i = 0; i < n; i++)
-        out[i] = x[i] * scale * w[i];
+    for (uint32_t r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * n;
+        float *o = out + (size_t)r * n;
+        double mean = 0.0, var = 0.0;
+        if (b) {
+            for (uint32_t i = 0; i < n; i++)
+                mean += xr[i];
+            mean /= n;
+        }
+        for (uint32_t i = 0; i < n; i++)
+            var += ((double)xr[i] - mean) * ((double)xr[i] - mean);
+        float scale = (float)(1.0 / sqrt(var / n + eps));
+        if (b)
+            for (uint32_t i = 0; i < n; i++)
+                o[i] = (float)((double)xr[i] - mean) * scale * w[i] + b[i];
+        else
+            for (uint32_t i = 0; i < n; i++)
+                o[i] = xr[i] * scale * w[i];
+    }
 }
 
-static void layernorm(float *out, const float *x, const float *w, const float *b, uint32_t n,
-                      float eps)
+/* Y[r][i] += B[i] for ROWS rows of N floats, row stride LD (a bias). */
+static void add_rows(float *y, uint32_t rows, uint32_t n, uint32_t ld, const float *b)
 {
-    double mean = 0.0, var = 0.0;
-    for (uint32_t i = 0; i < n; i++)
-        mean += x[i];
-    mean /= n;
-    for (uint32_t i = 0; i < n; i++)
-        var += ((double)x[i] - mean) * ((double)x[i] - mean);
-    float scale = (float)(1.0 / sqrt(var / n + eps));
-    for (uint32_t i = 0; i < n; i++)
-        out[i] = (float)((double)x[i] - mean) * scale * w[i] + b[i];
+    for (uint32_t r = 0; r < rows; r++)
+        for (uint32_t i = 0; i < n; i++)
+            y[(size_t)r * ld + i] += b[i];
 }
 
-/* Rotates adjacent pairs (x[2i], x[2i+1]) of each head by pos·θ_i, the
- * layout GGUF stores Llama weights in. */
-static void rope(float *x, uint32_t n_heads, uint32_t head_dim, uint32_t n_rot,
+/* X += Y over N floats (the residual stream). */
+static void add_to(float *x, const float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] += y[i];
+}
+
+/* The rotation angles of a step: for entry i and pair j,
+ *   angle = (pos_i / rope_scale) · base^(-2j / n_rot) / freq_factor_j
+ * (freq_factor from rope_freqs.weight, Llama 3.1's long-context divisors;
+ * 1 without it). Computed once per step in double, used by every layer. */
+static void rope_tables(engine *e, const engine_entry *en, uint32_t n)
+{
+    const uint32_t half = e->hp->n_rot / 2;
+    for (uint32_t i = 0; i < n; i++)
+        for (uint32_t j = 0; j < half; j++) {
+            double angle = (double)en[i].pos / e->hp->rope_scale * e->inv_freq[j];
+            e->rope_cos[(size_t)i * half + j] = (float)cos(angle);
+            e->rope_sin[(size_t)i * half + j] = (float)sin(angle);
+        }
+}
+
+/* Rotates the first n_rot dimensions of each of N_HEADS heads by the angles
+ * of COS_T/SIN_T. The pairs are adjacent, (x[2j], x[2j+1]), in Llama's GGUF
+ * layout (the converter permutes Q and K to it), and the halves,
+ * (x[j], x[j + n_rot/2]), in the NeoX layout Qwen keeps. */
+static void rope(float *x, uint32_t n_heads, uint32_t head_dim, uint32_t n_rot, model_rope style,
                  const float *cos_t, const float *sin_t)
 {
+    const uint32_t half = n_rot / 2;
+    const uint32_t step = style == MODEL_ROPE_NEOX ? 1 : 2;  /* from one pair to the next */
+    const uint32_t mate = style == MODEL_ROPE_NEOX ? half : 1; /* a pair's second element */
     for (uint32_t h = 0; h < n_heads; h++) {
         float *v = x + (size_t)h * head_dim;
-        for (uint32_t i = 0; i < n_rot / 2; i++) {
-            float x0 = v[2 * i], x1 = v[2 * i + 1];
-            v[2 * i] = x0 * cos_t[i] - x1 * sin_t[i];
-            v[2 * i + 1] = x0 * sin_t[i] + x1 * cos_t[i];
+        for (uint32_t j = 0; j < half; j++) {
+            float *a = v + (size_t)j * step, *b = a + mate;
+            float x0 = *a, x1 = *b;
+            *a = x0 * cos_t[j] - x1 * sin_t[j];
+            *b = x0 * sin_t[j] + x1 * cos_t[j];
         }
     }
 }
@@ -292,13 +334,6 @@ static float gelu(float x)
 static float silu(float x)
 {
     return x / (1.0f + expf(-x));
-}
-
-static void add_bias(float *y, const float *b, uint32_t rows, uint32_t n)
-{
-    for (uint32_t r = 0; r < rows; r++)
-        for (uint32_t i = 0; i < n; i++)
-            y[(size_t)r * n + i] += b[i];
 }
 
 /* ---------------------------------------------------------------- lifecycle */
@@ -440,7 +475,8 @@ int engine_new(const model *m, const engine_params *p, engine **out, attnd_err *
         return attnd_err_set(err, ATTND_ENOMEM, "engine: out of memory for %u entries", n);
     }
     for (uint32_t i = 0; i < hp->n_rot / 2; i++)
-        e->inv_freq[i] = pow((double)hp->rope_freq_base, -2.0 * i / (double)hp->n_rot);
+        e->inv_freq[i] = pow((double)hp->rope_freq_base, -2.0 * i / (double)hp->n_rot) /
+                         (m->rope_freqs ? (double)m->rope_freqs[i] : 1.0);
     *out = e;
     return ATTND_OK;
 }
@@ -586,17 +622,26 @@ static int build_views(engine *e, uint32_t layer, attnd_err *err)
     return ATTND_OK;
 }
 
-static int attention(engine *e, uint32_t layer, const engine_entry *en, uint32_t n,
-                     const float *k, uint32_t k_stride, const float *v, uint32_t v_stride,
-                     attnd_err *err)
+/* Writes each entry's K and V rows (row stride K_LD, V_LD) into its slot of
+ * the sequence's paged cache for LAYER. */
+static int kv_store(engine *e, uint32_t layer, const engine_entry *en, uint32_t n, const float *k,
+                    uint32_t k_ld, const float *v, uint32_t v_ld, attnd_err *err)
 {
     for (uint32_t i = 0; i < n; i++) {
-        int rc = kv_seq_write(e->kv, e->seqs[en[i].seq], layer, en[i].pos,
-                              k + (size_t)i * k_stride, v + (size_t)i * v_stride, err);
+        int rc = kv_seq_write(e->kv, e->seqs[en[i].seq], layer, en[i].pos, k + (size_t)i * k_ld,
+                              v + (size_t)i * v_ld, err);
         if (rc != ATTND_OK)
             return rc;
     }
     prof_mark(e, ENGINE_PHASE_KV_WRITE);
+    return ATTND_OK;
+}
+
+/* att = softmax(q·Kᵀ / sqrt(head_dim)) · V over each sequence's cache for
+ * LAYER (causal: a row sees its own position and those before it), one task
+ * per (sequence, KV head). Q rows are in e->q, the result in e->att. */
+static int attend(engine *e, uint32_t layer, attnd_err *err)
+{
     int rc = build_views(e, layer, err);
     if (rc != ATTND_OK)
         return rc;
@@ -611,34 +656,53 @@ static int attention(engine *e, uint32_t layer, const engine_entry *en, uint32_t
     return ATTND_OK;
 }
 
-static int layer_llama(engine *e, uint32_t l, const engine_entry *en, uint32_t n, attnd_err *err)
+/* One block of the RoPE families (Llama, Qwen 2, Qwen 3). Their differences
+ * are data: a bias or head norm the file lacks is a step skipped. */
+static int block_rope(engine *e, uint32_t l, const engine_entry *en, uint32_t n, attnd_err *err)
 {
     const model_hparams *hp = e->hp;
     const model_layer *L = &e->m->layers[l];
-    uint32_t d = hp->n_embd, half = hp->n_rot / 2;
-    for (uint32_t i = 0; i < n; i++)
-        rmsnorm(e->h + (size_t)i * d, e->x + (size_t)i * d, L->attn_norm, d, hp->norm_eps);
+    const uint32_t d = hp->n_embd, hd = hp->head_dim, half = hp->n_rot / 2;
+    const float eps = hp->norm_eps;
+
+    /* h = rmsnorm(x); q, k, v = h·Wq, h·Wk, h·Wv (+ biases) */
+    norm_rows(e->h, e->x, n, d, L->attn_norm, NULL, eps);
     prof_mark(e, ENGINE_PHASE_NORM);
     const model_weight *qkv_w[] = {&L->wq, &L->wk, &L->wv};
     float *const qkv_y[] = {e->q, e->k, e->v};
     const uint32_t qkv_ld[] = {e->q_dim, e->kv_dim, e->kv_dim};
     run_matmuls(e, ENGINE_PHASE_QKV, e->h, n, 3, qkv_w, qkv_y, qkv_ld);
+    if (L->bq) {
+        add_rows(e->q, n, e->q_dim, e->q_dim, L->bq);
+        add_rows(e->k, n, e->kv_dim, e->kv_dim, L->bk);
+        add_rows(e->v, n, e->kv_dim, e->kv_dim, L->bv);
+        prof_mark(e, ENGINE_PHASE_ELEMWISE);
+    }
+    /* Qwen 3: every query and key head RMS-normalized on its own */
+    if (L->q_norm) {
+        norm_rows(e->q, e->q, n * hp->n_head, hd, L->q_norm, NULL, eps);
+        norm_rows(e->k, e->k, n * hp->n_head_kv, hd, L->k_norm, NULL, eps);
+        prof_mark(e, ENGINE_PHASE_NORM);
+    }
     for (uint32_t i = 0; i < n; i++) {
         const float *c = e->rope_cos + (size_t)i * half, *s = e->rope_sin + (size_t)i * half;
-        rope(e->q + (size_t)i * e->q_dim, hp->n_head, hp->head_dim, hp->n_rot, c, s);
-        rope(e->k + (size_t)i * e->kv_dim, hp->n_head_kv, hp->head_dim, hp->n_rot, c, s);
+        rope(e->q + (size_t)i * e->q_dim, hp->n_head, hd, hp->n_rot, hp->rope, c, s);
+        rope(e->k + (size_t)i * e->kv_dim, hp->n_head_kv, hd, hp->n_rot, hp->rope, c, s);
     }
     prof_mark(e, ENGINE_PHASE_ROPE);
-    int rc = attention(e, l, en, n, e->k, e->kv_dim, e->v, e->kv_dim, err);
+
+    /* x += attention(q, cached k, v)·Wo */
+    int rc = kv_store(e, l, en, n, e->k, e->kv_dim, e->v, e->kv_dim, err);
+    if (rc == ATTND_OK)
+        rc = attend(e, l, err);
     if (rc != ATTND_OK)
         return rc;
     run_matmul(e, ENGINE_PHASE_WO, &L->wo, e->att, n, e->rows, d);
-    for (size_t i = 0; i < (size_t)n * d; i++)
-        e->x[i] += e->rows[i];
+    add_to(e->x, e->rows, (size_t)n * d);
     prof_mark(e, ENGINE_PHASE_ELEMWISE);
 
-    for (uint32_t i = 0; i < n; i++)
-        rmsnorm(e->h + (size_t)i * d, e->x + (size_t)i * d, L->ffn_norm, d, hp->norm_eps);
+    /* x += (silu(h·Wgate) ⊙ h·Wup)·Wdown, h = rmsnorm(x) */
+    norm_rows(e->h, e->x, n, d, L->ffn_norm, NULL, eps);
     prof_mark(e, ENGINE_PHASE_NORM);
     const model_weight *up_w[] = {&L->w_gate, &L->w_up};
     float *const up_y[] = {e->ff_a, e->ff_b};
@@ -648,25 +712,25 @@ static int layer_llama(engine *e, uint32_t l, const engine_entry *en, uint32_t n
         e->ff_a[i] = silu(e->ff_a[i]) * e->ff_b[i];
     prof_mark(e, ENGINE_PHASE_ELEMWISE);
     run_matmul(e, ENGINE_PHASE_FFN_DOWN, &L->w_down, e->ff_a, n, e->rows, d);
-    for (size_t i = 0; i < (size_t)n * d; i++)
-        e->x[i] += e->rows[i];
+    add_to(e->x, e->rows, (size_t)n * d);
     prof_mark(e, ENGINE_PHASE_ELEMWISE);
     return ATTND_OK;
 }
 
-static int layer_gpt2(engine *e, uint32_t l, const engine_entry *en, uint32_t n, attnd_err *err)
+/* One GPT-2 block: LayerNorm, fused QKV with bias, GELU MLP. */
+static int block_gpt2(engine *e, uint32_t l, const engine_entry *en, uint32_t n, attnd_err *err)
 {
     const model_hparams *hp = e->hp;
     const model_layer *L = &e->m->layers[l];
-    uint32_t d = hp->n_embd;
-    for (uint32_t i = 0; i < n; i++)
-        layernorm(e->h + (size_t)i * d, e->x + (size_t)i * d, L->attn_norm, L->attn_norm_b, d,
-                  hp->norm_eps);
+    const uint32_t d = hp->n_embd;
+    const float eps = hp->norm_eps;
+
+    norm_rows(e->h, e->x, n, d, L->attn_norm, L->attn_norm_b, eps);
     prof_mark(e, ENGINE_PHASE_NORM);
     /* Fused QKV: rows of [q | k | v], 3d wide, in the q buffer (sized for it);
      * k and v are copied out, then q rows are compacted to the kernel's layout. */
     run_matmul(e, ENGINE_PHASE_QKV, &L->wqkv, e->h, n, e->q, 3 * d);
-    add_bias(e->q, L->bqkv, n, 3 * d);
+    add_rows(e->q, n, 3 * d, 3 * d, L->bqkv);
     for (uint32_t i = 0; i < n; i++) {
         const float *row = e->q + (size_t)i * 3 * d;
         memcpy(e->k + (size_t)i * d, row + d, d * sizeof(float));
@@ -675,28 +739,27 @@ static int layer_gpt2(engine *e, uint32_t l, const engine_entry *en, uint32_t n,
     for (uint32_t i = 0; i < n; i++) /* compact q rows in place (row i moves left) */
         memmove(e->q + (size_t)i * d, e->q + (size_t)i * 3 * d, d * sizeof(float));
     prof_mark(e, ENGINE_PHASE_ELEMWISE);
-    int rc = attention(e, l, en, n, e->k, d, e->v, d, err);
+
+    int rc = kv_store(e, l, en, n, e->k, d, e->v, d, err);
+    if (rc == ATTND_OK)
+        rc = attend(e, l, err);
     if (rc != ATTND_OK)
         return rc;
     run_matmul(e, ENGINE_PHASE_WO, &L->wo, e->att, n, e->rows, d);
-    add_bias(e->rows, L->bo, n, d);
-    for (size_t i = 0; i < (size_t)n * d; i++)
-        e->x[i] += e->rows[i];
+    add_rows(e->rows, n, d, d, L->bo);
+    add_to(e->x, e->rows, (size_t)n * d);
     prof_mark(e, ENGINE_PHASE_ELEMWISE);
 
-    for (uint32_t i = 0; i < n; i++)
-        layernorm(e->h + (size_t)i * d, e->x + (size_t)i * d, L->ffn_norm, L->ffn_norm_b, d,
-                  hp->norm_eps);
+    norm_rows(e->h, e->x, n, d, L->ffn_norm, L->ffn_norm_b, eps);
     prof_mark(e, ENGINE_PHASE_NORM);
     run_matmul(e, ENGINE_PHASE_FFN_UP, &L->w_up, e->h, n, e->ff_a, hp->n_ff);
-    add_bias(e->ff_a, L->b_up, n, hp->n_ff);
+    add_rows(e->ff_a, n, hp->n_ff, hp->n_ff, L->b_up);
     for (size_t i = 0; i < (size_t)n * hp->n_ff; i++)
         e->ff_a[i] = gelu(e->ff_a[i]);
     prof_mark(e, ENGINE_PHASE_ELEMWISE);
     run_matmul(e, ENGINE_PHASE_FFN_DOWN, &L->w_down, e->ff_a, n, e->rows, d);
-    add_bias(e->rows, L->b_down, n, d);
-    for (size_t i = 0; i < (size_t)n * d; i++)
-        e->x[i] += e->rows[i];
+    add_rows(e->rows, n, d, d, L->b_down);
+    add_to(e->x, e->rows, (size_t)n * d);
     prof_mark(e, ENGINE_PHASE_ELEMWISE);
     return ATTND_OK;
 }
@@ -734,20 +797,15 @@ int engine_step(engine *e, const engine_entry *en, size_t n_entries, float *logi
         model_weight_row(&m->tok_embd, (uint32_t)en[i].token, xi);
         if (hp->arch == MODEL_ARCH_GPT2) {
             model_weight_row(&m->pos_embd, en[i].pos, e->rows);
-            for (uint32_t j = 0; j < d; j++)
-                xi[j] += e->rows[j];
-        } else {
-            for (uint32_t j = 0; j < hp->n_rot / 2; j++) {
-                double theta = (double)en[i].pos * e->inv_freq[j];
-                e->rope_cos[(size_t)i * (hp->n_rot / 2) + j] = (float)cos(theta);
-                e->rope_sin[(size_t)i * (hp->n_rot / 2) + j] = (float)sin(theta);
-            }
+            add_to(xi, e->rows, d);
         }
     }
+    if (hp->rope != MODEL_ROPE_NONE)
+        rope_tables(e, en, n);
     prof_mark(e, ENGINE_PHASE_EMBED);
     for (uint32_t l = 0; l < hp->n_layer; l++) {
-        rc = hp->arch == MODEL_ARCH_LLAMA ? layer_llama(e, l, en, n, err)
-                                          : layer_gpt2(e, l, en, n, err);
+        rc = hp->arch == MODEL_ARCH_GPT2 ? block_gpt2(e, l, en, n, err)
+                                         : block_rope(e, l, en, n, err);
         if (rc != ATTND_OK)
             return rc;
     }
@@ -759,12 +817,8 @@ int engine_step(engine *e, const engine_entry *en, size_t n_entries, float *logi
     for (uint32_t i = 0; i < n; i++) {
         if (!en[i].want_logits)
             continue;
-        const float *xi = e->x + (size_t)i * d;
-        float *hi = e->h + (size_t)n_want * d;
-        if (hp->arch == MODEL_ARCH_LLAMA)
-            rmsnorm(hi, xi, m->out_norm, d, hp->norm_eps);
-        else
-            layernorm(hi, xi, m->out_norm, m->out_norm_b, d, hp->norm_eps);
+        norm_rows(e->h + (size_t)n_want * d, e->x + (size_t)i * d, 1, d, m->out_norm,
+                  m->out_norm_b, hp->norm_eps);
         n_want++;
     }
     prof_mark(e, ENGINE_PHASE_OUTPUT);

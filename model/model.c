@@ -3,6 +3,7 @@
  * never meets a surprise. Errors name the tensor and what was wrong. */
 #include "model_internal.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,11 +86,13 @@ static int bind_matrix(struct binder *b, const char *name, uint32_t n_in, uint32
     return ATTND_OK;
 }
 
-static int bind_vector(struct binder *b, const char *name, uint32_t n, const float **out)
+static int bind_vector_opt(struct binder *b, const char *name, uint32_t n, bool required,
+                           const float **out)
 {
-    const gguf_tensor *t = find(b, name, true);
+    const gguf_tensor *t = find(b, name, required);
+    *out = NULL;
     if (!t)
-        return ATTND_EFORMAT;
+        return required ? ATTND_EFORMAT : ATTND_OK;
     if (t->n_elems != n || t->ne[0] != n)
         return attnd_err_set(b->err, ATTND_EFORMAT,
                              "%s: tensor '%s' has %llu elements, expected %u", b->path, name,
@@ -103,23 +106,41 @@ static int bind_vector(struct binder *b, const char *name, uint32_t n, const flo
     return ATTND_OK;
 }
 
+static int bind_vector(struct binder *b, const char *name, uint32_t n, const float **out)
+{
+    return bind_vector_opt(b, name, n, true, out);
+}
+
 /* The name of layer l's tensor S, in the local buffer `name`. */
 #define NAME(s) (snprintf(name, sizeof name, "blk.%u." s, l), name)
 
-static int bind_llama(struct binder *b)
+/* Llama, Qwen 2, Qwen 3: one block layout. Q/K/V biases are required for
+ * Qwen 2 and optional elsewhere; the per-head norms are Qwen 3's. */
+static int bind_rope_family(struct binder *b)
 {
     model *m = b->m;
     const model_hparams *hp = &m->hp;
-    uint32_t d = hp->n_embd, kv_dim = hp->n_head_kv * hp->head_dim;
+    uint32_t d = hp->n_embd, q_dim = hp->n_head * hp->head_dim,
+             kv_dim = hp->n_head_kv * hp->head_dim;
+    bool bias = hp->arch == MODEL_ARCH_QWEN2, qk_norm = hp->arch == MODEL_ARCH_QWEN3;
     char name[96];
     int rc;
+    if ((rc = bind_vector_opt(b, "rope_freqs.weight", hp->n_rot / 2, false, &m->rope_freqs)))
+        return rc;
     for (uint32_t l = 0; l < hp->n_layer; l++) {
         model_layer *L = &m->layers[l];
         if ((rc = bind_vector(b, NAME("attn_norm.weight"), d, &L->attn_norm)) ||
-            (rc = bind_matrix(b, NAME("attn_q.weight"), d, d, true, &L->wq)) ||
+            (rc = bind_matrix(b, NAME("attn_q.weight"), d, q_dim, true, &L->wq)) ||
             (rc = bind_matrix(b, NAME("attn_k.weight"), d, kv_dim, true, &L->wk)) ||
             (rc = bind_matrix(b, NAME("attn_v.weight"), d, kv_dim, true, &L->wv)) ||
-            (rc = bind_matrix(b, NAME("attn_output.weight"), d, d, true, &L->wo)) ||
+            (rc = bind_vector_opt(b, NAME("attn_q.bias"), q_dim, bias, &L->bq)) ||
+            (rc = bind_vector_opt(b, NAME("attn_k.bias"), kv_dim, bias, &L->bk)) ||
+            (rc = bind_vector_opt(b, NAME("attn_v.bias"), kv_dim, bias, &L->bv)) ||
+            (rc = bind_vector_opt(b, NAME("attn_q_norm.weight"), hp->head_dim, qk_norm,
+                                  &L->q_norm)) ||
+            (rc = bind_vector_opt(b, NAME("attn_k_norm.weight"), hp->head_dim, qk_norm,
+                                  &L->k_norm)) ||
+            (rc = bind_matrix(b, NAME("attn_output.weight"), q_dim, d, true, &L->wo)) ||
             (rc = bind_vector(b, NAME("ffn_norm.weight"), d, &L->ffn_norm)) ||
             (rc = bind_matrix(b, NAME("ffn_gate.weight"), d, hp->n_ff, true, &L->w_gate)) ||
             (rc = bind_matrix(b, NAME("ffn_up.weight"), d, hp->n_ff, true, &L->w_up)) ||
@@ -184,10 +205,13 @@ int model_load_as(const char *path, gguf_load how, model **out, attnd_err *err)
         return rc;
     }
     const model_hparams *hp = &m->hp;
-    /* Upper bound of vector floats: per layer 2 norms (+ 2 biases) + qkv bias +
-     * output bias + ffn biases; plus the output norm and bias. */
-    size_t n_vec = (size_t)hp->n_layer * (4u * hp->n_embd + 3u * hp->n_embd + hp->n_embd +
-                                          hp->n_ff + hp->n_embd) + 2u * hp->n_embd;
+    /* Upper bound of vector floats: per layer 2 norms (+ 2 biases), qkv
+     * biases, 2 head norms, output bias, ffn biases; plus the output norm and
+     * bias and rope_freqs. */
+    size_t q_dim = (size_t)hp->n_head * hp->head_dim, kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
+    size_t n_vec = (size_t)hp->n_layer * (4u * hp->n_embd + 3u * hp->n_embd + q_dim + 2 * kv_dim +
+                                          2u * hp->head_dim + hp->n_embd + hp->n_ff + hp->n_embd) +
+                   2u * hp->n_embd + hp->n_rot / 2;
     m->vectors = malloc(n_vec * sizeof(float));
     m->layers = calloc(hp->n_layer, sizeof *m->layers);
     if (!m->vectors || !m->layers) {
@@ -197,11 +221,21 @@ int model_load_as(const char *path, gguf_load how, model **out, attnd_err *err)
     struct binder b = {.m = m, .path = path, .vec_next = m->vectors, .err = err};
     rc = bind_matrix(&b, "token_embd.weight", hp->n_embd, hp->n_vocab, true, &m->tok_embd);
     if (rc == ATTND_OK)
-        rc = hp->arch == MODEL_ARCH_LLAMA ? bind_llama(&b) : bind_gpt2(&b);
+        rc = hp->arch == MODEL_ARCH_GPT2 ? bind_gpt2(&b) : bind_rope_family(&b);
     if (rc == ATTND_OK)
         rc = bind_matrix(&b, "output.weight", hp->n_embd, hp->n_vocab, false, &m->output);
-    if (rc == ATTND_OK && !m->output.data)
+    if (rc == ATTND_OK && !m->output.data) {
         m->output = m->tok_embd; /* tied embeddings */
+        m->tied_output = true;
+    }
+    if (rc == ATTND_OK && m->rope_freqs)
+        for (uint32_t i = 0; i < hp->n_rot / 2; i++)
+            if (!(isfinite(m->rope_freqs[i]) && m->rope_freqs[i] > 0.0f)) {
+                rc = attnd_err_set(err, ATTND_EFORMAT,
+                                   "%s: tensor 'rope_freqs.weight': element %u is %g (must be > 0)",
+                                   path, i, (double)m->rope_freqs[i]);
+                break;
+            }
     if (rc != ATTND_OK) {
         model_free(m);
         return rc;

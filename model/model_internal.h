@@ -17,9 +17,13 @@ typedef struct model_weight {
     uint64_t row_bytes;
 } model_weight;
 
+/* Pointers left NULL are tensors the file does not have: the forward pass
+ * skips that step (a bias, a per-head norm), so families differ in data. */
 typedef struct model_layer {
     const float *attn_norm, *attn_norm_b;  /* b: gpt2 only */
-    model_weight wq, wk, wv;               /* llama */
+    model_weight wq, wk, wv;               /* rope families */
+    const float *bq, *bk, *bv;             /* Q/K/V biases (qwen2) */
+    const float *q_norm, *k_norm;          /* RMSNorm weights over each head (qwen3) */
     model_weight wqkv;                     /* gpt2: fused [q; k; v] */
     const float *bqkv;                     /* gpt2 */
     model_weight wo;
@@ -38,6 +42,10 @@ struct model {
     model_weight pos_embd;                 /* gpt2 */
     const float *out_norm, *out_norm_b;
     model_weight output;                   /* = tok_embd when the file has none */
+    bool tied_output;                      /* output is tok_embd */
+    /* rope_freqs.weight (Llama 3.1+): per rotation pair, a divisor of its
+     * frequency; NULL: none */
+    const float *rope_freqs;
     model_layer *layers;
     float *vectors;                        /* owned F32 copies of norms and biases */
 };
