@@ -71,21 +71,34 @@ static void print_id(const char *name, int32_t id, const tok_vocab *tv)
     printf(" %s %d (%.*s)", name, id, (int)(len > 24 ? 24 : len), text);
 }
 
-static void print_model(const model_hparams *hp)
+static void print_model(const gguf_file *f, const model_hparams *hp)
 {
     const char *kind = hp->n_head_kv == hp->n_head ? "MHA" : hp->n_head_kv == 1 ? "MQA" : "GQA";
-    printf("architecture: %s\n", hp->arch_name);
+    printf("architecture: %s (%s)\n", hp->arch_name, model_arch_family(hp->arch));
     printf("context: %u\n", hp->n_ctx);
     printf("embedding: %u\n", hp->n_embd);
     printf("layers: %u\n", hp->n_layer);
     printf("heads: %u\n", hp->n_head);
     printf("kv heads: %u (%s %u:1)\n", hp->n_head_kv, kind, hp->n_head / hp->n_head_kv);
-    printf("head dim: %u\n", hp->head_dim);
+    char key[96];
+    snprintf(key, sizeof key, "%s.attention.key_length", hp->arch_name);
+    printf("head dim: %u (%s)\n", hp->head_dim,
+           gguf_get(f, key) ? "from key_length" : "embedding / heads");
     printf("ffn: %u\n", hp->n_ff);
-    if (hp->arch == MODEL_ARCH_LLAMA) {
+    if (hp->rope != MODEL_ROPE_NONE) {
+        printf("rope: %s\n", model_rope_name(hp->rope));
         printf("rope base: %g\n", (double)hp->rope_freq_base);
         printf("rope dims: %u\n", hp->n_rot);
+        if (hp->rope_scale != 1.0f)
+            printf("rope scaling: linear, positions / %g\n", (double)hp->rope_scale);
+        else
+            printf("rope scaling: none\n");
+        printf("rope freqs: %s\n", gguf_tensor_find(f, "rope_freqs.weight")
+                                        ? "rope_freqs.weight (per-pair frequency divisors)"
+                                        : "none");
     }
+    printf("output: %s\n", gguf_tensor_find(f, "output.weight") ? "output.weight"
+                                                                : "tied to token_embd.weight");
     printf("norm eps: %g\n", (double)hp->norm_eps);
     printf("vocab: %u\n", hp->n_vocab);
     uint64_t f32 = model_kv_bytes_per_token(hp, 4), f16 = model_kv_bytes_per_token(hp, 2);
@@ -185,7 +198,7 @@ int cli_info(int argc, char **argv)
     model_hparams hp;
     bool vocab_only = gguf_tensor_count(f) == 0;
     if (model_hparams_load(f, &hp, &err) == ATTND_OK) {
-        print_model(&hp);
+        print_model(f, &hp);
     } else if (vocab_only) {
         printf("architecture: none (no tensors: a vocabulary-only file)\n");
     } else {
@@ -204,8 +217,20 @@ int cli_info(int argc, char **argv)
             print_id("eos", tok_eos(tv), tv);
             print_id("unk", tok_unk(tv), tv);
             print_id("pad", tok_pad(tv), tv);
+            printf("\nend of generation:");
+            const int32_t *eog;
+            size_t n_eog = tok_eog_ids(tv, &eog);
+            for (size_t i = 0; i < n_eog; i++) {
+                size_t len;
+                const char *text = tok_text(tv, eog[i], &len);
+                printf("%s %d (%.*s)", i ? "," : "", eog[i], (int)(len > 24 ? 24 : len), text);
+            }
             printf("\nadds: bos %s, eos %s\n", tok_adds_bos(tv) ? "yes" : "no",
                    tok_adds_eos(tv) ? "yes" : "no");
+            if (tok_pre_type(tv))
+                printf("pre-tokenizer: %s\n", tok_pre_type(tv));
+            if (tok_warning(tv))
+                printf("warning: %s\n", tok_warning(tv));
             tok_free(tv);
         } else {
             fprintf(stderr, "attnd info: %s\n", err.msg);

@@ -20,11 +20,19 @@ static void usage(FILE *out)
             "Writes a synthetic model with random weights (deterministic for a seed).\n\n"
             "options:\n"
             "  -o, --output PATH   file to write (required)\n"
-            "  --arch NAME         llama or gpt2 (default llama)\n"
+            "  --arch NAME         llama, qwen2, qwen3 or gpt2 (default llama); qwen2 has\n"
+            "                      Q/K/V biases, qwen3 per-head Q/K norms, both NeoX rope\n"
             "  --dim N             embedding size (default 64)\n"
             "  --layers N          number of blocks (default 2)\n"
             "  --heads N           query heads (default 4)\n"
-            "  --kv-heads N        key/value heads, llama only (default = heads)\n"
+            "  --kv-heads N        key/value heads, not gpt2 (default = heads)\n"
+            "  --head-dim N        head size, written as key_length/value_length (default\n"
+            "                      dim / heads, and then not written)\n"
+            "  --rope-base F       rope.freq_base (default 10000; qwen 1000000)\n"
+            "  --rope-freqs        add rope_freqs.weight: Llama 3.1's long-context divisors\n"
+            "                      (factor 8, original context 8192)\n"
+            "  --rope-scale F      linear rope scaling: positions divided by F\n"
+            "  --tied              no output.weight: the output reuses token_embd.weight\n"
             "  --ff N              feed-forward size (default 4 x dim)\n"
             "  --ctx N             context length (default 256)\n"
             "  --type T            weight types, as `attnd quantize` would choose them for\n"
@@ -123,11 +131,12 @@ static int mk_tensor(struct mk *m, const char *name, uint64_t ne0, uint64_t ne1,
 }
 
 static int mk_layers(struct mk *m, model_arch arch, uint32_t dim, uint32_t layers,
-                     uint32_t kv_dim, uint32_t ff)
+                     uint32_t q_dim, uint32_t kv_dim, uint32_t head_dim, uint32_t ff)
 {
     char name[96];
     int rc = ATTND_OK;
-    float s_in = 1.0f / sqrtf((float)dim), s_ff = 1.0f / sqrtf((float)ff);
+    float s_in = 1.0f / sqrtf((float)dim), s_ff = 1.0f / sqrtf((float)ff),
+          s_q = 1.0f / sqrtf((float)q_dim);
 #define T(suffix, a, b, c, s)                                                                 \
     do {                                                                                       \
         snprintf(name, sizeof name, "blk.%u.%s", l, suffix);                                  \
@@ -135,12 +144,21 @@ static int mk_layers(struct mk *m, model_arch arch, uint32_t dim, uint32_t layer
             return rc;                                                                         \
     } while (0)
     for (uint32_t l = 0; l < layers; l++) {
-        if (arch == MODEL_ARCH_LLAMA) {
+        if (arch != MODEL_ARCH_GPT2) {
             T("attn_norm.weight", dim, 0, 1.0f, 0.1f);
-            T("attn_q.weight", dim, dim, 0.0f, s_in);
+            T("attn_q.weight", dim, q_dim, 0.0f, s_in);
             T("attn_k.weight", dim, kv_dim, 0.0f, s_in);
             T("attn_v.weight", dim, kv_dim, 0.0f, s_in);
-            T("attn_output.weight", dim, dim, 0.0f, s_in);
+            if (arch == MODEL_ARCH_QWEN2) {
+                T("attn_q.bias", q_dim, 0, 0.0f, 0.5f);
+                T("attn_k.bias", kv_dim, 0, 0.0f, 0.5f);
+                T("attn_v.bias", kv_dim, 0, 0.0f, 0.5f);
+            }
+            if (arch == MODEL_ARCH_QWEN3) {
+                T("attn_q_norm.weight", head_dim, 0, 1.0f, 0.3f);
+                T("attn_k_norm.weight", head_dim, 0, 1.0f, 0.3f);
+            }
+            T("attn_output.weight", q_dim, dim, 0.0f, s_q);
             T("ffn_norm.weight", dim, 0, 1.0f, 0.1f);
             T("ffn_gate.weight", dim, ff, 0.0f, s_in);
             T("ffn_up.weight", dim, ff, 0.0f, s_in);
@@ -162,6 +180,34 @@ static int mk_layers(struct mk *m, model_arch arch, uint32_t dim, uint32_t layer
     }
 #undef T
     return rc;
+}
+
+/* Llama 3.1's rope_freqs: for each rotation pair, 1 for wavelengths below
+ * the original context / 4, the full factor 8 above / 1, and a smooth mix
+ * between, as its published configuration computes them. */
+static int fill_rope_freqs(void *ctx, void *buf, uint64_t nbytes, attnd_err *err)
+{
+    const float *p = ctx; /* {base, n_rot} */
+    const double factor = 8.0, low = 1.0, high = 4.0, orig_ctx = 8192.0;
+    const double pi = 3.14159265358979323846;
+    uint32_t half = (uint32_t)p[1] / 2;
+    float *out = buf;
+    for (uint32_t j = 0; j < half; j++) {
+        double freq = pow((double)p[0], -2.0 * j / p[1]), wavelen = 2.0 * pi / freq;
+        double f;
+        if (wavelen < orig_ctx / high)
+            f = 1.0;
+        else if (wavelen > orig_ctx / low)
+            f = factor;
+        else {
+            double smooth = (orig_ctx / wavelen - low) / (high - low);
+            f = 1.0 / ((1.0 - smooth) / factor + smooth);
+        }
+        out[j] = (float)f;
+    }
+    (void)nbytes;
+    (void)err;
+    return ATTND_OK;
 }
 
 /* Copies every tokenizer.* key of PATH; sets *n_vocab from the token list. */
@@ -194,11 +240,16 @@ int cli_mkmodel(int argc, char **argv)
         {"ff", required_argument, NULL, 'f'},     {"ctx", required_argument, NULL, 'c'},
         {"type", required_argument, NULL, 't'},   {"vocab", required_argument, NULL, 'v'},
         {"seed", required_argument, NULL, 's'},   {"name", required_argument, NULL, 'n'},
+        {"head-dim", required_argument, NULL, 'D'}, {"rope-base", required_argument, NULL, 'B'},
+        {"rope-freqs", no_argument, NULL, 'F'},   {"rope-scale", required_argument, NULL, 'S'},
+        {"tied", no_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     const char *out = NULL, *vocab = NULL, *name = "attnd synthetic";
     model_arch arch = MODEL_ARCH_LLAMA;
-    uint32_t dim = 64, layers = 2, heads = 4, kv_heads = 0, ff = 0, ctx = 256;
+    uint32_t dim = 64, layers = 2, heads = 4, kv_heads = 0, ff = 0, ctx = 256, head_dim = 0;
+    float rope_base = 0.0f, rope_scale = 0.0f;
+    bool rope_freqs = false, tied = false;
     uint64_t seed = 1;
     quant_preset preset = QUANT_PRESET_F32;
     int c;
@@ -212,9 +263,21 @@ int cli_mkmodel(int argc, char **argv)
                 arch = MODEL_ARCH_LLAMA;
             else if (strcmp(optarg, "gpt2") == 0)
                 arch = MODEL_ARCH_GPT2;
+            else if (strcmp(optarg, "qwen2") == 0)
+                arch = MODEL_ARCH_QWEN2;
+            else if (strcmp(optarg, "qwen3") == 0)
+                arch = MODEL_ARCH_QWEN3;
             else
-                ok = (fprintf(stderr, "attnd mkmodel: --arch: '%s' is not llama or gpt2\n", optarg), false);
+                ok = (fprintf(stderr,
+                              "attnd mkmodel: --arch: '%s' is not llama, qwen2, qwen3 or gpt2\n",
+                              optarg),
+                      false);
             break;
+        case 'D': ok = cli_parse_u32("--head-dim", optarg, 2, 65536, &head_dim); break;
+        case 'B': ok = cli_parse_f32("--rope-base", optarg, &rope_base) && rope_base > 0; break;
+        case 'S': ok = cli_parse_f32("--rope-scale", optarg, &rope_scale) && rope_scale > 0; break;
+        case 'F': rope_freqs = true; break;
+        case 'T': tied = true; break;
         case 'd': ok = cli_parse_u32("--dim", optarg, 1, 65536, &dim); break;
         case 'l': ok = cli_parse_u32("--layers", optarg, 1, 4096, &layers); break;
         case 'H': ok = cli_parse_u32("--heads", optarg, 1, 4096, &heads); break;
@@ -241,27 +304,42 @@ int cli_mkmodel(int argc, char **argv)
         kv_heads = heads;
     if (!ff)
         ff = 4 * dim;
-    if (dim % heads != 0 || heads % kv_heads != 0 || (dim / heads) % 2 != 0) {
-        fprintf(stderr, "attnd mkmodel: --dim must be a multiple of --heads with an even head "
-                        "size, and --heads a multiple of --kv-heads\n");
+    bool head_dim_given = head_dim != 0;
+    if (!head_dim_given && dim % heads != 0) {
+        fprintf(stderr, "attnd mkmodel: --dim must be a multiple of --heads (or give --head-dim)\n");
         return 2;
     }
-    if (arch == MODEL_ARCH_GPT2 && kv_heads != heads) {
-        fprintf(stderr, "attnd mkmodel: gpt2 has no grouped-query attention (--kv-heads)\n");
+    if (!head_dim)
+        head_dim = dim / heads;
+    if (heads % kv_heads != 0 || head_dim % 2 != 0) {
+        fprintf(stderr, "attnd mkmodel: the head size must be even and --heads a multiple of "
+                        "--kv-heads\n");
         return 2;
     }
+    if (arch == MODEL_ARCH_GPT2 &&
+        (kv_heads != heads || head_dim_given || rope_base > 0 || rope_freqs || rope_scale > 0)) {
+        fprintf(stderr, "attnd mkmodel: gpt2 has no grouped-query attention, head size or rope "
+                        "options\n");
+        return 2;
+    }
+    if (!rope_base)
+        rope_base = arch == MODEL_ARCH_QWEN2 || arch == MODEL_ARCH_QWEN3 ? 1e6f : 10000.0f;
 
     struct mk m = {
         .w = gguf_writer_new(),
         .seed = seed,
         .preset = preset,
         .shape = {.n_layer = layers, .n_gqa = heads / kv_heads,
-                  .has_output = arch == MODEL_ARCH_LLAMA},
+                  .has_output = arch != MODEL_ARCH_GPT2 && !tied},
     };
-    m.cap_specs = 16 + 12ull * layers;
+    m.cap_specs = 16 + 14ull * layers;
     m.specs = calloc(m.cap_specs, sizeof *m.specs);
-    const char *a = arch == MODEL_ARCH_LLAMA ? "llama" : "gpt2";
-    uint32_t n_vocab = 0, kv_dim = dim / heads * kv_heads;
+    const char *a = arch == MODEL_ARCH_LLAMA   ? "llama"
+                    : arch == MODEL_ARCH_QWEN2 ? "qwen2"
+                    : arch == MODEL_ARCH_QWEN3 ? "qwen3"
+                                               : "gpt2";
+    uint32_t n_vocab = 0, q_dim = head_dim * heads, kv_dim = head_dim * kv_heads;
+    float rope_freqs_ctx[2] = {rope_base, (float)head_dim};
     char key[96];
     int rc = (m.w && m.specs) ? ATTND_OK
                               : attnd_err_set(&m.err, ATTND_ENOMEM, "mkmodel: out of memory");
@@ -282,12 +360,20 @@ int cli_mkmodel(int argc, char **argv)
         rc = gguf_writer_set_u32(m.w, KEY("%s.feed_forward_length"), ff, &m.err);
     if (rc == ATTND_OK)
         rc = gguf_writer_set_u32(m.w, KEY("%s.attention.head_count"), heads, &m.err);
-    if (rc == ATTND_OK && arch == MODEL_ARCH_LLAMA) {
+    if (rc == ATTND_OK && arch != MODEL_ARCH_GPT2) {
         rc = gguf_writer_set_u32(m.w, KEY("%s.attention.head_count_kv"), kv_heads, &m.err);
         if (rc == ATTND_OK)
-            rc = gguf_writer_set_f32(m.w, KEY("%s.rope.freq_base"), 10000.0f, &m.err);
+            rc = gguf_writer_set_f32(m.w, KEY("%s.rope.freq_base"), rope_base, &m.err);
         if (rc == ATTND_OK)
-            rc = gguf_writer_set_u32(m.w, KEY("%s.rope.dimension_count"), dim / heads, &m.err);
+            rc = gguf_writer_set_u32(m.w, KEY("%s.rope.dimension_count"), head_dim, &m.err);
+        if (rc == ATTND_OK && head_dim_given)
+            rc = gguf_writer_set_u32(m.w, KEY("%s.attention.key_length"), head_dim, &m.err);
+        if (rc == ATTND_OK && head_dim_given)
+            rc = gguf_writer_set_u32(m.w, KEY("%s.attention.value_length"), head_dim, &m.err);
+        if (rc == ATTND_OK && rope_scale > 0)
+            rc = gguf_writer_set_str(m.w, KEY("%s.rope.scaling.type"), "linear", &m.err);
+        if (rc == ATTND_OK && rope_scale > 0)
+            rc = gguf_writer_set_f32(m.w, KEY("%s.rope.scaling.factor"), rope_scale, &m.err);
         if (rc == ATTND_OK)
             rc = gguf_writer_set_f32(m.w, KEY("%s.attention.layer_norm_rms_epsilon"), 1e-5f, &m.err);
     } else if (rc == ATTND_OK) {
@@ -301,13 +387,18 @@ int cli_mkmodel(int argc, char **argv)
         rc = mk_tensor(&m, "token_embd.weight", dim, n_vocab, 0.0f, 1.0f);
     if (rc == ATTND_OK && arch == MODEL_ARCH_GPT2)
         rc = mk_tensor(&m, "position_embd.weight", dim, ctx, 0.0f, 0.1f);
+    if (rc == ATTND_OK && rope_freqs) {
+        uint64_t ne[1] = {head_dim / 2};
+        rc = gguf_writer_add_tensor_fn(m.w, "rope_freqs.weight", GGUF_DTYPE_F32, 1, ne,
+                                       fill_rope_freqs, rope_freqs_ctx, &m.err);
+    }
     if (rc == ATTND_OK)
-        rc = mk_layers(&m, arch, dim, layers, kv_dim, ff);
+        rc = mk_layers(&m, arch, dim, layers, q_dim, kv_dim, head_dim, ff);
     if (rc == ATTND_OK)
         rc = mk_tensor(&m, "output_norm.weight", dim, 0, 1.0f, 0.1f);
     if (rc == ATTND_OK && arch == MODEL_ARCH_GPT2)
         rc = mk_tensor(&m, "output_norm.bias", dim, 0, 0.0f, 0.02f);
-    if (rc == ATTND_OK && arch == MODEL_ARCH_LLAMA)
+    if (rc == ATTND_OK && arch != MODEL_ARCH_GPT2 && !tied)
         rc = mk_tensor(&m, "output.weight", dim, n_vocab, 0.0f, 1.0f / sqrtf((float)dim));
     if (rc == ATTND_OK)
         rc = gguf_writer_write(m.w, out, &m.err);

@@ -48,12 +48,21 @@ static const struct arch_traits {
     const char *name;
     model_arch arch;
     model_rope rope;
+    const char *family; /* for people: what runs as this architecture */
 } k_archs[] = {
-    {"llama", MODEL_ARCH_LLAMA, MODEL_ROPE_NORM},
-    {"gpt2", MODEL_ARCH_GPT2, MODEL_ROPE_NONE},
-    {"qwen2", MODEL_ARCH_QWEN2, MODEL_ROPE_NEOX},
-    {"qwen3", MODEL_ARCH_QWEN3, MODEL_ROPE_NEOX},
+    {"llama", MODEL_ARCH_LLAMA, MODEL_ROPE_NORM, "Llama 2/3, Mistral, SmolLM"},
+    {"gpt2", MODEL_ARCH_GPT2, MODEL_ROPE_NONE, "GPT-2"},
+    {"qwen2", MODEL_ARCH_QWEN2, MODEL_ROPE_NEOX, "Qwen 2 / 2.5: Q/K/V biases"},
+    {"qwen3", MODEL_ARCH_QWEN3, MODEL_ROPE_NEOX, "Qwen 3: per-head Q/K RMSNorm"},
 };
+
+const char *model_arch_family(model_arch a)
+{
+    for (size_t i = 0; i < sizeof k_archs / sizeof k_archs[0]; i++)
+        if (k_archs[i].arch == a)
+            return k_archs[i].family;
+    return "?";
+}
 
 const char *model_rope_name(model_rope r)
 {

@@ -51,6 +51,7 @@ typedef struct model_hparams {
 } model_hparams;
 
 const char *model_rope_name(model_rope r); /* "none", "norm (adjacent pairs)", ... */
+const char *model_arch_family(model_arch a); /* "Llama 2/3, Mistral, SmolLM", ... */
 
 int model_hparams_load(const gguf_file *f, model_hparams *hp, attnd_err *err);
 
