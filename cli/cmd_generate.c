@@ -122,7 +122,10 @@ int cli_generate(int argc, char **argv)
         goto fail;
     const model_hparams *hp = model_hparams_of(m);
     const tok_vocab *tv = model_vocab(m);
-    if (tok_encode(tv, prompt, strlen(prompt), TOK_ADD_SPECIAL | (parse_special ? TOK_PARSE_SPECIAL : 0u), &ids, &n_ids, &err) != ATTND_OK)
+    if (tok_warning(tv))
+        fprintf(stderr, "attnd generate: warning: %s\n", tok_warning(tv));
+    unsigned flags = TOK_ADD_SPECIAL | (parse_special ? TOK_PARSE_SPECIAL : 0u);
+    if (tok_encode(tv, prompt, strlen(prompt), flags, &ids, &n_ids, &err) != ATTND_OK)
         goto fail;
     if (n_ids == 0 || n_ids >= hp->n_ctx) {
         attnd_err_set(&err, ATTND_ERANGE, "the prompt has %zu tokens; the context holds %u",

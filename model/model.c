@@ -195,8 +195,10 @@ int model_load_as(const char *path, gguf_load how, model **out, attnd_err *err)
     int rc = gguf_open_as(path, how, &m->file, err);
     if (rc == ATTND_OK)
         rc = model_hparams_load(m->file, &m->hp, err);
-    if (rc == ATTND_OK)
-        rc = tok_load(m->file, &m->vocab, err);
+    if (rc == ATTND_OK && (rc = tok_load(m->file, &m->vocab, err)) != ATTND_OK) {
+        attnd_err tok_err = *err; /* tokenizer messages name the key, not the file */
+        attnd_err_set(err, rc, "%s: %s", path, tok_err.msg);
+    }
     if (rc == ATTND_OK && tok_n_vocab(m->vocab) != (int32_t)m->hp.n_vocab)
         rc = attnd_err_set(err, ATTND_EFORMAT, "%s: tokenizer has %d tokens, model %u", path,
                            tok_n_vocab(m->vocab), m->hp.n_vocab);

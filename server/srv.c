@@ -45,6 +45,8 @@ int srv_run(const cfg *c, attnd_err *err)
             c->model, hp->arch_name, hp->n_layer, hp->n_head, hp->n_head_kv, hp->n_ctx, hp->n_vocab,
             (double)model_weight_bytes(m) / 1048576.0,
             load == GGUF_LOAD_COPY ? "copied into memory" : "mapped");
+    if (tok_warning(model_vocab(m)))
+        fprintf(stderr, "attnd: warning: %s\n", tok_warning(model_vocab(m)));
     fprintf(stderr,
             "attnd: KV cache: %llu bytes per token (%s; %ux less than MHA with %u heads), %u blocks "
             "of %u tokens = %llu tokens, %.1f MiB; %u engine threads\n",

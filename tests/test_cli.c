@@ -67,21 +67,21 @@ Test(cli, info_reports_the_shapes_of_the_shared_models)
         const char *lines[12];
     } m[] = {
         {"models/aidreams260K.gguf",
-         {"architecture: llama", "context: 128", "embedding: 64", "layers: 4", "heads: 4",
+         {"architecture: llama (Llama 2/3, Mistral, SmolLM)", "context: 128", "embedding: 64", "layers: 4", "heads: 4",
           "kv heads: 4 (MHA 1:1)", "ffn: 172", "rope base: 10000", "norm eps: 1e-05",
           "vocab: 512", "tensors: 39 (F32 39)"}},
         {"models/stories260K.gguf",
-         {"architecture: llama", "context: 512", "embedding: 64", "layers: 5", "heads: 8",
+         {"architecture: llama (Llama 2/3, Mistral, SmolLM)", "context: 512", "embedding: 64", "layers: 5", "heads: 8",
           "kv heads: 4 (GQA 2:1)", "ffn: 172", "vocab: 512",
           "kv bytes per token: 640 (F16), 1280 (F32); 2x less than MHA"}},
         {"models/llama-synth-64x2-gqa4.gguf",
-         {"architecture: llama", "context: 256", "embedding: 64", "layers: 2", "heads: 8",
+         {"architecture: llama (Llama 2/3, Mistral, SmolLM)", "context: 256", "embedding: 64", "layers: 2", "heads: 8",
           "kv heads: 2 (GQA 4:1)", "ffn: 256", "vocab: 32000", "adds: bos yes, eos no"}},
         {"models/llama-synth-128x2-q8_0.gguf",
-         {"architecture: llama", "context: 256", "embedding: 128", "layers: 2", "heads: 4",
+         {"architecture: llama (Llama 2/3, Mistral, SmolLM)", "context: 256", "embedding: 128", "layers: 2", "heads: 4",
           "kv heads: 2 (GQA 2:1)", "ffn: 512", "vocab: 32000"}},
         {"models/gpt2-synth-64x2.gguf",
-         {"architecture: gpt2", "context: 128", "embedding: 64", "layers: 2", "heads: 4",
+         {"architecture: gpt2 (GPT-2)", "context: 128", "embedding: 64", "layers: 2", "heads: 4",
           "kv heads: 4 (MHA 1:1)", "ffn: 256", "vocab: 50257", "adds: bos no, eos no"}},
     };
     for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
@@ -117,6 +117,64 @@ Test(cli, info_fails_clearly_on_bad_files)
     free(out);
     remove(path);
     free(path);
+}
+
+/* Every test vector of VOCAB through `attnd tokenize --no-special`. */
+static void check_cli_vectors(const char *vocab)
+{
+    test_vectors vs;
+    test_vectors_load(vocab, &vs);
+    char *txt = test_tmp_path("vector.txt");
+    size_t failed = 0;
+    for (size_t i = 0; i < vs.n; i++) {
+        FILE *fp = fopen(txt, "wb");
+        cr_assert(fp);
+        fwrite(vs.texts[i].p, 1, vs.texts[i].n, fp);
+        fclose(fp);
+        char *out;
+        cr_assert_eq(attnd(&out, "tokenize -m '%s' --no-special < '%s'", test_shared(vocab), txt), 0);
+        int32_t want[512], got[512];
+        size_t n_want = test_parse_ids(vs.lines[i], want, 512), n_got = test_parse_ids(out, got, 512);
+        bool same = n_want == n_got && memcmp(want, got, n_got * sizeof *got) == 0;
+        if (!same) {
+            failed++;
+            cr_expect(same, "%s text %zu: expected [%s], got [%s]", vocab, i, vs.lines[i], out);
+        }
+        free(out);
+    }
+    cr_expect_eq(failed, 0u, "%s: %zu of %zu texts differ", vocab, failed, vs.n);
+    remove(txt);
+    free(txt);
+    test_vectors_free(&vs);
+}
+
+Test(cli, tokenize_llama3_vectors, .timeout = 240)
+{
+    check_cli_vectors("vocab/ggml-vocab-llama3.gguf");
+}
+
+Test(cli, tokenize_qwen3_vectors, .timeout = 240)
+{
+    check_cli_vectors("vocab/ggml-vocab-qwen3.gguf");
+}
+
+/* --special: control tokens written in the text become their ids. */
+Test(cli, tokenize_special_parses_control_tokens)
+{
+    char *out;
+    char *txt = test_tmp_path("special.txt");
+    FILE *fp = fopen(txt, "wb");
+    fputs("<|im_start|>user", fp);
+    fclose(fp);
+    const char *qwen = test_shared("vocab/ggml-vocab-qwen3.gguf");
+    cr_assert_eq(attnd(&out, "tokenize -m '%s' --special < '%s'", qwen, txt), 0);
+    cr_expect_str_eq(out, "151644 872\n");
+    free(out);
+    cr_assert_eq(attnd(&out, "tokenize -m '%s' < '%s'", qwen, txt), 0);
+    cr_expect(strncmp(out, "151644", 6) != 0, "without --special: %s", out);
+    free(out);
+    remove(txt);
+    free(txt);
 }
 
 /* The vocabulary test texts through the CLI (the tokenizer suite checks all of

@@ -360,13 +360,16 @@ static char *write_model(const char *args)
 }
 
 /* Rewrites PATH keeping every key and tensor, except: tensor DROP is left
- * out; tensor CHANGE is declared with TYPE and shape [ne0, ne1] over bytes
- * of value FILL; ARCH (if set) replaces general.architecture. */
+ * out; tensor CHANGE is declared with TYPE and shape [ne0, ne1] (ne1 0: a
+ * vector) over bytes of value FILL; ARCH (if set) replaces
+ * general.architecture; key KEY is set to the string STR or, without one,
+ * to the u32 U32. */
 struct change {
-    const char *drop, *change, *arch;
+    const char *drop, *change, *arch, *key, *str;
     gguf_dtype type;
     uint64_t ne0, ne1;
     uint8_t fill;
+    uint32_t u32;
 };
 
 static void rewrite(const char *path, struct change c)
@@ -379,9 +382,13 @@ static void rewrite(const char *path, struct change c)
         const char *k = gguf_kv_key(f, i);
         if (c.arch && strcmp(k, "general.architecture") == 0)
             gguf_writer_set_str(w, k, c.arch, &err);
-        else
+        else if (!(c.key && strcmp(k, c.key) == 0))
             cr_assert_eq(gguf_writer_copy(w, f, k, &err), ATTND_OK, "%s", err.msg);
     }
+    if (c.key && c.str)
+        cr_assert_eq(gguf_writer_set_str(w, c.key, c.str, &err), ATTND_OK);
+    else if (c.key)
+        cr_assert_eq(gguf_writer_set_u32(w, c.key, c.u32, &err), ATTND_OK);
     static uint8_t bytes_of[1 << 18];
     memset(bytes_of, c.fill, sizeof bytes_of);
     for (size_t i = 0; i < gguf_tensor_count(f); i++) {
@@ -391,8 +398,8 @@ static void rewrite(const char *path, struct change c)
         if (c.change && strcmp(t->name, c.change) == 0) {
             uint64_t ne[2] = {c.ne0, c.ne1}, bytes;
             cr_assert(gguf_dtype_row_bytes(c.type, c.ne0, &bytes) &&
-                      bytes * c.ne1 <= sizeof bytes_of);
-            gguf_writer_add_tensor(w, t->name, c.type, 2, ne, bytes_of, &err);
+                      bytes * (c.ne1 ? c.ne1 : 1) <= sizeof bytes_of);
+            gguf_writer_add_tensor(w, t->name, c.type, c.ne1 ? 2 : 1, ne, bytes_of, &err);
             continue;
         }
         gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, &err);
@@ -465,6 +472,51 @@ Test(engine, load_errors_name_the_tensor)
         remove(path);
         free(path);
     }
+}
+
+/* What a family needs and a file lacks is refused at load, naming it. */
+static void expect_refused(const char *args, struct change c, int code, const char *needle)
+{
+    char *path = write_model(args);
+    rewrite(path, c);
+    model *m = NULL;
+    attnd_err err = {0};
+    cr_assert_eq(model_load(path, &m, &err), code, "%s: %s", args, err.msg);
+    cr_assert_null(m);
+    cr_expect(strstr(err.msg, needle), "\"%s\" does not say \"%s\"", err.msg, needle);
+    cr_log_info("refused: %s", err.msg);
+    remove(path);
+    free(path);
+}
+
+Test(engine, family_load_errors_name_what_is_missing)
+{
+    const char *qwen2 = "--arch qwen2 --dim 32 --heads 2 --layers 1 --ff 32 --ctx 16";
+    const char *qwen3 = "--arch qwen3 --dim 32 --heads 2 --head-dim 8 --layers 1 --ff 32 --ctx 16";
+    const char *llama = "--dim 32 --heads 2 --layers 1 --ff 32 --ctx 16 --rope-freqs";
+    expect_refused(qwen2, (struct change){.drop = "blk.0.attn_k.bias"}, ATTND_EFORMAT,
+                   "tensor 'blk.0.attn_k.bias' is missing");
+    expect_refused(qwen3, (struct change){.drop = "blk.0.attn_q_norm.weight"}, ATTND_EFORMAT,
+                   "tensor 'blk.0.attn_q_norm.weight' is missing");
+    expect_refused(qwen3, (struct change){.drop = "blk.0.attn_q.weight"}, ATTND_EFORMAT,
+                   "tensor 'blk.0.attn_q.weight' is missing");
+    expect_refused(qwen3, (struct change){.change = "blk.0.attn_k_norm.weight",
+                                          .type = GGUF_DTYPE_F32, .ne0 = 4},
+                   ATTND_EFORMAT, "tensor 'blk.0.attn_k_norm.weight' has 4 elements, expected 8");
+    expect_refused(qwen3, (struct change){.key = "qwen3.attention.value_length", .u32 = 4},
+                   ATTND_EUNSUPPORTED, "key_length 8 differs from value_length 4");
+    expect_refused(llama, (struct change){.key = "llama.rope.scaling.type", .str = "yarn"},
+                   ATTND_EUNSUPPORTED, "llama.rope.scaling.type 'yarn' is not supported");
+    expect_refused(llama, (struct change){.change = "rope_freqs.weight", .type = GGUF_DTYPE_F32,
+                                          .ne0 = 5},
+                   ATTND_EFORMAT, "tensor 'rope_freqs.weight' has 5 elements, expected 8");
+    expect_refused(llama, (struct change){.change = "rope_freqs.weight", .type = GGUF_DTYPE_F32,
+                                          .ne0 = 8},
+                   ATTND_EFORMAT, "'rope_freqs.weight': element 0 is 0 (must be > 0)");
+    expect_refused(llama, (struct change){.arch = "deepseek2"}, ATTND_EUNSUPPORTED,
+                   "unknown architecture 'deepseek2' (supported: llama, qwen2, qwen3, gpt2)");
+    expect_refused(llama, (struct change){.key = "tokenizer.ggml.model", .str = "bert"},
+                   ATTND_EUNSUPPORTED, "unsupported tokenizer \"bert\"");
 }
 
 /* ------------------------------------------------------------ matmul kernels */

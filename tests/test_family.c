@@ -4,7 +4,8 @@
  * against the goldens in tests/data/golden (llama.cpp, or the float64 numpy
  * reference for Qwen 3; tests/ref/make-goldens.sh), fed one position per step
  * and as one chunk; what `attnd info` says about them. Each golden names the
- * `attnd mkmodel` arguments of its model, which is rebuilt here. */
+ * `attnd mkmodel` arguments of its model, which is rebuilt here
+ * (test_golden_model). */
 #include <criterion/criterion.h>
 
 #include <math.h>
@@ -15,24 +16,6 @@
 #include "engine.h"
 #include "model.h"
 #include "test_util.h"
-
-#define GOLDEN_DIR ATTND_SOURCE_DIR "/tests/data/golden"
-
-/* Builds the golden's model in the temporary directory; returns its path. */
-static char *make_model(const char *json, const char *name)
-{
-    char *args = test_json_str(json, "mkmodel"), *vocab = test_json_str(json, "vocab_file");
-    char file[128];
-    snprintf(file, sizeof file, "family-%s.gguf", name);
-    char *path = test_tmp_path(file);
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "'%s' mkmodel -o '%s' --vocab '%s' %s", test_attnd_bin(), path,
-             test_shared(vocab), args);
-    cr_assert_eq(test_run(cmd, NULL), 0, "%s", cmd);
-    free(args);
-    free(vocab);
-    return path;
-}
 
 static int32_t argmax(const float *x, size_t n)
 {
@@ -49,9 +32,7 @@ static int32_t argmax(const float *x, size_t n)
 static void check_family(const char *name, double tol)
 {
     char path[512];
-    snprintf(path, sizeof path, GOLDEN_DIR "/%s.json", name);
-    char *json = test_read_file(path, NULL);
-    cr_assert(json, "cannot read %s", path);
+    char *json = test_golden_json(name);
     size_t P, n_argmax;
     int32_t *tokens = test_json_ints(json, "input_tokens", &P);
     int32_t *want_argmax = test_json_ints(json, "argmax", &n_argmax);
@@ -59,12 +40,12 @@ static void check_family(const char *name, double tol)
     uint32_t cols = (V + stride - 1) / stride;
     cr_assert_eq(n_argmax, P);
     cr_assert_eq((size_t)test_json_int(json, "positions"), P);
-    snprintf(path, sizeof path, GOLDEN_DIR "/%s.logits.f32", name);
+    snprintf(path, sizeof path, TEST_GOLDEN_DIR "/%s.logits.f32", name);
     size_t bytes;
     float *ref = (float *)(void *)test_read_file(path, &bytes);
     cr_assert(ref && bytes == P * cols * sizeof(float), "%s: %zu bytes", path, bytes);
 
-    char *model_path = make_model(json, name);
+    char *model_path = test_golden_model(name);
     attnd_err err = {0};
     model *m;
     cr_assert_eq(model_load(model_path, &m, &err), ATTND_OK, "%s", err.msg);
@@ -146,17 +127,12 @@ Test(family, qwen3_f16, .timeout = 120) { check_family("qwen3-qk-norm-f16", F16_
 
 static char *info_of(const char *golden)
 {
-    char path[512];
-    snprintf(path, sizeof path, GOLDEN_DIR "/%s.json", golden);
-    char *json = test_read_file(path, NULL);
-    cr_assert(json);
-    char *model_path = make_model(json, golden);
+    char *model_path = test_golden_model(golden);
     char cmd[1024], *out = NULL;
     snprintf(cmd, sizeof cmd, "'%s' info '%s'", test_attnd_bin(), model_path);
     cr_assert_eq(test_run(cmd, &out), 0, "%s", cmd);
     remove(model_path);
     free(model_path);
-    free(json);
     return out;
 }
 

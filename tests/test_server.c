@@ -944,3 +944,125 @@ Test(server, busy_port_exits_1_naming_the_port)
     free(log);
     close(fd);
 }
+
+/* ------------------------------------------------------------ model families */
+
+/* Every test vector of VOCAB through /tokenize (parse_special false, as the
+ * reference made them), on a server running MODEL. */
+static void check_tokenize_vectors(const struct server *s, const char *vocab)
+{
+    test_vectors vs;
+    test_vectors_load(vocab, &vs);
+    size_t failed = 0;
+    for (size_t i = 0; i < vs.n; i++) {
+        char *text = strndup(vs.texts[i].p, vs.texts[i].n);
+        cJSON *req = cJSON_CreateObject();
+        cJSON_AddStringToObject(req, "text", text);
+        cJSON_AddBoolToObject(req, "parse_special", false);
+        char *body = cJSON_PrintUnformatted(req);
+        struct buf b = {0};
+        cr_assert_eq(http(s, "POST", "/tokenize", body, NULL, &b), 200, "%s", b.p);
+        cJSON *o = json(b.p);
+        const cJSON *toks = cJSON_GetObjectItem(o, "tokens");
+        int32_t want[512];
+        size_t n_want = test_parse_ids(vs.lines[i], want, 512), n = 0;
+        bool same = cJSON_GetArraySize(toks) == (int)n_want;
+        for (const cJSON *t = toks ? toks->child : NULL; same && t; t = t->next)
+            same = (int32_t)t->valuedouble == want[n++];
+        if (!same) {
+            failed++;
+            cr_expect(same, "%s text %zu: expected [%s], got %s", vocab, i, vs.lines[i], b.p);
+        }
+        cJSON_Delete(o);
+        cJSON_Delete(req);
+        free(body);
+        free(b.p);
+        free(text);
+    }
+    cr_expect_eq(failed, 0u, "%s: %zu of %zu texts differ", vocab, failed, vs.n);
+    test_vectors_free(&vs);
+}
+
+/* Greedy text from /generate (parse_special on a chat-formatted prompt)
+ * equals `attnd generate --special` on the same model. */
+static void check_generate_matches_cli(const struct server *s, const char *model,
+                                       const char *prompt)
+{
+    cJSON *req = cJSON_CreateObject();
+    cJSON_AddStringToObject(req, "prompt", prompt);
+    cJSON_AddNumberToObject(req, "max_tokens", 24);
+    cJSON_AddNumberToObject(req, "temperature", 0);
+    cJSON_AddBoolToObject(req, "parse_special", true);
+    char *body = cJSON_PrintUnformatted(req);
+    struct buf b = {0};
+    cr_assert_eq(http(s, "POST", "/generate", body, NULL, &b), 200, "%s", b.p);
+    cJSON *o = json(b.p);
+    const char *text = cJSON_GetObjectItem(o, "text")->valuestring;
+
+    char *ptxt = test_tmp_path("family-prompt.txt");
+    FILE *fp = fopen(ptxt, "wb");
+    fputs(prompt, fp);
+    fclose(fp);
+    char cmd[4096], *out = NULL;
+    /* the x keeps $(...) from dropping the prompt's final newline */
+    snprintf(cmd, sizeof cmd,
+             "p=\"$(cat '%s'; printf x)\"; '%s' generate -m '%s' --temp 0 -n 24 --special "
+             "--threads 2 -p \"${p%%x}\" 2>/dev/null",
+             ptxt, test_attnd_bin(), model);
+    cr_assert_eq(test_run(cmd, &out), 0, "%s", cmd);
+    size_t pl = strlen(prompt);
+    cr_assert(strncmp(out, prompt, pl) == 0, "attnd generate did not echo the prompt: %s", out);
+    cr_expect_str_eq(out + pl, text, "/generate and attnd generate differ on %s", model);
+    /* parse_special matters: the same prompt as plain text is more tokens */
+    cJSON *u = cJSON_GetObjectItem(o, "usage");
+    double special_tokens = cJSON_GetObjectItem(u, "prompt_tokens")->valuedouble;
+    cJSON_ReplaceItemInObject(req, "parse_special", cJSON_CreateBool(false));
+    cJSON_ReplaceItemInObject(req, "max_tokens", cJSON_CreateNumber(1));
+    free(body);
+    body = cJSON_PrintUnformatted(req);
+    struct buf b2 = {0};
+    cr_assert_eq(http(s, "POST", "/generate", body, NULL, &b2), 200, "%s", b2.p);
+    cJSON *o2 = json(b2.p);
+    double plain_tokens =
+        cJSON_GetObjectItem(cJSON_GetObjectItem(o2, "usage"), "prompt_tokens")->valuedouble;
+    cr_expect_gt(plain_tokens, special_tokens, "parse_special=false gave %g tokens, true %g",
+                 plain_tokens, special_tokens);
+    cJSON_Delete(o2);
+    free(b2.p);
+    remove(ptxt);
+    free(ptxt);
+    free(out);
+    cJSON_Delete(o);
+    free(b.p);
+    free(body);
+    cJSON_Delete(req);
+}
+
+Test(server_family, qwen3_tokenizes_and_generates_as_the_cli, .timeout = 120)
+{
+    char *model = test_golden_model("qwen3-qk-norm-f32");
+    struct server s;
+    server_start(&s, model, NULL);
+    check_tokenize_vectors(&s, "vocab/ggml-vocab-qwen3.gguf");
+    check_generate_matches_cli(&s, model,
+                               "<|im_start|>user\nName three colours.<|im_end|>\n"
+                               "<|im_start|>assistant\n");
+    cr_expect_eq(server_stop(&s), 0);
+    remove(model);
+    free(model);
+}
+
+Test(server_family, llama3_tokenizes_and_generates_as_the_cli, .timeout = 120)
+{
+    char *model = test_golden_model("llama3-rope-freqs-f32");
+    struct server s;
+    server_start(&s, model, NULL);
+    check_tokenize_vectors(&s, "vocab/ggml-vocab-llama3.gguf");
+    check_generate_matches_cli(&s, model,
+                               "<|start_header_id|>user<|end_header_id|>\n\nName three "
+                               "colours.<|eot_id|><|start_header_id|>assistant<|end_header_id|>"
+                               "\n\n");
+    cr_expect_eq(server_stop(&s), 0);
+    remove(model);
+    free(model);
+}

@@ -17,7 +17,6 @@
 #define VOCAB_BPE "vocab/ggml-vocab-gpt-2.gguf"
 #define VOCAB_LLAMA3 "vocab/ggml-vocab-llama3.gguf"
 #define VOCAB_QWEN3 "vocab/ggml-vocab-qwen3.gguf"
-#define SEP "\n__ggml_vocab_test__\n"
 
 /* ------------------------------------------------------------ helpers */
 
@@ -34,74 +33,6 @@ static tok_vocab *load_vocab(const char *rel)
     gguf_close(f);
     cr_assert_eq(rc, ATTND_OK, "tok_load %s: %s", path, err.msg);
     return v;
-}
-
-typedef struct tvec_text {
-    const char *p;
-    size_t n;
-} tvec_text;
-
-typedef struct vectors {
-    char *inp, *outp;
-    tvec_text texts[64];
-    size_t n;
-    char *lines[64]; /* expected ids, one line per text */
-} vectors;
-
-static void load_vectors(const char *rel, vectors *vs)
-{
-    char path[4096];
-    memset(vs, 0, sizeof *vs);
-    snprintf(path, sizeof path, "%s.inp", test_shared(rel));
-    size_t len;
-    vs->inp = test_read_file(path, &len);
-    cr_assert(vs->inp, "cannot read %s", path);
-    const size_t seplen = strlen(SEP);
-    size_t off = 0;
-    while (off < len) {
-        char *s = memmem(vs->inp + off, len - off, SEP, seplen);
-        cr_assert(s, "%s: text %zu is not followed by the separator", path, vs->n);
-        cr_assert_lt(vs->n, 64u);
-        vs->texts[vs->n].p = vs->inp + off;
-        vs->texts[vs->n].n = (size_t)(s - (vs->inp + off));
-        vs->n++;
-        off = (size_t)(s - vs->inp) + seplen;
-    }
-    snprintf(path, sizeof path, "%s.out", test_shared(rel));
-    vs->outp = test_read_file(path, NULL);
-    cr_assert(vs->outp, "cannot read %s", path);
-    size_t nl = 0;
-    for (char *line = vs->outp; *line && nl < 64;) {
-        char *end = strchr(line, '\n');
-        if (end)
-            *end = '\0';
-        vs->lines[nl++] = line;
-        if (!end)
-            break;
-        line = end + 1;
-    }
-    cr_assert_eq(nl, vs->n, "%s: %zu lines for %zu texts", path, nl, vs->n);
-}
-
-static void free_vectors(vectors *vs)
-{
-    free(vs->inp);
-    free(vs->outp);
-}
-
-static size_t parse_ids(const char *s, int32_t *ids, size_t cap)
-{
-    size_t n = 0;
-    for (;;) {
-        char *end;
-        long x = strtol(s, &end, 10);
-        if (end == s)
-            break;
-        cr_assert_lt(n, cap);
-        ids[n++] = (int32_t)x;
-        s = end;
-    }
-    return n;
 }
 
 static void format_ids(const int32_t *ids, size_t n, char *buf, size_t cap)
@@ -200,13 +131,13 @@ static size_t json_ids(const char *json, const char *key, int32_t *ids, size_t c
 static void check_vectors(const char *rel)
 {
     tok_vocab *v = load_vocab(rel);
-    vectors vs;
-    load_vectors(rel, &vs);
+    test_vectors vs;
+    test_vectors_load(rel, &vs);
     cr_assert_eq(vs.n, 46u, "%s: expected 46 texts, found %zu", rel, vs.n);
     size_t failed = 0;
     for (size_t i = 0; i < vs.n; i++) {
         int32_t want[512];
-        size_t n_want = parse_ids(vs.lines[i], want, 512);
+        size_t n_want = test_parse_ids(vs.lines[i], want, 512);
         size_t n_got;
         int32_t *got = encode(v, vs.texts[i].p, vs.texts[i].n, false, &n_got);
         bool same = n_got == n_want && memcmp(got, want, n_got * sizeof *got) == 0;
@@ -221,7 +152,7 @@ static void check_vectors(const char *rel)
         free(got);
     }
     cr_assert_eq(failed, 0u, "%s: %zu of %zu texts tokenized differently", rel, failed, vs.n);
-    free_vectors(&vs);
+    test_vectors_free(&vs);
     tok_free(v);
 }
 
@@ -578,10 +509,10 @@ Test(tok_decode, aidreams_golden_text)
 static void check_roundtrip(const char *rel)
 {
     tok_vocab *v = load_vocab(rel);
-    vectors vs;
-    load_vectors(rel, &vs);
+    test_vectors vs;
+    test_vectors_load(rel, &vs);
     for (size_t i = 0; i < vs.n; i++) {
-        const tvec_text *tx = &vs.texts[i];
+        const test_text *tx = &vs.texts[i];
         cr_assert(attnd_utf8_valid(tx->p, tx->n));
         size_t n, len, slen;
         int32_t *ids = encode(v, tx->p, tx->n, false, &n);
@@ -604,7 +535,7 @@ static void check_roundtrip(const char *rel)
         free(t);
         free(ids);
     }
-    free_vectors(&vs);
+    test_vectors_free(&vs);
     tok_free(v);
 }
 

@@ -141,3 +141,86 @@ long test_json_int(const char *json, const char *key)
     cJSON_Delete(root);
     return v;
 }
+
+void test_vectors_load(const char *rel, test_vectors *vs)
+{
+    static const char sep[] = "\n__ggml_vocab_test__\n";
+    char path[4096];
+    memset(vs, 0, sizeof *vs);
+    snprintf(path, sizeof path, "%s.inp", test_shared(rel));
+    size_t len;
+    vs->inp = test_read_file(path, &len);
+    cr_assert(vs->inp, "cannot read %s", path);
+    const size_t seplen = strlen(sep);
+    size_t off = 0;
+    while (off < len) {
+        char *s = memmem(vs->inp + off, len - off, sep, seplen);
+        cr_assert(s, "%s: text %zu is not followed by the separator", path, vs->n);
+        cr_assert_lt(vs->n, 64u);
+        vs->texts[vs->n].p = vs->inp + off;
+        vs->texts[vs->n].n = (size_t)(s - (vs->inp + off));
+        vs->n++;
+        off = (size_t)(s - vs->inp) + seplen;
+    }
+    snprintf(path, sizeof path, "%s.out", test_shared(rel));
+    vs->outp = test_read_file(path, NULL);
+    cr_assert(vs->outp, "cannot read %s", path);
+    size_t nl = 0;
+    for (char *line = vs->outp; *line && nl < 64;) {
+        char *end = strchr(line, '\n');
+        if (end)
+            *end = '\0';
+        vs->lines[nl++] = line;
+        if (!end)
+            break;
+        line = end + 1;
+    }
+    cr_assert_eq(nl, vs->n, "%s: %zu lines for %zu texts", path, nl, vs->n);
+}
+
+void test_vectors_free(test_vectors *vs)
+{
+    free(vs->inp);
+    free(vs->outp);
+}
+
+size_t test_parse_ids(const char *s, int32_t *ids, size_t cap)
+{
+    size_t n = 0;
+    for (;;) {
+        char *end;
+        long x = strtol(s, &end, 10);
+        if (end == s)
+            break;
+        cr_assert_lt(n, cap);
+        ids[n++] = (int32_t)x;
+        s = end;
+    }
+    return n;
+}
+
+char *test_golden_json(const char *name)
+{
+    char path[1024];
+    snprintf(path, sizeof path, TEST_GOLDEN_DIR "/%s.json", name);
+    char *json = test_read_file(path, NULL);
+    cr_assert(json, "cannot read %s", path);
+    return json;
+}
+
+char *test_golden_model(const char *name)
+{
+    char *json = test_golden_json(name);
+    char *args = test_json_str(json, "mkmodel"), *vocab = test_json_str(json, "vocab_file");
+    char file[256];
+    snprintf(file, sizeof file, "golden-%s.gguf", name);
+    char *path = test_tmp_path(file);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "'%s' mkmodel -o '%s' --vocab '%s' %s", test_attnd_bin(), path,
+             test_shared(vocab), args);
+    cr_assert_eq(test_run(cmd, NULL), 0, "%s", cmd);
+    free(args);
+    free(vocab);
+    free(json);
+    return path;
+}

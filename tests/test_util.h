@@ -31,4 +31,32 @@ int32_t *test_json_ints(const char *json, const char *key, size_t *n);
 char *test_json_str(const char *json, const char *key);
 long test_json_int(const char *json, const char *key);
 
+/* The model-family goldens committed in tests/data/golden (made by
+ * tests/ref/make-goldens.sh): the json of golden NAME (malloc'd), and its
+ * model rebuilt by `attnd mkmodel` from the arguments the json records, in
+ * a fresh temporary file (malloc'd path; the caller removes it). */
+#define TEST_GOLDEN_DIR ATTND_SOURCE_DIR "/tests/data/golden"
+char *test_golden_json(const char *name);
+char *test_golden_model(const char *name);
+
+/* A vocabulary's test vectors: REL.inp (texts, each followed by
+ * "\n__ggml_vocab_test__\n") and REL.out (the expected ids of each text on
+ * its line), REL relative to the shared data. */
+typedef struct test_text {
+    const char *p;
+    size_t n;
+} test_text;
+
+typedef struct test_vectors {
+    char *inp, *outp;
+    test_text texts[64];
+    size_t n;
+    char *lines[64]; /* expected ids, one line per text */
+} test_vectors;
+
+void test_vectors_load(const char *rel, test_vectors *vs);
+void test_vectors_free(test_vectors *vs);
+/* Space-separated ids of S into IDS (at most CAP); returns the count. */
+size_t test_parse_ids(const char *s, int32_t *ids, size_t cap);
+
 #endif
