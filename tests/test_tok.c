@@ -12,6 +12,7 @@
 #include "gguf.h"
 #include "test_util.h"
 #include "tok.h"
+#include "tok_internal.h"
 
 #define VOCAB_SPM "vocab/ggml-vocab-llama-spm.gguf"
 #define VOCAB_BPE "vocab/ggml-vocab-gpt-2.gguf"
@@ -280,6 +281,87 @@ Test(tok_parse_special, bad_flags_rejected)
     attnd_err err = {0};
     cr_assert_eq(tok_encode(v, "a", 1, 4u, &ids, &n, &err), ATTND_EINVAL);
     cr_assert_null(ids);
+    tok_free(v);
+}
+
+/* ------------------------------------------------------------ NFC */
+
+static size_t hex_cps_to_utf8(const char *s, const char *end, char *out)
+{
+    size_t n = 0;
+    while (s < end) {
+        char *e;
+        unsigned long cp = strtoul(s, &e, 16);
+        if (e == s)
+            break;
+        n += attnd_utf8_encode((uint32_t)cp, out + n);
+        s = e;
+    }
+    return n;
+}
+
+/* tok_nfc against Python's unicodedata on every code point NFC changes, the
+ * decomposed form of every composite, and random mark sequences. */
+Test(tok_nfc, matches_unicodedata)
+{
+    char *data = test_read_file(ATTND_SOURCE_DIR "/tests/data/nfc-cases.txt", NULL);
+    cr_assert(data, "cannot read tests/data/nfc-cases.txt");
+    size_t cases = 0, failed = 0;
+    for (char *line = data; *line;) {
+        char *nl = strchr(line, '\n');
+        char *end = nl ? nl : line + strlen(line);
+        char *arrow = strstr(line, " -> ");
+        if (*line != '#' && arrow && arrow < end) {
+            char in[256], want[256];
+            size_t n_in = hex_cps_to_utf8(line, arrow, in);
+            size_t n_want = hex_cps_to_utf8(arrow + 4, end, want);
+            char *got;
+            size_t n_got;
+            attnd_err err = {0};
+            cr_assert_eq(tok_nfc(in, n_in, &got, &n_got, &err), ATTND_OK, "%s", err.msg);
+            if (n_got != n_want || memcmp(got, want, n_got) != 0) {
+                if (failed++ < 10)
+                    cr_expect_fail("NFC(%.*s) differs", (int)(arrow - line), line);
+            }
+            free(got);
+            cases++;
+        }
+        line = nl ? nl + 1 : end;
+    }
+    cr_log_info("NFC: %zu cases", cases);
+    cr_assert_gt(cases, 2000u);
+    cr_assert_eq(failed, 0u, "%zu of %zu NFC cases differ", failed, cases);
+    free(data);
+}
+
+Test(tok_nfc, invalid_bytes_pass_through)
+{
+    const char in[] = "e\xCC\x81\xFFx\xC3";
+    char *got;
+    size_t n;
+    attnd_err err = {0};
+    cr_assert_eq(tok_nfc(in, sizeof in - 1, &got, &n, &err), ATTND_OK);
+    cr_assert_eq(n, 5u);
+    cr_assert(memcmp(got, "\xC3\xA9\xFFx\xC3", 5) == 0);
+    free(got);
+}
+
+/* Qwen normalizes before tokenizing: a decomposed é is the composed one;
+ * Llama 3 does not. */
+Test(tok_nfc, qwen_normalizes_llama3_does_not, .timeout = 60)
+{
+    const char *composed = "caf\xC3\xA9", *decomposed = "cafe\xCC\x81";
+    size_t na, nb;
+    tok_vocab *v = load_vocab(VOCAB_QWEN3);
+    int32_t *a = encode_flags(v, composed, 0, &na), *b = encode_flags(v, decomposed, 0, &nb);
+    expect_ids(b, nb, a, na, "qwen3: decomposed vs composed");
+    free(a), free(b);
+    tok_free(v);
+    v = load_vocab(VOCAB_LLAMA3);
+    a = encode_flags(v, composed, 0, &na);
+    b = encode_flags(v, decomposed, 0, &nb);
+    cr_expect(na != nb || memcmp(a, b, na * sizeof *a) != 0, "llama3 normalized the text");
+    free(a), free(b);
     tok_free(v);
 }
 

@@ -97,11 +97,20 @@ static int encode_text(const tok_vocab *v, const char *text, size_t len, bool pa
             after_special = true;
             continue;
         }
-        if (v->kind == TOK_KIND_SPM)
+        if (v->kind == TOK_KIND_SPM) {
             rc = tok_spm_encode(v, text + f->off, f->len, v->add_space_prefix && after_special,
                                 out, err);
-        else
+        } else if (tok_pre_nfc(v->pre)) {
+            /* normalized piece by piece: special tokens are matched on the
+             * text as written, as Hugging Face's tokenizers do */
+            char *norm;
+            size_t norm_len;
+            if ((rc = tok_nfc(text + f->off, f->len, &norm, &norm_len, err)) == ATTND_OK)
+                rc = tok_bpe_encode(v, norm, norm_len, out, err);
+            free(norm);
+        } else {
             rc = tok_bpe_encode(v, text + f->off, f->len, out, err);
+        }
         after_special = false;
     }
     free(fs.v);

@@ -136,12 +136,17 @@ int tok_pre_new(const char *name, size_t len, tok_pre **out, bool *known, attnd_
 void tok_pre_free(tok_pre *p);
 const char *tok_pre_name(const tok_pre *p);
 bool tok_pre_ignores_merges(const tok_pre *p);
+bool tok_pre_nfc(const tok_pre *p); /* text is NFC-normalized before splitting */
 /* Called with each chunk of the text in order; a non-OK return stops. */
 typedef int (*tok_chunk_fn)(void *ctx, const char *chunk, size_t n, attnd_err *err);
 int tok_pre_split(const tok_pre *p, const char *text, size_t len, tok_chunk_fn fn, void *ctx,
                   attnd_err *err);
 int tok_bpe_encode(const tok_vocab *v, const char *text, size_t len, tok_ids *out,
                    attnd_err *err);
+
+/* TEXT[0, LEN) in Unicode Normalization Form C (tok_nfc.c), malloc'd in *OUT;
+ * invalid UTF-8 bytes are kept as they are. */
+int tok_nfc(const char *text, size_t len, char **out, size_t *out_len, attnd_err *err);
 
 /* GPT-2's reversible byte <-> printable code point mapping (bytes_to_unicode). */
 uint32_t tok_bpe_byte_to_cp(uint8_t b);

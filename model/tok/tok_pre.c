@@ -37,21 +37,24 @@
 typedef struct pre_rule {
     const char *names;  /* the tokenizer.ggml.pre values, '|'-separated */
     bool ignore_merges; /* a chunk that is a token is taken whole (Llama 3) */
+    bool nfc;           /* the model's tokenizer normalizes text to NFC first */
     const char *exprs[PRE_MAX_EXPRS];
 } pre_rule;
 
 static const pre_rule k_rules[] = {
     {"gpt-2|gpt2|mpt|olmo|jais|phi-2|roberta-bpe|jina-es|jina-de|jina-v1-en|jina-v2-es|"
      "jina-v2-de|jina-v2-code|gigachat|codeshell-gpt2",
-     false, {RE_GPT2}},
-    {"llama-bpe|llama3|llama-v3|falcon3", true, {RE_LLAMA3}},
-    {"dbrx|smaug-bpe", false, {RE_LLAMA3}},
-    {"tekken", true,
+     false, false, {RE_GPT2}},
+    {"llama-bpe|llama3|llama-v3|falcon3", true, false, {RE_LLAMA3}},
+    {"dbrx|smaug-bpe", false, false, {RE_LLAMA3}},
+    {"tekken", true, false,
      {"[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+|[^\\r\\n\\p{L}\\p{N}]?"
       "((?=[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|"
       "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}},
-    {"qwen2|deepseek-r1-qwen|stablelm2|megrez", false, {RE_QWEN2}},
-    {"deepseek-llm", false,
+    /* Qwen's tokenizer.json normalizes to NFC (llama.cpp skips that step) */
+    {"qwen2|deepseek-r1-qwen", false, true, {RE_QWEN2}},
+    {"stablelm2|megrez", false, false, {RE_QWEN2}},
+    {"deepseek-llm", false, false,
      {"[\\r\\n]",
       "\\s?[A-Za-z\\x{B5}\\x{C0}-\\x{D6}\\x{D8}-\\x{F6}\\x{F8}-\\x{1BA}\\x{1BC}-\\x{1BF}"
       "\\x{1C4}-\\x{293}\\x{295}-\\x{2AF}\\x{370}-\\x{373}\\x{376}\\x{377}\\x{37B}-\\x{37D}"
@@ -73,18 +76,18 @@ static const pre_rule k_rules[] = {
       "\\x{118A0}-\\x{118DF}\\x{1E900}-\\x{1E943}]+",
       "\\s?[!-/:-~\\x{FF01}-\\x{FF0F}\\x{FF1A}-\\x{FF5E}\\x{2018}-\\x{201F}\\x{3000}-\\x{3002}]+",
       "\\s+$", RE_CJK, "\\p{N}+"}},
-    {"deepseek-v3", false,
+    {"deepseek-v3", false, false,
      {"\\p{N}{1,3}", "[\\x{4E00}-\\x{9FA5}\\x{3040}-\\x{309F}\\x{30A0}-\\x{30FF}]+",
       "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\\r\\n\\p{L}\\p{P}\\p{S}]?"
       "[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}},
-    {"deepseek-coder", false, {"[\\r\\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", RE_CJK, "\\p{N}"}},
-    {"falcon", false, {"[\\p{P}\\$\\+<=>\\^~\\|`]+", RE_GPT2, "[0-9][0-9][0-9]"}},
-    {"starcoder|refact|command-r|smollm|codeshell|exaone|minerva-7b", false,
+    {"deepseek-coder", false, false, {"[\\r\\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", RE_CJK, "\\p{N}"}},
+    {"falcon", false, false, {"[\\p{P}\\$\\+<=>\\^~\\|`]+", RE_GPT2, "[0-9][0-9][0-9]"}},
+    {"starcoder|refact|command-r|smollm|codeshell|exaone|minerva-7b", false, false,
      {"\\p{N}", RE_GPT2}},
-    {"poro-chat|bloom|gpt3-finnish", false, {RE_FINNISH}},
-    {"viking", false, {RE_FINNISH, "\\p{N}"}},
+    {"poro-chat|bloom|gpt3-finnish", false, false, {RE_FINNISH}},
+    {"viking", false, false, {RE_FINNISH, "\\p{N}"}},
     /* what a file without tokenizer.ggml.pre gets, as in llama.cpp */
-    {"default", false, {"[\\p{P}\\$\\+<=>\\^~\\|]+", RE_GPT2, "\\p{N}+", "[0-9][0-9][0-9]"}},
+    {"default", false, false, {"[\\p{P}\\$\\+<=>\\^~\\|]+", RE_GPT2, "\\p{N}+", "[0-9][0-9][0-9]"}},
 };
 
 struct tok_pre {
@@ -165,6 +168,11 @@ const char *tok_pre_name(const tok_pre *p)
 bool tok_pre_ignores_merges(const tok_pre *p)
 {
     return p->rule->ignore_merges;
+}
+
+bool tok_pre_nfc(const tok_pre *p)
+{
+    return p->rule->nfc;
 }
 
 /* A piece of the text: LEN bytes; RAW pieces (invalid UTF-8) are final. */
