@@ -124,6 +124,8 @@ int cli_generate(int argc, char **argv)
     const tok_vocab *tv = model_vocab(m);
     if (tok_warning(tv))
         fprintf(stderr, "attnd generate: warning: %s\n", tok_warning(tv));
+    const int32_t *eog;
+    size_t n_eog = tok_eog_ids(tv, &eog);
     unsigned flags = TOK_ADD_SPECIAL | (parse_special ? TOK_PARSE_SPECIAL : 0u);
     if (tok_encode(tv, prompt, strlen(prompt), flags, &ids, &n_ids, &err) != ATTND_OK)
         goto fail;
@@ -136,7 +138,7 @@ int cli_generate(int argc, char **argv)
     ep.kv_block_size = 16;
     ep.kv_blocks = (hp->n_ctx + 15) / 16;
     if (engine_new(m, &ep, &e, &err) != ATTND_OK || engine_seq_open(e, &seq, &err) != ATTND_OK ||
-        sampler_new(&sp, (int32_t)hp->n_vocab, tok_eos(tv), &smp, &err) != ATTND_OK)
+        sampler_new(&sp, (int32_t)hp->n_vocab, eog, n_eog, &smp, &err) != ATTND_OK)
         goto fail;
     logits = malloc((size_t)hp->n_vocab * sizeof(float));
     en = calloc(n_ids, sizeof *en);

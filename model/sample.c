@@ -40,7 +40,8 @@ typedef struct item {
 struct sampler {
     sample_params p;
     int32_t n_vocab;
-    int32_t eos;
+    int32_t eog[SAMPLE_MAX_EOG]; /* banned under ignore_eos */
+    size_t n_eog;
     uint64_t rng[4]; /* xoshiro256** state */
 
     /* The last p.repeat_last_n accepted tokens (a ring; order is irrelevant). */
@@ -104,8 +105,8 @@ static double rng_uniform(uint64_t st[4])
 
 /* ---- setup ---- */
 
-int sampler_new(const sample_params *p, int32_t n_vocab, int32_t eos, sampler **out,
-                attnd_err *err)
+int sampler_new(const sample_params *p, int32_t n_vocab, const int32_t *eog, size_t n_eog,
+                sampler **out, attnd_err *err)
 {
     if (!out)
         return attnd_err_set(err, ATTND_EINVAL, "sampler_new: out must not be NULL");
@@ -114,10 +115,14 @@ int sampler_new(const sample_params *p, int32_t n_vocab, int32_t eos, sampler **
         return attnd_err_set(err, ATTND_EINVAL, "sampler_new: params must not be NULL");
     if (n_vocab <= 0)
         return attnd_err_set(err, ATTND_EINVAL, "n_vocab must be > 0 (got %d)", (int)n_vocab);
-    if (eos < -1 || eos >= n_vocab)
-        return attnd_err_set(err, ATTND_EINVAL,
-                             "eos must be -1 or a token id below n_vocab %d (got %d)",
-                             (int)n_vocab, (int)eos);
+    if (n_eog > SAMPLE_MAX_EOG || (n_eog && !eog))
+        return attnd_err_set(err, ATTND_EINVAL, "at most %d end-of-generation tokens (got %zu)",
+                             SAMPLE_MAX_EOG, n_eog);
+    for (size_t i = 0; i < n_eog; i++)
+        if (eog[i] < 0 || eog[i] >= n_vocab)
+            return attnd_err_set(err, ATTND_EINVAL,
+                                 "end-of-generation token %d is not an id below n_vocab %d",
+                                 (int)eog[i], (int)n_vocab);
     if (!isfinite(p->temperature) || p->temperature < 0.0f)
         return attnd_err_set(err, ATTND_EINVAL, "temperature must be finite and >= 0 (got %g)",
                              (double)p->temperature);
@@ -139,7 +144,8 @@ int sampler_new(const sample_params *p, int32_t n_vocab, int32_t eos, sampler **
         return attnd_err_set(err, ATTND_ENOMEM, "sampler: out of memory");
     s->p = *p;
     s->n_vocab = n_vocab;
-    s->eos = eos;
+    memcpy(s->eog, eog, n_eog * sizeof *eog);
+    s->n_eog = n_eog;
     uint64_t seed = p->seed;
     for (int i = 0; i < 4; i++)
         s->rng[i] = splitmix64(&seed);
@@ -307,12 +313,11 @@ static size_t prepare(sampler *s, const float *logits, double *total)
     size_t v = (size_t)s->n_vocab;
     float *w = s->w;
     item *a = s->cand;
-    int32_t banned = p->ignore_eos ? s->eos : -1;
-
     memcpy(w, logits, v * sizeof *w);
     apply_penalty(s);
-    if (banned >= 0)
-        w[banned] = -INFINITY;
+    if (p->ignore_eos)
+        for (size_t i = 0; i < s->n_eog; i++)
+            w[s->eog[i]] = -INFINITY;
 
     /* The largest logit (NaN never compares greater), and whether any NaN or
      * -inf is present. Eight independent lanes, so the max is not one long
@@ -358,9 +363,16 @@ static size_t prepare(sampler *s, const float *logits, double *total)
         any_ninf = 1;
     } else if (fmx == -INFINITY) { /* nothing left: uniform over the allowed */
         for (size_t i = 0; i < v; i++)
-            w[i] = (int32_t)i == banned ? -INFINITY : 0.0f;
-        if (v == 1)
-            w[0] = 0.0f; /* the only token is the banned EOS: return it anyway */
+            w[i] = 0.0f;
+        size_t n_banned = 0;
+        for (size_t i = 0; p->ignore_eos && i < s->n_eog; i++)
+            if (w[s->eog[i]] == 0.0f) {
+                w[s->eog[i]] = -INFINITY;
+                n_banned++;
+            }
+        if (n_banned == v) /* only banned tokens exist: return one anyway */
+            for (size_t i = 0; i < v; i++)
+                w[i] = 0.0f;
         fmx = 0.0f;
     }
 

@@ -5,7 +5,8 @@
  * top-p -> min-p (both on the temperature-1 probabilities of what is left)
  * -> temperature -> softmax -> draw with the request's own
  * seeded generator (same seed and inputs give the same tokens). With
- * ignore_eos, the EOS token can never be drawn.
+ * ignore_eos, no end-of-generation token (EOS, EOT, <|im_end|>, ...) can be
+ * drawn.
  *
  * A sampler belongs to one request and one thread at a time. */
 #ifndef ATTND_SAMPLE_H
@@ -34,10 +35,12 @@ sample_params sample_params_default(void);
 
 typedef struct sampler sampler;
 
-/* Validates P (message names the bad field) for a vocabulary of N_VOCAB with
- * end-of-sequence token EOS (-1: none). */
-int sampler_new(const sample_params *p, int32_t n_vocab, int32_t eos, sampler **out,
-                attnd_err *err);
+#define SAMPLE_MAX_EOG 16
+
+/* Validates P (message names the bad field) for a vocabulary of N_VOCAB whose
+ * end-of-generation tokens are EOG[0, N_EOG) (copied; tok_eog_ids gives them). */
+int sampler_new(const sample_params *p, int32_t n_vocab, const int32_t *eog, size_t n_eog,
+                sampler **out, attnd_err *err);
 void sampler_free(sampler *s);
 
 /* Records a token (prompt or generated) in the penalty history. */

@@ -56,7 +56,9 @@ int srv_req_prepare(srv_req *r, const model *m, uint64_t kv_tokens, attnd_err *e
         r->stop = srv_stop_new(r->in.stop, r->in.stop_len, r->in.n_stop);
     if (!r->tokens || !r->ts || (r->in.n_stop && !r->stop))
         return attnd_err_set(err, ATTND_ENOMEM, "out of memory preparing the request");
-    rc = sampler_new(&r->in.sample, (int32_t)hp->n_vocab, tok_eos(vocab), &r->smp, err);
+    const int32_t *eog;
+    size_t n_eog = tok_eog_ids(vocab, &eog);
+    rc = sampler_new(&r->in.sample, (int32_t)hp->n_vocab, eog, n_eog, &r->smp, err);
     if (rc != ATTND_OK)
         return rc; /* EINVAL names the sampling field */
     memcpy(r->tokens, r->prompt_ids, n_ids * sizeof *r->tokens);

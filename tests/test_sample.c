@@ -25,7 +25,7 @@ static sampler *mk(const sample_params *p, int32_t n_vocab, int32_t eos)
 {
     sampler *s = NULL;
     attnd_err err = {0};
-    int rc = sampler_new(p, n_vocab, eos, &s, &err);
+    int rc = sampler_new(p, n_vocab, &eos, eos >= 0 ? 1 : 0, &s, &err);
     cr_assert_eq(rc, ATTND_OK, "sampler_new: %s", err.msg);
     cr_assert_not_null(s);
     return s;
@@ -343,6 +343,15 @@ Test(sample, ignore_eos)
     for (int i = 0; i < 2000; i++)
         cr_assert_neq(sampler_sample(s, l), 2);
     sampler_free(s);
+
+    /* Every end-of-generation token is banned, not only EOS (Llama 3's
+     * <|eot_id|> beside <|end_of_text|>). */
+    p.ignore_eos = true;
+    p.temperature = 0.0f;
+    sampler *s2 = NULL;
+    cr_assert_eq(sampler_new(&p, 4, (const int32_t[]){2, 3}, 2, &s2, NULL), ATTND_OK);
+    cr_expect_eq(sampler_sample(s2, l), 0);
+    sampler_free(s2);
 
     /* eos -1 with ignore_eos: nothing to ban. */
     p.temperature = 0.0f;
@@ -707,7 +716,7 @@ Test(sample, invalid_parameters_are_rejected_naming_the_field)
         static int sentinel;
         sampler *s = (sampler *)&sentinel; /* must be reset to NULL */
         attnd_err err = {0};
-        int rc = sampler_new(&bads[i].p, 100, -1, &s, &err);
+        int rc = sampler_new(&bads[i].p, 100, NULL, 0, &s, &err);
         cr_expect_eq(rc, ATTND_EINVAL, "case %zu (%s): rc %d", i, bads[i].field, rc);
         cr_expect_eq(err.code, ATTND_EINVAL);
         cr_expect_null(s, "case %zu", i);
@@ -718,15 +727,18 @@ Test(sample, invalid_parameters_are_rejected_naming_the_field)
     sample_params p = sample_params_default();
     sampler *s = NULL;
     attnd_err err = {0};
-    cr_expect_eq(sampler_new(&p, 0, -1, &s, &err), ATTND_EINVAL);
+    cr_expect_eq(sampler_new(&p, 0, NULL, 0, &s, &err), ATTND_EINVAL);
     cr_expect(strstr(err.msg, "n_vocab"), "%s", err.msg);
-    cr_expect_eq(sampler_new(&p, -5, -1, &s, &err), ATTND_EINVAL);
+    cr_expect_eq(sampler_new(&p, -5, NULL, 0, &s, &err), ATTND_EINVAL);
     cr_expect(strstr(err.msg, "n_vocab"), "%s", err.msg);
-    cr_expect_eq(sampler_new(&p, 10, 10, &s, &err), ATTND_EINVAL);
-    cr_expect(strstr(err.msg, "eos"), "%s", err.msg);
-    cr_expect_eq(sampler_new(&p, 10, -2, &s, &err), ATTND_EINVAL);
-    cr_expect(strstr(err.msg, "eos"), "%s", err.msg);
-    cr_expect_eq(sampler_new(&p, 10, -1, &s, NULL), ATTND_OK, "a NULL err is fine");
+    cr_expect_eq(sampler_new(&p, 10, (const int32_t[]){10}, 1, &s, &err), ATTND_EINVAL);
+    cr_expect(strstr(err.msg, "end-of-generation token 10"), "%s", err.msg);
+    cr_expect_eq(sampler_new(&p, 10, (const int32_t[]){-2}, 1, &s, &err), ATTND_EINVAL);
+    cr_expect(strstr(err.msg, "end-of-generation token -2"), "%s", err.msg);
+    cr_expect_eq(sampler_new(&p, 10, NULL, 3, &s, &err), ATTND_EINVAL);
+    cr_expect_eq(sampler_new(&p, 10, (const int32_t[17]){0}, 17, &s, &err), ATTND_EINVAL);
+    cr_expect(strstr(err.msg, "end-of-generation tokens"), "%s", err.msg);
+    cr_expect_eq(sampler_new(&p, 10, NULL, 0, &s, NULL), ATTND_OK, "a NULL err is fine");
     sampler_free(s);
     sampler_free(NULL);
 
@@ -737,11 +749,11 @@ Test(sample, invalid_parameters_are_rejected_naming_the_field)
     p.repeat_penalty = 1e-3f;
     p.repeat_last_n = 0;
     p.top_k = -1;
-    cr_expect_eq(sampler_new(&p, 1, 0, &s, &err), ATTND_OK, "%s", err.msg);
+    cr_expect_eq(sampler_new(&p, 1, (const int32_t[]){0}, 1, &s, &err), ATTND_OK, "%s", err.msg);
     sampler_free(s);
     p.min_p = 0.0f;
     p.top_p = 1e-9f;
     p.repeat_last_n = 1u << 20;
-    cr_expect_eq(sampler_new(&p, 3, -1, &s, &err), ATTND_OK, "%s", err.msg);
+    cr_expect_eq(sampler_new(&p, 3, NULL, 0, &s, &err), ATTND_OK, "%s", err.msg);
     sampler_free(s);
 }
