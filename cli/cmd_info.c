@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "attnd_utf8.h"
 #include "cli.h"
 #include "hparams.h"
 #include "tok.h"
@@ -60,15 +61,22 @@ static void print_value(const gguf_value *v)
     }
 }
 
-static void print_id(const char *name, int32_t id, const tok_vocab *tv)
+/* "ID (TEXT)", the text cut to 24 bytes at a character boundary. */
+static void print_token(int32_t id, const tok_vocab *tv)
 {
-    if (id < 0) {
-        printf(" %s -", name);
-        return;
-    }
     size_t len;
     const char *text = tok_text(tv, id, &len);
-    printf(" %s %d (%.*s)", name, id, (int)(len > 24 ? 24 : len), text);
+    size_t shown = attnd_utf8_valid_prefix(text, len > 24 ? 24 : len);
+    printf("%d (%.*s)", id, (int)shown, text);
+}
+
+static void print_id(const char *name, int32_t id, const tok_vocab *tv)
+{
+    printf(" %s ", name);
+    if (id < 0)
+        printf("-");
+    else
+        print_token(id, tv);
 }
 
 static void print_model(const gguf_file *f, const model_hparams *hp)
@@ -221,9 +229,8 @@ int cli_info(int argc, char **argv)
             const int32_t *eog;
             size_t n_eog = tok_eog_ids(tv, &eog);
             for (size_t i = 0; i < n_eog; i++) {
-                size_t len;
-                const char *text = tok_text(tv, eog[i], &len);
-                printf("%s %d (%.*s)", i ? "," : "", eog[i], (int)(len > 24 ? 24 : len), text);
+                printf(i ? ", " : " ");
+                print_token(eog[i], tv);
             }
             printf("\nadds: bos %s, eos %s\n", tok_adds_bos(tv) ? "yes" : "no",
                    tok_adds_eos(tv) ? "yes" : "no");
