@@ -144,7 +144,8 @@ int sampler_new(const sample_params *p, int32_t n_vocab, const int32_t *eog, siz
         return attnd_err_set(err, ATTND_ENOMEM, "sampler: out of memory");
     s->p = *p;
     s->n_vocab = n_vocab;
-    memcpy(s->eog, eog, n_eog * sizeof *eog);
+    if (n_eog)
+        memcpy(s->eog, eog, n_eog * sizeof *eog);
     s->n_eog = n_eog;
     uint64_t seed = p->seed;
     for (int i = 0; i < 4; i++)

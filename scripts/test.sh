@@ -9,9 +9,10 @@
 #   4. deployment: Kubernetes manifests checked, two replicas behind nginx
 #      (deploy/test-lb.sh), the Dockerfile built with podman and its image
 #      served from (deploy/test-image.sh); then a benchmark smoke run,
-#   5. two libFuzzer targets for $ATTND_FUZZ_SECONDS each (default 60): the
-#      GGUF reader (seeded with small valid models) and the HTTP request
-#      parsing and validation (seeded with valid bodies).
+#   5. three libFuzzer targets for $ATTND_FUZZ_SECONDS each (default 60): the
+#      GGUF reader (seeded with small valid models), the HTTP request
+#      parsing and validation (seeded with valid bodies) and the chat-template
+#      parser and renderer (seeded with the committed templates).
 # Reference data is read from $ATTND_SHARED (default: ../shared beside the repo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -84,10 +85,11 @@ kill -TERM "$bench_pid" && wait "$bench_pid"
 suites=$((suites + 1))
 
 secs=${ATTND_FUZZ_SECONDS:-60}
-echo "== fuzz: GGUF reader and HTTP request parsing, $secs s each"
+echo "== fuzz: GGUF reader, HTTP request parsing and chat templates, $secs s each"
 scripts/build.sh Fuzz
 corpus=build/fuzz/corpus
-rm -rf "$corpus" && mkdir -p "$corpus/gguf" "$corpus/request"
+rm -rf "$corpus" && mkdir -p "$corpus/gguf" "$corpus/request" "$corpus/jinja"
+cp tests/data/templates/*.jinja "$corpus/jinja/"
 bin=build/release/cli/attnd
 "$bin" mkmodel -o "$corpus/gguf/llama-f32.gguf" --dim 16 --layers 1 --heads 2 --kv-heads 1 --ff 16 --ctx 8
 "$bin" mkmodel -o "$corpus/gguf/llama-q8.gguf" --dim 32 --layers 1 --heads 2 --ff 32 --ctx 8 --type q8_0
@@ -104,6 +106,8 @@ build/fuzz/tests/fuzz_gguf -max_total_time="$secs" -rss_limit_mb=4096 -print_fin
   "$corpus/gguf" 2>&1 | tail -n 8
 build/fuzz/tests/fuzz_request -max_total_time="$secs" -rss_limit_mb=4096 -print_final_stats=1 \
   "$corpus/request" 2>&1 | tail -n 8
-suites=$((suites + 2))
-echo "test.sh: all tests passed (Criterion suites in Release and ASan+UBSan, TSan engine and server, deployment, benchmark smoke, two fuzzers)"
+build/fuzz/tests/fuzz_jinja -max_total_time="$secs" -rss_limit_mb=4096 -max_len=16384 \
+  -print_final_stats=1 "$corpus/jinja" 2>&1 | tail -n 8
+suites=$((suites + 3))
+echo "test.sh: all tests passed (Criterion suites in Release and ASan+UBSan, TSan engine and server, deployment, benchmark smoke, three fuzzers)"
 echo "suites: $suites passed, 0 failed"

@@ -51,8 +51,7 @@ class Reader:
         return self.take(SCALAR[t])
 
 
-def load_gguf(path):
-    data = open(path, "rb").read()
+def read_header(data):
     r = Reader(data)
     assert data[:4] == b"GGUF", "not a GGUF file"
     r.o = 4
@@ -63,6 +62,17 @@ def load_gguf(path):
     for _ in range(n_kv):
         key = r.string()
         meta[key] = r.value(r.take("<I"))
+    return r, n_tensors, meta
+
+
+def load_gguf_meta(path):
+    """The metadata of a GGUF file (tensors not read)."""
+    return read_header(open(path, "rb").read())[2]
+
+
+def load_gguf(path):
+    data = open(path, "rb").read()
+    r, n_tensors, meta = read_header(data)
     infos = []
     for _ in range(n_tensors):
         name = r.string()
