@@ -77,8 +77,7 @@ static bool scan_nul(const char *s, size_t len, const cJSON *obj, const cJSON *t
     return found;
 }
 
-/* Parses BODY as a JSON object with nothing but whitespace after it. */
-static int parse_object(const char *body, size_t len, cJSON **out, attnd_err *err)
+int srv_parse_object(const char *body, size_t len, cJSON **out, attnd_err *err)
 {
     *out = NULL;
     if (len == 0 || !body)
@@ -248,26 +247,24 @@ static int parse_stop(const char *body, size_t len, const cJSON *obj, const cJSO
     return ATTND_OK;
 }
 
-static int parse_generate(const char *body, size_t len, const cJSON *obj, const srv_limits *lim,
-                          uint64_t random_seed, srv_gen_req *r, attnd_err *err)
+int srv_parse_gen_fields(const char *body, size_t len, const cJSON *obj, const srv_limits *lim,
+                         uint64_t random_seed, srv_gen_req *r, attnd_err *err)
 {
     const cJSON *it;
     int64_t v;
     int rc;
 
-    it = field(obj, "prompt");
-    if (!it)
-        return attnd_err_set(err, ATTND_EINVAL, "prompt is required");
-    if ((rc = get_text(body, len, obj, it, "prompt", &r->prompt, &r->prompt_len, err)))
-        return rc;
-
+    r->add_special = true;
     r->max_tokens = lim->default_max_tokens < lim->max_tokens_cap ? lim->default_max_tokens
                                                                    : lim->max_tokens_cap;
-    if ((it = field(obj, "max_tokens"))) {
-        if ((rc = get_int(it, "max_tokens", 1, (double)lim->max_tokens_cap, &v, err)))
-            return rc;
-        r->max_tokens = (uint32_t)v;
-    }
+    /* max_completion_tokens: OpenAI's newer name for the same limit */
+    static const char *const max_names[] = {"max_tokens", "max_completion_tokens"};
+    for (size_t i = 0; i < 2; i++)
+        if ((it = field(obj, max_names[i]))) {
+            if ((rc = get_int(it, max_names[i], 1, (double)lim->max_tokens_cap, &v, err)))
+                return rc;
+            r->max_tokens = (uint32_t)v;
+        }
 
     sample_params *p = &r->sample;
     *p = sample_params_default();
@@ -321,6 +318,16 @@ static int parse_generate(const char *body, size_t len, const cJSON *obj, const 
     return ATTND_OK;
 }
 
+static int parse_generate(const char *body, size_t len, const cJSON *obj, const srv_limits *lim,
+                          uint64_t random_seed, srv_gen_req *r, attnd_err *err)
+{
+    const cJSON *it = field(obj, "prompt");
+    if (!it)
+        return attnd_err_set(err, ATTND_EINVAL, "prompt is required");
+    int rc = get_text(body, len, obj, it, "prompt", &r->prompt, &r->prompt_len, err);
+    return rc ? rc : srv_parse_gen_fields(body, len, obj, lim, random_seed, r, err);
+}
+
 int srv_parse_generate(const char *body, size_t len, const srv_limits *lim,
                        uint64_t random_seed, srv_gen_req *out, attnd_err *err)
 {
@@ -328,7 +335,7 @@ int srv_parse_generate(const char *body, size_t len, const srv_limits *lim,
         return attnd_err_set(err, ATTND_EINVAL, "srv_parse_generate: NULL argument");
     memset(out, 0, sizeof *out);
     cJSON *obj;
-    int rc = parse_object(body, len, &obj, err);
+    int rc = srv_parse_object(body, len, &obj, err);
     if (rc)
         return rc;
     rc = parse_generate(body, len, obj, lim, random_seed, out, err);
@@ -358,7 +365,7 @@ int srv_parse_tokenize(const char *body, size_t len, char **text, size_t *text_l
     *text = NULL;
     *text_len = 0;
     cJSON *obj;
-    int rc = parse_object(body, len, &obj, err);
+    int rc = srv_parse_object(body, len, &obj, err);
     if (rc)
         return rc;
     bool add_special = false, parse_special = true;
@@ -384,7 +391,7 @@ int srv_parse_detokenize(const char *body, size_t len, int32_t n_vocab, int32_t 
     *ids = NULL;
     *n = 0;
     cJSON *obj;
-    int rc = parse_object(body, len, &obj, err);
+    int rc = srv_parse_object(body, len, &obj, err);
     if (rc)
         return rc;
     const cJSON *it = field(obj, "tokens");
@@ -457,8 +464,10 @@ char *srv_error_json(const char *type, const char *message)
     cJSON *root = cJSON_CreateObject();
     cJSON *e = cJSON_CreateObject();
     char *s = NULL;
-    if (t && m && root && e && cJSON_AddStringToObject(e, "type", t) &&
-        cJSON_AddStringToObject(e, "message", m) && cJSON_AddItemToObject(root, "error", e)) {
+    /* OpenAI's shape: message, type, param, code */
+    if (t && m && root && e && cJSON_AddStringToObject(e, "message", m) &&
+        cJSON_AddStringToObject(e, "type", t) && cJSON_AddNullToObject(e, "param") &&
+        cJSON_AddNullToObject(e, "code") && cJSON_AddItemToObject(root, "error", e)) {
         e = NULL; /* root owns it now */
         s = cJSON_PrintUnformatted(root);
     }
@@ -551,168 +560,4 @@ char *srv_stream_token(int32_t id, const char *text, size_t len, bool sse, size_
     char *line = frame3(head, (size_t)hl, str, sl, "}", 1, sse, out_len);
     free(str);
     return line;
-}
-
-/* ---- stop strings -------------------------------------------------------- */
-
-struct srv_stop {
-    char *stop[SRV_MAX_STOP];
-    size_t stop_len[SRV_MAX_STOP];
-    size_t n;
-    /* buf[0, len) is text not yet released; its first `emitted` bytes were
-     * handed out by the last call and are dropped at the next one, so the
-     * pointer given out stays valid until then. */
-    char *buf;
-    size_t len, cap, emitted;
-    bool stopped;
-};
-
-srv_stop *srv_stop_new(char *const *stop, const size_t *stop_len, size_t n)
-{
-    srv_stop *s = calloc(1, sizeof *s);
-    if (!s)
-        return NULL;
-    /* Past SRV_MAX_STOP (which srv_parse_generate enforces) strings are
-     * ignored. An empty stop string would end every generation before it
-     * began, so those are skipped too. */
-    for (size_t i = 0; i < n && s->n < SRV_MAX_STOP; i++) {
-        if (!stop[i] || stop_len[i] == 0)
-            continue;
-        s->stop[s->n] = malloc(stop_len[i]);
-        if (!s->stop[s->n]) {
-            srv_stop_free(s);
-            return NULL;
-        }
-        memcpy(s->stop[s->n], stop[i], stop_len[i]);
-        s->stop_len[s->n] = stop_len[i];
-        s->n++;
-    }
-    return s;
-}
-
-void srv_stop_free(srv_stop *s)
-{
-    if (!s)
-        return;
-    for (size_t i = 0; i < s->n; i++)
-        free(s->stop[i]);
-    free(s->buf);
-    free(s);
-}
-
-/* Start of a UTF-8 character that begins in buf[0, end) and is still
- * unfinished at END (END if there is none): such a character must not be
- * released half-way. */
-static size_t utf8_cut(const char *buf, size_t end)
-{
-    size_t lim = end > ATTND_UTF8_MAX - 1 ? end - (ATTND_UTF8_MAX - 1) : 0;
-    for (size_t i = end; i-- > lim;) {
-        unsigned char c = (unsigned char)buf[i];
-        if ((c & 0xC0) != 0x80) /* the last lead (or ASCII) byte */
-            return attnd_utf8_decode(buf + i, end - i, NULL) == 0 ? i : end;
-    }
-    return end;
-}
-
-/* Where the stop string that ends first in buf[0, len) starts (of those
- * ending at the same place, the longest), or len if there is none. Ending
- * first, rather than starting first, is what a stream can decide without
- * seeing the future, so the result does not depend on how the text was cut
- * into feeds. No stop string ends within the first FROM bytes (the text held
- * back from before, which was searched then). */
-static size_t find_stop(const srv_stop *s, size_t from)
-{
-    for (size_t end = from + 1; end <= s->len; end++) {
-        size_t best = s->len;
-        for (size_t k = 0; k < s->n; k++) {
-            size_t n = s->stop_len[k];
-            if (n <= end && end - n < best && s->buf[end - 1] == s->stop[k][n - 1] &&
-                memcmp(s->buf + end - n, s->stop[k], n) == 0)
-                best = end - n;
-        }
-        if (best < s->len)
-            return best;
-    }
-    return s->len;
-}
-
-/* Length of the longest tail of buf[0, len) that is a proper prefix of a
- * stop string (the tail contains no whole stop string, or find_stop would
- * have found it). */
-static size_t held_tail(const srv_stop *s)
-{
-    size_t max = 0;
-    for (size_t k = 0; k < s->n; k++)
-        if (s->stop_len[k] - 1 > max)
-            max = s->stop_len[k] - 1;
-    if (max > s->len)
-        max = s->len;
-    for (size_t t = max; t > 0; t--) {
-        const char *tail = s->buf + s->len - t;
-        for (size_t k = 0; k < s->n; k++)
-            if (s->stop_len[k] > t && s->stop[k][0] == tail[0] && memcmp(tail, s->stop[k], t) == 0)
-                return t;
-    }
-    return 0;
-}
-
-int srv_stop_feed(srv_stop *s, const char *text, size_t len, const char **emit,
-                  size_t *emit_len, bool *stopped)
-{
-    *emit = "";
-    *emit_len = 0;
-    *stopped = s->stopped;
-    if (s->stopped)
-        return ATTND_OK;
-    if (s->emitted) {
-        memmove(s->buf, s->buf + s->emitted, s->len - s->emitted);
-        s->len -= s->emitted;
-        s->emitted = 0;
-    }
-    size_t old = s->len;
-    if (len > 0) {
-        if (len > s->cap - s->len) {
-            size_t cap = s->cap ? s->cap : 64;
-            while (cap - s->len < len)
-                cap = cap > SIZE_MAX / 2 ? SIZE_MAX : cap * 2;
-            char *b = realloc(s->buf, cap);
-            if (!b)
-                return ATTND_ENOMEM;
-            s->buf = b;
-            s->cap = cap;
-        }
-        memcpy(s->buf + s->len, text, len);
-        s->len += len;
-    }
-    if (s->len == 0)
-        return ATTND_OK;
-    size_t at = find_stop(s, old);
-    size_t release;
-    if (at < s->len) {
-        s->stopped = true;
-        *stopped = true;
-        release = utf8_cut(s->buf, at);
-    } else {
-        release = utf8_cut(s->buf, s->len - held_tail(s));
-    }
-    s->emitted = release;
-    *emit = s->buf;
-    *emit_len = release;
-    if (s->stopped)
-        s->len = release; /* what followed the stop is gone for good */
-    return ATTND_OK;
-}
-
-void srv_stop_flush(srv_stop *s, const char **emit, size_t *emit_len)
-{
-    *emit = "";
-    *emit_len = 0;
-    if (s->stopped || s->emitted >= s->len) {
-        s->len = s->emitted = 0;
-        return;
-    }
-    *emit = s->buf + s->emitted;
-    *emit_len = s->len - s->emitted;
-    /* Dropped at the next feed or flush, like an ordinary emit. */
-    s->emitted = s->len;
 }

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
+
 #include "attnd_err.h"
 #include "sample.h"
 
@@ -36,6 +38,7 @@ typedef struct srv_gen_req {
     bool ignore_eos;
     bool stream;
     bool parse_special; /* control tokens spelled in the prompt become their ids */
+    bool add_special;   /* BOS/EOS as the vocabulary says (not for a rendered chat) */
 } srv_gen_req;
 
 /* Parses and validates a /generate body. Field rules: prompt string
@@ -48,6 +51,15 @@ typedef struct srv_gen_req {
 int srv_parse_generate(const char *body, size_t len, const srv_limits *lim,
                        uint64_t random_seed, srv_gen_req *out, attnd_err *err);
 void srv_gen_req_free(srv_gen_req *r);
+
+/* BODY as a JSON object with nothing but whitespace after it (*OUT to be
+ * freed with cJSON_Delete). */
+int srv_parse_object(const char *body, size_t len, cJSON **out, attnd_err *err);
+/* The fields /generate and the OpenAI routes share, from OBJ (parsed from
+ * BODY): max_tokens (or max_completion_tokens), the sampling fields, seed,
+ * stop, ignore_eos, stream, parse_special. Everything but the prompt. */
+int srv_parse_gen_fields(const char *body, size_t len, const cJSON *obj, const srv_limits *lim,
+                         uint64_t random_seed, srv_gen_req *r, attnd_err *err);
 
 /* POST /tokenize {"text": string, "add_special": bool (default false),
  * "parse_special": bool (default true, as llama.cpp's server)} -> malloc'd
@@ -76,21 +88,5 @@ char *srv_stream_frame(const char *json, size_t len, bool sse, size_t *out_len);
  * "token" when ID < 0 (text held back until the end has no token of its
  * own). malloc'd; NULL when out of memory. */
 char *srv_stream_token(int32_t id, const char *text, size_t len, bool sse, size_t *out_len);
-
-/* Stop strings, matched across token boundaries and never emitted: text is
- * fed as it is produced; what is returned for emission holds back any tail
- * that could still be the start of a stop string. Output boundaries never
- * split a UTF-8 character if the input does not. */
-typedef struct srv_stop srv_stop;
-
-srv_stop *srv_stop_new(char *const *stop, const size_t *stop_len, size_t n);
-void srv_stop_free(srv_stop *s);
-/* Feeds TEXT; *EMIT (valid until the next call) is what may be sent now;
- * *STOPPED is set when a stop string was found (nothing after it is ever
- * emitted; further feeds are ignored). */
-int srv_stop_feed(srv_stop *s, const char *text, size_t len, const char **emit,
-                  size_t *emit_len, bool *stopped);
-/* At the end of generation: whatever was held back. */
-void srv_stop_flush(srv_stop *s, const char **emit, size_t *emit_len);
 
 #endif

@@ -27,6 +27,7 @@
 #include "attnd_utf8.h"
 #include "hparams.h"
 #include "srv_api.h"
+#include "srv_openai.h"
 
 struct srv_http {
     srv_http_ctx ctx;
@@ -35,6 +36,12 @@ struct srv_http {
     struct MHD_Daemon *d;
     atomic_size_t live;
     atomic_uint_fast64_t seed_counter;
+    /* the model's chat template, parsed at start; immutable afterwards */
+    jinja_tmpl *chat_tmpl;
+    srv_chat_template chat;
+    char chat_why[640];
+    char *chat_bos, *chat_eos;
+    const char *model_name;
 };
 
 struct route;
@@ -225,6 +232,15 @@ static enum MHD_Result route_metrics(srv_http *h, struct MHD_Connection *c, stru
  * may hold NUL bytes (<0x00> tokens), so it is escaped by length. */
 static cJSON *result_json(srv_req *r)
 {
+    if (r->chat) {
+        pthread_mutex_lock(&r->mu);
+        size_t n;
+        char *s = srv_chat_result(r, r->out ? r->out : "", r->out_len, &n);
+        pthread_mutex_unlock(&r->mu);
+        cJSON *o = s ? cJSON_Parse(s) : NULL;
+        free(s);
+        return o;
+    }
     cJSON *o = cJSON_CreateObject();
     pthread_mutex_lock(&r->mu);
     size_t sl;
@@ -275,6 +291,9 @@ static bool accepts_sse(struct MHD_Connection *c)
     return a && strstr(a, "text/event-stream");
 }
 
+static enum MHD_Result start_generation(srv_http *h, struct MHD_Connection *c, struct conn *cn,
+                                        srv_req *r);
+
 static enum MHD_Result route_generate(srv_http *h, struct MHD_Connection *c, struct conn *cn)
 {
     attnd_err err = {0};
@@ -290,6 +309,43 @@ static enum MHD_Result route_generate(srv_http *h, struct MHD_Connection *c, str
         return send_error(c, cn, 400, "invalid_request", err.msg);
     }
     r->sse = r->in.stream && accepts_sse(c);
+    return start_generation(h, c, cn, r);
+}
+
+/* POST /v1/chat/completions: the model's chat template on the messages,
+ * answered in OpenAI's shapes (streams are always SSE). */
+static enum MHD_Result route_chat(srv_http *h, struct MHD_Connection *c, struct conn *cn)
+{
+    attnd_err err = {0};
+    if (srv_sched_draining(h->ctx.sched))
+        return send_error(c, cn, 503, "unavailable", "the server is shutting down");
+    srv_limits lim = {h->ctx.c->default_max_tokens, h->ctx.c->max_tokens_cap};
+    uint64_t seed = atomic_fetch_add(&h->seed_counter, 0x9e3779b97f4a7c15ull) ^ (uint64_t)time(NULL);
+    srv_req *r = srv_req_new();
+    if (!r)
+        return send_error(c, cn, 500, "internal", "out of memory");
+    int rc = srv_parse_chat(cn->body, cn->len, &lim, seed, &h->chat, &r->in, &r->include_usage,
+                            &err);
+    if (rc != ATTND_OK) {
+        srv_req_release(r);
+        return rc == ATTND_EINVAL ? send_error(c, cn, 400, "invalid_request_error", err.msg)
+                                  : send_error(c, cn, 500, "server_error", err.msg);
+    }
+    r->chat = true;
+    r->sse = r->in.stream;
+    r->oai_created = (long long)time(NULL);
+    r->oai_model = h->model_name;
+    snprintf(r->oai_id, sizeof r->oai_id, "chatcmpl-%016llx",
+             (unsigned long long)atomic_fetch_add(&h->seed_counter, 0x9e3779b97f4a7c15ull));
+    return start_generation(h, c, cn, r);
+}
+
+/* Tokenizes R's prompt, queues it and answers: a stream, or a parked
+ * connection the scheduler resumes when the whole answer is there. */
+static enum MHD_Result start_generation(srv_http *h, struct MHD_Connection *c, struct conn *cn,
+                                        srv_req *r)
+{
+    attnd_err err = {0};
     r->conn = c;
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     r->fd = ci ? ci->connect_fd : -1;
@@ -410,6 +466,7 @@ static const struct route k_routes[] = {
     {"/ready", "GET", "ready", true, route_ready},
     {"/metrics", "GET", "metrics", false, route_metrics},
     {"/v1/models", "GET", "models", false, route_models},
+    {"/v1/chat/completions", "POST", "chat", false, route_chat},
     {"/", "GET", "root", false, route_root},
 };
 
@@ -628,6 +685,44 @@ size_t srv_http_live(srv_http *h)
     return atomic_load(&h->live);
 }
 
+static char *token_text(const tok_vocab *v, int32_t id)
+{
+    size_t n = 0;
+    const char *t = id >= 0 ? tok_text(v, id, &n) : NULL;
+    char *s = malloc(n + 1);
+    if (s) {
+        if (n)
+            memcpy(s, t, n);
+        s[n] = '\0';
+    }
+    return s;
+}
+
+/* Parses the model's tokenizer.chat_template once; without one (or when it
+ * does not parse) the chat route answers 400 saying why, and the log says
+ * so at start. */
+static void chat_template_load(srv_http *h)
+{
+    size_t len;
+    const char *src = tok_chat_template(h->vocab, &len);
+    attnd_err err = {0};
+    h->chat_bos = token_text(h->vocab, tok_bos(h->vocab));
+    h->chat_eos = token_text(h->vocab, tok_eos(h->vocab));
+    h->chat = (srv_chat_template){NULL, h->chat_why, h->chat_bos ? h->chat_bos : "",
+                                  h->chat_eos ? h->chat_eos : ""};
+    if (!src) {
+        snprintf(h->chat_why, sizeof h->chat_why,
+                 "the model has no chat template (tokenizer.chat_template): use /v1/completions "
+                 "or /generate with a prompt laid out by hand");
+    } else if (jinja_parse(src, len, &h->chat_tmpl, &err) != ATTND_OK) {
+        snprintf(h->chat_why, sizeof h->chat_why, "the model's chat template does not parse: %s",
+                 err.msg);
+        fprintf(stderr, "attnd: warning: %s\n", h->chat_why);
+    } else {
+        h->chat.tmpl = h->chat_tmpl;
+    }
+}
+
 int srv_http_start(const srv_http_ctx *ctx, srv_http **out, attnd_err *err)
 {
     *out = NULL;
@@ -637,6 +732,9 @@ int srv_http_start(const srv_http_ctx *ctx, srv_http **out, attnd_err *err)
     h->ctx = *ctx;
     h->hp = model_hparams_of(ctx->m);
     h->vocab = model_vocab(ctx->m);
+    const char *base = strrchr(ctx->c->model, '/');
+    h->model_name = base ? base + 1 : ctx->c->model;
+    chat_template_load(h);
     atomic_init(&h->live, 0);
     atomic_init(&h->seed_counter, (uint64_t)time(NULL) * 0x2545F4914F6CDD1Dull);
 
@@ -689,5 +787,8 @@ void srv_http_stop(srv_http *h)
     if (!h)
         return;
     MHD_stop_daemon(h->d);
+    jinja_free(h->chat_tmpl);
+    free(h->chat_bos);
+    free(h->chat_eos);
     free(h);
 }

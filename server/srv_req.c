@@ -8,6 +8,7 @@
 
 #include "hparams.h"
 #include "srv_api.h"
+#include "srv_stop.h"
 
 const char *srv_finish_name(srv_finish f)
 {
@@ -39,7 +40,8 @@ int srv_req_prepare(srv_req *r, const model *m, uint64_t kv_tokens, attnd_err *e
     const model_hparams *hp = model_hparams_of(m);
     const tok_vocab *vocab = model_vocab(m);
     size_t n_ids = 0;
-    unsigned flags = TOK_ADD_SPECIAL | (r->in.parse_special ? TOK_PARSE_SPECIAL : 0u);
+    unsigned flags = (r->in.add_special ? TOK_ADD_SPECIAL : 0u) |
+                     (r->in.parse_special ? TOK_PARSE_SPECIAL : 0u);
     int rc = tok_encode(vocab, r->in.prompt, r->in.prompt_len, flags, &r->prompt_ids, &n_ids, err);
     if (rc != ATTND_OK)
         return rc == ATTND_EINVAL ? ATTND_EIO : rc; /* the prompt is valid UTF-8: our fault */

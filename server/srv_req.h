@@ -49,6 +49,11 @@ struct srv_req {
     int32_t *prompt_ids;
     uint32_t n_prompt;
     bool sse;                     /* stream as text/event-stream */
+    bool chat;                    /* /v1/chat/completions: OpenAI's answer and chunks */
+    bool include_usage;           /* chat stream: a usage chunk before [DONE] */
+    char oai_id[48];              /* chat: "chatcmpl-..." */
+    long long oai_created;        /* chat: unix seconds */
+    const char *oai_model;        /* chat: the model's name (owned by the server) */
     struct MHD_Connection *conn;
     int fd;                       /* the connection's socket, -1: none */
     double t_submit;              /* seconds, monotonic */
@@ -79,6 +84,7 @@ struct srv_req {
     srv_stop *stop;
     double t_admit, t_first, t_last_token;
     bool have_first;
+    bool chat_role_sent;          /* chat stream: the first chunk (with the role) went out */
 };
 
 /* Allocates with refs = 1 (the HTTP side); the scheduler takes its own on

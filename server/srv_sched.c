@@ -21,6 +21,8 @@
 #include <time.h>
 
 #include "kv.h"
+#include "srv_openai.h"
+#include "srv_stop.h"
 
 struct srv_sched {
     uv_loop_t *loop;
@@ -95,7 +97,13 @@ static int emit_text(srv_sched *s, srv_req *r, int32_t token, const char *text, 
     if (token < 0 && len == 0)
         return ATTND_OK;
     size_t n;
-    char *line = srv_stream_token(token, text, len, r->sse, &n);
+    char *line;
+    if (r->chat) { /* OpenAI chunks: the first one carries the role */
+        line = srv_chat_chunk(r, !r->chat_role_sent, text, len, NULL, &n);
+        r->chat_role_sent = true;
+    } else {
+        line = srv_stream_token(token, text, len, r->sse, &n);
+    }
     if (!line)
         return ATTND_ENOMEM;
     int rc = emit(s, r, line, n, false);
@@ -108,6 +116,28 @@ static int emit_text(srv_sched *s, srv_req *r, int32_t token, const char *text, 
  * client that the request failed. */
 static void emit_done_line(srv_sched *s, srv_req *r)
 {
+    if (r->chat) {
+        /* the finish_reason chunk, usage if asked for, then [DONE]; an
+         * error is an error object, as OpenAI streams it */
+        size_t n = 0, nu = 0;
+        char *line;
+        if (r->finish == SRV_FINISH_ERROR) {
+            char *e = srv_error_json("server_error", r->error);
+            line = e ? srv_stream_frame(e, strlen(e), true, &n) : NULL;
+            free(e);
+        } else {
+            line = srv_chat_chunk(r, !r->chat_role_sent, NULL, 0, srv_openai_finish(r->finish), &n);
+        }
+        char *usage = r->include_usage ? srv_chat_usage_chunk(r, &nu) : NULL;
+        if (line)
+            emit(s, r, line, n, false);
+        if (usage)
+            emit(s, r, usage, nu, false);
+        emit(s, r, "data: [DONE]\n\n", 14, true);
+        free(line);
+        free(usage);
+        return;
+    }
     cJSON *o = cJSON_CreateObject();
     char *json = NULL;
     bool ok = o && cJSON_AddBoolToObject(o, "done", 1) && srv_req_add_result(r, o) == ATTND_OK &&

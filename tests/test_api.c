@@ -13,6 +13,7 @@
 
 #include "attnd_utf8.h"
 #include "srv_api.h"
+#include "srv_stop.h"
 
 static const srv_limits LIM = {.default_max_tokens = 256, .max_tokens_cap = 4096};
 #define RSEED 0xfeedfaceULL
@@ -782,7 +783,7 @@ Test(error_json, escaping)
     const char *nasty = "a \"quoted\" \\ back\nnew\ttab\x01\x1f </script> \xe2\x82\xac";
     expect_error_json("t\"y", nasty, "t\"y", nasty);
     char *s = srv_error_json("x", "q\"");
-    cr_expect_str_eq(s, "{\"error\":{\"type\":\"x\",\"message\":\"q\\\"\"}}");
+    cr_expect_str_eq(s, "{\"error\":{\"message\":\"q\\\"\",\"type\":\"x\",\"param\":null,\"code\":null}}");
     free(s);
 }
 

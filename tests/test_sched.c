@@ -18,6 +18,7 @@
 #include "engine.h"
 #include "srv_metrics.h"
 #include "srv_req.h"
+#include "srv_stop.h"
 #include "srv_sched.h"
 #include "test_util.h"
 

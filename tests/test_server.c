@@ -1066,3 +1066,157 @@ Test(server_family, llama3_tokenizes_and_generates_as_the_cli, .timeout = 120)
     remove(model);
     free(model);
 }
+
+/* ------------------------------------------------------------ /v1/chat/completions */
+
+/* The expected rendering of CASE for TEMPLATE from renders.json. */
+static char *expected_render(const char *tmpl, const char *kase, cJSON **vars)
+{
+    char *json = test_read_file(ATTND_SOURCE_DIR "/tests/data/templates/renders.json", NULL);
+    cr_assert(json);
+    cJSON *root = cJSON_Parse(json);
+    free(json);
+    char *out = NULL;
+    for (const cJSON *e = cJSON_GetObjectItem(root, "renders")->child; e && !out; e = e->next)
+        if (strcmp(cJSON_GetObjectItem(e, "template")->valuestring, tmpl) == 0 &&
+            strcmp(cJSON_GetObjectItem(e, "case")->valuestring, kase) == 0) {
+            out = strdup(cJSON_GetObjectItem(e, "output")->valuestring);
+            *vars = cJSON_Duplicate(cJSON_GetObjectItem(e, "vars"), 1);
+        }
+    cJSON_Delete(root);
+    cr_assert(out, "no rendering %s / %s", tmpl, kase);
+    return out;
+}
+
+Test(server_chat, renders_the_template_and_answers_as_openai, .timeout = 120)
+{
+    char *model = test_golden_model("qwen3-qk-norm-f32");
+    struct server s;
+    server_start(&s, model, NULL);
+    cJSON *vars;
+    char *prompt = expected_render("vocab:ggml-vocab-qwen3.gguf", "chat", &vars);
+
+    /* the same conversation through the chat route ... */
+    cJSON *req = cJSON_CreateObject();
+    cJSON_AddItemToObject(req, "messages", cJSON_DetachItemFromObject(vars, "messages"));
+    cJSON_AddNumberToObject(req, "max_tokens", 12);
+    cJSON_AddNumberToObject(req, "temperature", 0);
+    char *body = cJSON_PrintUnformatted(req);
+    struct buf b = {0};
+    cr_assert_eq(http(&s, "POST", "/v1/chat/completions", body, NULL, &b), 200, "%s", b.p);
+    cJSON *o = json(b.p);
+    cr_expect_str_eq(cJSON_GetObjectItem(o, "object")->valuestring, "chat.completion");
+    cr_expect(strncmp(cJSON_GetObjectItem(o, "id")->valuestring, "chatcmpl-", 9) == 0);
+    cr_expect(cJSON_IsNumber(cJSON_GetObjectItem(o, "created")));
+    const cJSON *choice = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "choices"), 0);
+    const cJSON *msg = cJSON_GetObjectItem(choice, "message");
+    cr_expect_str_eq(cJSON_GetObjectItem(msg, "role")->valuestring, "assistant");
+    const char *content = cJSON_GetObjectItem(msg, "content")->valuestring;
+    const char *finish = cJSON_GetObjectItem(choice, "finish_reason")->valuestring;
+    cr_expect(strcmp(finish, "length") == 0 || strcmp(finish, "stop") == 0, "%s", finish);
+    const cJSON *usage = cJSON_GetObjectItem(o, "usage");
+
+    /* ... is /generate on the prompt jinja2 renders, special tokens parsed */
+    cJSON *g = cJSON_CreateObject();
+    cJSON_AddStringToObject(g, "prompt", prompt);
+    cJSON_AddNumberToObject(g, "max_tokens", 12);
+    cJSON_AddNumberToObject(g, "temperature", 0);
+    cJSON_AddBoolToObject(g, "parse_special", true);
+    char *gbody = cJSON_PrintUnformatted(g);
+    struct buf gb = {0};
+    cr_assert_eq(http(&s, "POST", "/generate", gbody, NULL, &gb), 200, "%s", gb.p);
+    cJSON *go = json(gb.p);
+    cr_expect_str_eq(content, cJSON_GetObjectItem(go, "text")->valuestring);
+    const cJSON *gu = cJSON_GetObjectItem(go, "usage");
+    cr_expect_eq(cJSON_GetObjectItem(usage, "prompt_tokens")->valuedouble,
+                 cJSON_GetObjectItem(gu, "prompt_tokens")->valuedouble);
+    cr_expect_eq(cJSON_GetObjectItem(usage, "total_tokens")->valuedouble,
+                 cJSON_GetObjectItem(usage, "prompt_tokens")->valuedouble +
+                     cJSON_GetObjectItem(usage, "completion_tokens")->valuedouble);
+
+    /* streamed: deltas add up to the same text; usage chunk; [DONE] */
+    cJSON_AddBoolToObject(req, "stream", true);
+    cJSON *so = cJSON_AddObjectToObject(req, "stream_options");
+    cJSON_AddBoolToObject(so, "include_usage", true);
+    free(body);
+    body = cJSON_PrintUnformatted(req);
+    struct buf sb = {0};
+    cr_assert_eq(http(&s, "POST", "/v1/chat/completions", body, NULL, &sb), 200, "%s", sb.p);
+    char text[4096] = "";
+    bool done = false, saw_usage = false, saw_role = false, saw_finish = false;
+    for (char *line = strtok(sb.p, "\n"); line; line = strtok(NULL, "\n")) {
+        cr_assert(strncmp(line, "data: ", 6) == 0, "not SSE: %s", line);
+        if (strcmp(line + 6, "[DONE]") == 0) {
+            done = true;
+            continue;
+        }
+        cr_assert(!done, "data after [DONE]");
+        cJSON *ch = json(line + 6);
+        cr_expect_str_eq(cJSON_GetObjectItem(ch, "object")->valuestring, "chat.completion.chunk");
+        const cJSON *c0 = cJSON_GetArrayItem(cJSON_GetObjectItem(ch, "choices"), 0);
+        if (!c0) {
+            saw_usage = cJSON_GetObjectItem(ch, "usage") != NULL;
+        } else {
+            const cJSON *d = cJSON_GetObjectItem(c0, "delta");
+            saw_role |= cJSON_GetObjectItem(d, "role") != NULL;
+            const cJSON *ct = cJSON_GetObjectItem(d, "content");
+            if (ct)
+                strncat(text, ct->valuestring, sizeof text - strlen(text) - 1);
+            saw_finish |= cJSON_IsString(cJSON_GetObjectItem(c0, "finish_reason"));
+        }
+        cJSON_Delete(ch);
+    }
+    cr_expect(done && saw_usage && saw_role && saw_finish);
+    cr_expect_str_eq(text, content);
+
+    free(sb.p);
+    free(gbody);
+    free(gb.p);
+    cJSON_Delete(go);
+    cJSON_Delete(g);
+    cJSON_Delete(o);
+    free(b.p);
+    free(body);
+    cJSON_Delete(req);
+    cJSON_Delete(vars);
+    free(prompt);
+    cr_expect_eq(server_stop(&s), 0);
+    remove(model);
+    free(model);
+}
+
+Test(server_chat, bad_requests_get_openai_errors, .timeout = 60)
+{
+    struct server s;
+    server_start(&s, "models/aidreams260K.gguf", NULL); /* no chat template */
+    static const struct {
+        const char *body, *needle;
+    } cases[] = {
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", "no chat template"},
+        {"{}", "messages is required"},
+        {"{\"messages\":[]}", "messages must be a non-empty array"},
+        {"{\"messages\":[{\"role\":\"wizard\",\"content\":\"x\"}]}", "messages[0].role"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":5}]}", "messages[0].content"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\"}]}]}",
+         "only {\"type\": \"text\"} parts"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"n\":3}", "n: only 1"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logprobs\":true}", "logprobs"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":0}", "max_tokens"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"a\\u0000b\"}]}", "NUL"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct buf b = {0};
+        cr_expect_eq(http(&s, "POST", "/v1/chat/completions", cases[i].body, NULL, &b), 400, "%s",
+                     cases[i].body);
+        cJSON *o = json(b.p);
+        const cJSON *e = cJSON_GetObjectItem(o, "error");
+        cr_assert(e, "%s", b.p);
+        cr_expect(strstr(cJSON_GetObjectItem(e, "message")->valuestring, cases[i].needle),
+                  "%s: %s", cases[i].body, b.p);
+        cr_expect(cJSON_IsString(cJSON_GetObjectItem(e, "type")));
+        cr_expect(cJSON_HasObjectItem(e, "param") && cJSON_HasObjectItem(e, "code"), "%s", b.p);
+        cJSON_Delete(o);
+        free(b.p);
+    }
+    cr_expect_eq(server_stop(&s), 0);
+}

@@ -58,6 +58,9 @@ bool tok_is_eog(const tok_vocab *v, int32_t id); /* end of generation (EOS, ...)
 size_t tok_eog_ids(const tok_vocab *v, const int32_t **ids);
 /* tokenizer.ggml.pre as loaded ("default" when absent; NULL for SentencePiece). */
 const char *tok_pre_type(const tok_vocab *v);
+/* tokenizer.chat_template (a Jinja template, NUL-terminated, *LEN bytes), or
+ * NULL when the file has none. */
+const char *tok_chat_template(const tok_vocab *v, size_t *len);
 /* What loading wants the user told (an unknown pre-tokenizer), or NULL. */
 const char *tok_warning(const tok_vocab *v);
 

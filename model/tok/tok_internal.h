@@ -66,6 +66,8 @@ struct tok_vocab {
     size_t n_specials;
 
     tok_pre *pre;          /* BPE only */
+    char *chat_template;   /* tokenizer.chat_template, NUL-terminated; NULL: none */
+    size_t chat_template_len;
     char warning[160];     /* what loading wants the user told ("" if nothing) */
 };
 

@@ -351,7 +351,7 @@ static void find_eog(tok_vocab *v)
     static const char *const names[] = {
         "<|eot_id|>",    "<|eom_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>",
         "<|endoftext|>", "<EOT>",      "<|end_of_text|>",
-        "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>", /* DeepSeek */
+        "<\xEF\xBD\x9C\x65nd\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>", /* DeepSeek */
     };
     v->n_eog = 0;
     eog_add(v, v->eos);
@@ -442,6 +442,15 @@ static int load_all(const gguf_file *f, tok_vocab *v, attnd_err *err)
     }
     find_byte_tokens(v);
     find_eog(v);
+    const gguf_value *ct = gguf_get(f, "tokenizer.chat_template");
+    gguf_str tmpl;
+    if (ct && gguf_value_str(ct, &tmpl)) {
+        if (!(v->chat_template = malloc(tmpl.len + 1)))
+            return attnd_err_set(err, ATTND_ENOMEM, "tokenizer: out of memory");
+        memcpy(v->chat_template, tmpl.ptr, tmpl.len);
+        v->chat_template[tmpl.len] = '\0';
+        v->chat_template_len = tmpl.len;
+    }
     return find_specials(v, err);
 }
 
@@ -471,6 +480,7 @@ void tok_free(tok_vocab *v)
         return;
     tok_pre_free(v->pre);
     free(v->specials);
+    free(v->chat_template);
     tok_map_free(&v->tokens);
     tok_map_free(&v->merges);
     free(v->arena);
@@ -546,6 +556,13 @@ size_t tok_eog_ids(const tok_vocab *v, const int32_t **ids)
 const char *tok_pre_type(const tok_vocab *v)
 {
     return v->pre ? tok_pre_name(v->pre) : NULL;
+}
+
+const char *tok_chat_template(const tok_vocab *v, size_t *len)
+{
+    if (len)
+        *len = v->chat_template_len;
+    return v->chat_template;
 }
 
 const char *tok_warning(const tok_vocab *v)

@@ -11,6 +11,7 @@
 
 #include "attnd_utf8.h"
 #include "srv_api.h"
+#include "srv_stop.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
