@@ -350,6 +350,7 @@ void srv_gen_req_free(srv_gen_req *r)
     if (!r)
         return;
     free(r->prompt);
+    free(r->prompt_ids);
     for (size_t i = 0; i < r->n_stop && i < SRV_MAX_STOP; i++)
         free(r->stop[i]);
     memset(r, 0, sizeof *r);

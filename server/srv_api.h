@@ -39,6 +39,9 @@ typedef struct srv_gen_req {
     bool stream;
     bool parse_special; /* control tokens spelled in the prompt become their ids */
     bool add_special;   /* BOS/EOS as the vocabulary says (not for a rendered chat) */
+    int32_t *prompt_ids; /* a prompt given as token ids instead (prompt is then ""), */
+    size_t n_prompt_ids; /* checked against the vocabulary when prepared */
+    bool echo;          /* /v1/completions: the answer starts with the prompt */
 } srv_gen_req;
 
 /* Parses and validates a /generate body. Field rules: prompt string

@@ -118,6 +118,7 @@ static enum MHD_Result route_root(srv_http *h, struct MHD_Connection *c, struct 
     cJSON *ep = cJSON_AddArrayToObject(o, "endpoints");
     static const char *const eps[] = {
         "POST /generate", "POST /tokenize", "POST /detokenize", "GET /v1/models",
+        "POST /v1/chat/completions", "POST /v1/completions",
         "GET /health",    "GET /ready",     "GET /metrics",     "GET /",
     };
     for (size_t i = 0; i < sizeof eps / sizeof eps[0]; i++)
@@ -232,10 +233,12 @@ static enum MHD_Result route_metrics(srv_http *h, struct MHD_Connection *c, stru
  * may hold NUL bytes (<0x00> tokens), so it is escaped by length. */
 static cJSON *result_json(srv_req *r)
 {
-    if (r->chat) {
+    if (r->api != SRV_API_GENERATE) {
         pthread_mutex_lock(&r->mu);
         size_t n;
-        char *s = srv_chat_result(r, r->out ? r->out : "", r->out_len, &n);
+        char *s = r->api == SRV_API_CHAT
+                      ? srv_chat_result(r, r->out ? r->out : "", r->out_len, &n)
+                      : srv_completion_result(r, r->out ? r->out : "", r->out_len, &n);
         pthread_mutex_unlock(&r->mu);
         cJSON *o = s ? cJSON_Parse(s) : NULL;
         free(s);
@@ -312,6 +315,42 @@ static enum MHD_Result route_generate(srv_http *h, struct MHD_Connection *c, str
     return start_generation(h, c, cn, r);
 }
 
+static void openai_init(srv_http *h, srv_req *r, srv_api api, const char *id_prefix)
+{
+    r->api = api;
+    r->sse = r->in.stream; /* OpenAI streams are SSE whatever Accept says */
+    r->oai_created = (long long)time(NULL);
+    r->oai_model = h->model_name;
+    snprintf(r->oai_id, sizeof r->oai_id, "%s-%016llx", id_prefix,
+             (unsigned long long)atomic_fetch_add(&h->seed_counter, 0x9e3779b97f4a7c15ull));
+}
+
+/* echo: the prompt's text opens the answer (as a first chunk when
+ * streamed); a prompt of ids is decoded. Before submission: nothing else
+ * writes the output yet. */
+static int add_echo(srv_http *h, srv_req *r, attnd_err *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int rc = tok_decode(h->vocab, r->prompt_ids, r->n_prompt, true, &text, &len, err);
+    if (rc != ATTND_OK)
+        return rc;
+    if (!attnd_utf8_valid(text, len)) { /* ids may spell broken UTF-8: JSON must not */
+        free(text);
+        return attnd_err_set(err, ATTND_EINVAL, "echo: the prompt's tokens are not valid UTF-8");
+    }
+    if (r->in.stream) {
+        size_t n;
+        char *line = srv_completion_chunk(r, text, len, NULL, &n);
+        rc = line ? srv_req_append(r, line, n) : ATTND_ENOMEM;
+        free(line);
+    } else {
+        rc = srv_req_append(r, text, len);
+    }
+    free(text);
+    return rc == ATTND_ENOMEM ? attnd_err_set(err, rc, "out of memory") : rc;
+}
+
 /* POST /v1/chat/completions: the model's chat template on the messages,
  * answered in OpenAI's shapes (streams are always SSE). */
 static enum MHD_Result route_chat(srv_http *h, struct MHD_Connection *c, struct conn *cn)
@@ -331,12 +370,28 @@ static enum MHD_Result route_chat(srv_http *h, struct MHD_Connection *c, struct 
         return rc == ATTND_EINVAL ? send_error(c, cn, 400, "invalid_request_error", err.msg)
                                   : send_error(c, cn, 500, "server_error", err.msg);
     }
-    r->chat = true;
-    r->sse = r->in.stream;
-    r->oai_created = (long long)time(NULL);
-    r->oai_model = h->model_name;
-    snprintf(r->oai_id, sizeof r->oai_id, "chatcmpl-%016llx",
-             (unsigned long long)atomic_fetch_add(&h->seed_counter, 0x9e3779b97f4a7c15ull));
+    openai_init(h, r, SRV_API_CHAT, "chatcmpl");
+    return start_generation(h, c, cn, r);
+}
+
+/* POST /v1/completions: a raw prompt (text or token ids), OpenAI's shapes. */
+static enum MHD_Result route_completion(srv_http *h, struct MHD_Connection *c, struct conn *cn)
+{
+    attnd_err err = {0};
+    if (srv_sched_draining(h->ctx.sched))
+        return send_error(c, cn, 503, "unavailable", "the server is shutting down");
+    srv_limits lim = {h->ctx.c->default_max_tokens, h->ctx.c->max_tokens_cap};
+    uint64_t seed = atomic_fetch_add(&h->seed_counter, 0x9e3779b97f4a7c15ull) ^ (uint64_t)time(NULL);
+    srv_req *r = srv_req_new();
+    if (!r)
+        return send_error(c, cn, 500, "internal", "out of memory");
+    int rc = srv_parse_completion(cn->body, cn->len, &lim, seed, &r->in, &r->include_usage, &err);
+    if (rc != ATTND_OK) {
+        srv_req_release(r);
+        return rc == ATTND_EINVAL ? send_error(c, cn, 400, "invalid_request_error", err.msg)
+                                  : send_error(c, cn, 500, "server_error", err.msg);
+    }
+    openai_init(h, r, SRV_API_COMPLETION, "cmpl");
     return start_generation(h, c, cn, r);
 }
 
@@ -352,11 +407,18 @@ static enum MHD_Result start_generation(srv_http *h, struct MHD_Connection *c, s
     r->t_submit = now_s();
     int rc = srv_req_prepare(r, h->ctx.m, srv_sched_kv_token_capacity(h->ctx.sched), &err);
     if (rc != ATTND_OK) {
+        bool oai = r->api != SRV_API_GENERATE;
         srv_req_release(r);
-        return rc == ATTND_EINVAL ? send_error(c, cn, 400, "invalid_request", err.msg)
-                                  : send_error(c, cn, 500, "internal", err.msg);
+        return rc == ATTND_EINVAL
+                   ? send_error(c, cn, 400, oai ? "invalid_request_error" : "invalid_request", err.msg)
+                   : send_error(c, cn, 500, oai ? "server_error" : "internal", err.msg);
     }
 
+    if (r->in.echo && (rc = add_echo(h, r, &err)) != ATTND_OK) {
+        srv_req_release(r);
+        return rc == ATTND_EINVAL ? send_error(c, cn, 400, "invalid_request_error", err.msg)
+                                  : send_error(c, cn, 500, "server_error", err.msg);
+    }
     cn->req = r;
     atomic_fetch_add(&h->live, 1);
     rc = srv_sched_submit(h->ctx.sched, r);
@@ -467,6 +529,7 @@ static const struct route k_routes[] = {
     {"/metrics", "GET", "metrics", false, route_metrics},
     {"/v1/models", "GET", "models", false, route_models},
     {"/v1/chat/completions", "POST", "chat", false, route_chat},
+    {"/v1/completions", "POST", "completions", false, route_completion},
     {"/", "GET", "root", false, route_root},
 };
 

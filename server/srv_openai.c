@@ -198,6 +198,80 @@ done:
     return rc;
 }
 
+int srv_parse_completion(const char *body, size_t len, const srv_limits *lim,
+                         uint64_t random_seed, srv_gen_req *out, bool *include_usage,
+                         attnd_err *err)
+{
+    memset(out, 0, sizeof *out);
+    *include_usage = false;
+    cJSON *obj;
+    int rc = srv_parse_object(body, len, &obj, err);
+    if (rc)
+        return rc;
+    if (memmem(body, len, "\\u0000", 6)) {
+        cJSON_Delete(obj);
+        return attnd_err_set(err, ATTND_EINVAL, "the request must not contain NUL characters");
+    }
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(obj, "prompt"), *it;
+    if ((rc = refuse_unsupported(obj, err)) ||
+        (rc = srv_parse_gen_fields(body, len, obj, lim, random_seed, out, err)))
+        goto done;
+    /* a string, one string in an array, or token ids */
+    if (cJSON_IsArray(p) && p->child && cJSON_IsString(p->child) && !p->child->next)
+        p = p->child;
+    if (cJSON_IsString(p)) {
+        out->prompt_len = strlen(p->valuestring);
+        if (!attnd_utf8_valid(p->valuestring, out->prompt_len)) {
+            rc = attnd_err_set(err, ATTND_EINVAL, "prompt is not valid UTF-8");
+            goto done;
+        }
+        if (!(out->prompt = strdup(p->valuestring))) {
+            rc = attnd_err_set(err, ATTND_ENOMEM, "out of memory");
+            goto done;
+        }
+    } else if (cJSON_IsArray(p) && p->child) {
+        size_t n = 0;
+        for (const cJSON *t = p->child; t; t = t->next)
+            n++;
+        if (!(out->prompt_ids = malloc(n * sizeof *out->prompt_ids)) || !(out->prompt = strdup(""))) {
+            rc = attnd_err_set(err, ATTND_ENOMEM, "out of memory");
+            goto done;
+        }
+        n = 0;
+        for (const cJSON *t = p->child; t; t = t->next, n++) {
+            if (!cJSON_IsNumber(t) || t->valuedouble != (double)(int32_t)t->valuedouble) {
+                rc = attnd_err_set(err, ATTND_EINVAL,
+                                   "prompt must be a string or an array of token ids (prompt[%zu])",
+                                   n);
+                goto done;
+            }
+            out->prompt_ids[n] = (int32_t)t->valuedouble;
+        }
+        out->n_prompt_ids = n;
+    } else {
+        rc = attnd_err_set(err, ATTND_EINVAL,
+                           p ? "prompt must be a string or an array of token ids" : "prompt is required");
+        goto done;
+    }
+    if ((it = cJSON_GetObjectItemCaseSensitive(obj, "echo")) && !cJSON_IsBool(it)) {
+        rc = attnd_err_set(err, ATTND_EINVAL, "echo must be a boolean");
+        goto done;
+    }
+    out->echo = it && cJSON_IsTrue(it);
+    const cJSON *so = cJSON_GetObjectItemCaseSensitive(obj, "stream_options");
+    const cJSON *iu = so ? cJSON_GetObjectItemCaseSensitive(so, "include_usage") : NULL;
+    if (iu && !cJSON_IsBool(iu)) {
+        rc = attnd_err_set(err, ATTND_EINVAL, "stream_options.include_usage must be a boolean");
+        goto done;
+    }
+    *include_usage = iu && cJSON_IsTrue(iu);
+done:
+    cJSON_Delete(obj);
+    if (rc)
+        srv_gen_req_free(out);
+    return rc;
+}
+
 const char *srv_openai_finish(srv_finish f)
 {
     return f == SRV_FINISH_LENGTH || f == SRV_FINISH_TIMEOUT ? "length" : "stop";
@@ -271,9 +345,49 @@ char *srv_chat_chunk(const srv_req *r, bool role, const char *text, size_t len,
     return frame;
 }
 
+char *srv_completion_result(const srv_req *r, const char *text, size_t len, size_t *out_len)
+{
+    size_t sl;
+    char *str = srv_json_string(text, len, &sl);
+    cJSON *o = envelope(r, "text_completion"), *choices, *choice;
+    char *s = NULL;
+    if (str && o && (choices = cJSON_AddArrayToObject(o, "choices")) &&
+        (choice = cJSON_CreateObject()) && cJSON_AddItemToArray(choices, choice) &&
+        cJSON_AddRawToObject(choice, "text", str) && cJSON_AddNumberToObject(choice, "index", 0) &&
+        cJSON_AddNullToObject(choice, "logprobs") &&
+        cJSON_AddStringToObject(choice, "finish_reason", srv_openai_finish(r->finish)) &&
+        add_usage(o, r))
+        s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    free(str);
+    if (s)
+        *out_len = strlen(s);
+    return s;
+}
+
+char *srv_completion_chunk(const srv_req *r, const char *text, size_t len, const char *finish,
+                           size_t *out_len)
+{
+    cJSON *o = envelope(r, "text_completion"), *choices, *choice;
+    char *str = NULL, *json = NULL, *frame = NULL;
+    size_t sl;
+    bool ok = o && (str = srv_json_string(text ? text : "", text ? len : 0, &sl)) &&
+              (choices = cJSON_AddArrayToObject(o, "choices")) && (choice = cJSON_CreateObject()) &&
+              cJSON_AddItemToArray(choices, choice) && cJSON_AddRawToObject(choice, "text", str) &&
+              cJSON_AddNumberToObject(choice, "index", 0) && cJSON_AddNullToObject(choice, "logprobs") &&
+              (finish ? cJSON_AddStringToObject(choice, "finish_reason", finish) != NULL
+                      : cJSON_AddNullToObject(choice, "finish_reason") != NULL);
+    if (ok && (json = cJSON_PrintUnformatted(o)))
+        frame = srv_stream_frame(json, strlen(json), true, out_len);
+    free(json);
+    free(str);
+    cJSON_Delete(o);
+    return frame;
+}
+
 char *srv_chat_usage_chunk(const srv_req *r, size_t *out_len)
 {
-    cJSON *o = envelope(r, "chat.completion.chunk");
+    cJSON *o = envelope(r, r->api == SRV_API_CHAT ? "chat.completion.chunk" : "text_completion");
     char *json = NULL, *frame = NULL;
     if (o && cJSON_AddArrayToObject(o, "choices") && add_usage(o, r) &&
         (json = cJSON_PrintUnformatted(o)))

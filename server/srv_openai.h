@@ -1,5 +1,6 @@
 /* srv_openai.h - the OpenAI-compatible routes: request parsing for
- * POST /v1/chat/completions and the JSON of its answers and stream chunks.
+ * POST /v1/chat/completions and /v1/completions and the JSON of their
+ * answers and stream chunks.
  * Pure functions of their input (no sockets, no threads), like srv_api.h. */
 #ifndef ATTND_SRV_OPENAI_H
 #define ATTND_SRV_OPENAI_H
@@ -31,6 +32,13 @@ int srv_parse_chat(const char *body, size_t len, const srv_limits *lim, uint64_t
                    const srv_chat_template *ct, srv_gen_req *out, bool *include_usage,
                    attnd_err *err);
 
+/* A /v1/completions body: prompt (a string, an array of one string, or an
+ * array of token ids), echo, stream_options.include_usage and the shared
+ * fields; the same refusals as the chat route. */
+int srv_parse_completion(const char *body, size_t len, const srv_limits *lim,
+                         uint64_t random_seed, srv_gen_req *out, bool *include_usage,
+                         attnd_err *err);
+
 /* "stop" or "length", as OpenAI names why a choice ended. */
 const char *srv_openai_finish(srv_finish f);
 /* The chat.completion object for R with TEXT[0, LEN) as the message; malloc'd. */
@@ -39,6 +47,10 @@ char *srv_chat_result(const srv_req *r, const char *text, size_t len, size_t *ou
  * when not NULL, FINISH as finish_reason (NULL: null). malloc'd. */
 char *srv_chat_chunk(const srv_req *r, bool role, const char *text, size_t len,
                      const char *finish, size_t *out_len);
+/* The text_completion object, and one of its SSE chunks. */
+char *srv_completion_result(const srv_req *r, const char *text, size_t len, size_t *out_len);
+char *srv_completion_chunk(const srv_req *r, const char *text, size_t len, const char *finish,
+                           size_t *out_len);
 /* The usage chunk that stream_options.include_usage asks for (no choices). */
 char *srv_chat_usage_chunk(const srv_req *r, size_t *out_len);
 

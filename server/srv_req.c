@@ -42,9 +42,21 @@ int srv_req_prepare(srv_req *r, const model *m, uint64_t kv_tokens, attnd_err *e
     size_t n_ids = 0;
     unsigned flags = (r->in.add_special ? TOK_ADD_SPECIAL : 0u) |
                      (r->in.parse_special ? TOK_PARSE_SPECIAL : 0u);
-    int rc = tok_encode(vocab, r->in.prompt, r->in.prompt_len, flags, &r->prompt_ids, &n_ids, err);
-    if (rc != ATTND_OK)
+    int rc;
+    if (r->in.n_prompt_ids) { /* given as ids: checked, taken as they are */
+        for (size_t i = 0; i < r->in.n_prompt_ids; i++)
+            if (r->in.prompt_ids[i] < 0 || r->in.prompt_ids[i] >= (int32_t)hp->n_vocab)
+                return attnd_err_set(err, ATTND_EINVAL,
+                                     "prompt[%zu]: token %d is outside the vocabulary (%u)", i,
+                                     r->in.prompt_ids[i], hp->n_vocab);
+        r->prompt_ids = r->in.prompt_ids;
+        n_ids = r->in.n_prompt_ids;
+        r->in.prompt_ids = NULL; /* the request owns them now */
+        r->in.n_prompt_ids = 0;
+    } else if ((rc = tok_encode(vocab, r->in.prompt, r->in.prompt_len, flags, &r->prompt_ids,
+                                &n_ids, err)) != ATTND_OK) {
         return rc == ATTND_EINVAL ? ATTND_EIO : rc; /* the prompt is valid UTF-8: our fault */
+    }
     if (n_ids == 0 || n_ids + 1 > hp->n_ctx || n_ids + 1 > kv_tokens)
         return attnd_err_set(err, ATTND_EINVAL,
                              "prompt has %zu tokens; the context holds %u (and the KV pool %llu) "

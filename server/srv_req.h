@@ -42,6 +42,12 @@ typedef enum srv_finish {
 
 const char *srv_finish_name(srv_finish f);
 
+typedef enum srv_api {
+    SRV_API_GENERATE = 0, /* POST /generate */
+    SRV_API_CHAT,         /* POST /v1/chat/completions */
+    SRV_API_COMPLETION,   /* POST /v1/completions */
+} srv_api;
+
 typedef struct srv_req srv_req;
 struct srv_req {
     /* --- immutable after submission */
@@ -49,11 +55,11 @@ struct srv_req {
     int32_t *prompt_ids;
     uint32_t n_prompt;
     bool sse;                     /* stream as text/event-stream */
-    bool chat;                    /* /v1/chat/completions: OpenAI's answer and chunks */
-    bool include_usage;           /* chat stream: a usage chunk before [DONE] */
-    char oai_id[48];              /* chat: "chatcmpl-..." */
-    long long oai_created;        /* chat: unix seconds */
-    const char *oai_model;        /* chat: the model's name (owned by the server) */
+    srv_api api;                  /* which schema answers: /generate's or OpenAI's */
+    bool include_usage;           /* OpenAI stream: a usage chunk before [DONE] */
+    char oai_id[48];              /* OpenAI: "chatcmpl-..." / "cmpl-..." */
+    long long oai_created;        /* OpenAI: unix seconds */
+    const char *oai_model;        /* OpenAI: the model's name (owned by the server) */
     struct MHD_Connection *conn;
     int fd;                       /* the connection's socket, -1: none */
     double t_submit;              /* seconds, monotonic */
@@ -85,6 +91,7 @@ struct srv_req {
     double t_admit, t_first, t_last_token;
     bool have_first;
     bool chat_role_sent;          /* chat stream: the first chunk (with the role) went out */
+    bool echo_sent;               /* completion with echo: the prompt went out */
 };
 
 /* Allocates with refs = 1 (the HTTP side); the scheduler takes its own on

@@ -98,9 +98,11 @@ static int emit_text(srv_sched *s, srv_req *r, int32_t token, const char *text, 
         return ATTND_OK;
     size_t n;
     char *line;
-    if (r->chat) { /* OpenAI chunks: the first one carries the role */
+    if (r->api == SRV_API_CHAT) { /* OpenAI chunks: the first one carries the role */
         line = srv_chat_chunk(r, !r->chat_role_sent, text, len, NULL, &n);
         r->chat_role_sent = true;
+    } else if (r->api == SRV_API_COMPLETION) {
+        line = srv_completion_chunk(r, text, len, NULL, &n);
     } else {
         line = srv_stream_token(token, text, len, r->sse, &n);
     }
@@ -116,7 +118,7 @@ static int emit_text(srv_sched *s, srv_req *r, int32_t token, const char *text, 
  * client that the request failed. */
 static void emit_done_line(srv_sched *s, srv_req *r)
 {
-    if (r->chat) {
+    if (r->api != SRV_API_GENERATE) {
         /* the finish_reason chunk, usage if asked for, then [DONE]; an
          * error is an error object, as OpenAI streams it */
         size_t n = 0, nu = 0;
@@ -126,7 +128,9 @@ static void emit_done_line(srv_sched *s, srv_req *r)
             line = e ? srv_stream_frame(e, strlen(e), true, &n) : NULL;
             free(e);
         } else {
-            line = srv_chat_chunk(r, !r->chat_role_sent, NULL, 0, srv_openai_finish(r->finish), &n);
+            const char *fin = srv_openai_finish(r->finish);
+            line = r->api == SRV_API_CHAT ? srv_chat_chunk(r, !r->chat_role_sent, NULL, 0, fin, &n)
+                                          : srv_completion_chunk(r, "", 0, fin, &n);
         }
         char *usage = r->include_usage ? srv_chat_usage_chunk(r, &nu) : NULL;
         if (line)

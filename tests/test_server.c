@@ -1220,3 +1220,62 @@ Test(server_chat, bad_requests_get_openai_errors, .timeout = 60)
     }
     cr_expect_eq(server_stop(&s), 0);
 }
+
+/* /v1/completions: the same text as /generate, echo, token-id prompts,
+ * streamed chunks adding up to the answer. */
+Test(server_chat, completions_match_generate, .timeout = 60)
+{
+    struct server s;
+    server_start(&s, "models/aidreams260K.gguf", NULL);
+    char *want = golden_continuation(); /* 60 greedy tokens after "Echoes of" */
+    struct buf b = {0};
+    cr_assert_eq(http(&s, "POST", "/v1/completions",
+                      "{\"prompt\":\"Echoes of\",\"max_tokens\":60,\"temperature\":0}", NULL, &b),
+                 200, "%s", b.p);
+    cJSON *o = json(b.p);
+    cr_expect_str_eq(cJSON_GetObjectItem(o, "object")->valuestring, "text_completion");
+    const cJSON *c0 = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "choices"), 0);
+    cr_expect_str_eq(cJSON_GetObjectItem(c0, "text")->valuestring, want);
+    cr_expect_str_eq(cJSON_GetObjectItem(c0, "finish_reason")->valuestring, "length");
+    cr_expect(cJSON_IsNull(cJSON_GetObjectItem(c0, "logprobs")));
+    cr_expect_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "usage"), "completion_tokens")->valuedouble, 60);
+    cJSON_Delete(o);
+    free(b.p);
+
+    /* the prompt's ids (BOS included) and echo: the prompt text comes first */
+    struct buf e = {0};
+    cr_assert_eq(http(&s, "POST", "/v1/completions",
+                      "{\"prompt\":[1,388,355,260,275],\"max_tokens\":60,\"temperature\":0,"
+                      "\"echo\":true,\"stream\":true}",
+                      NULL, &e),
+                 200, "%s", e.p);
+    char text[8192] = "";
+    bool done = false;
+    for (char *line = strtok(e.p, "\n"); line; line = strtok(NULL, "\n")) {
+        if (strcmp(line, "data: [DONE]") == 0) {
+            done = true;
+            continue;
+        }
+        cJSON *ch = json(line + 6);
+        const cJSON *cc = cJSON_GetArrayItem(cJSON_GetObjectItem(ch, "choices"), 0);
+        if (cc)
+            strncat(text, cJSON_GetObjectItem(cc, "text")->valuestring, sizeof text - strlen(text) - 1);
+        cJSON_Delete(ch);
+    }
+    cr_expect(done);
+    char full[8192];
+    snprintf(full, sizeof full, "Echoes of%s", want);
+    cr_expect_str_eq(text, full);
+    free(e.p);
+
+    struct buf x = {0};
+    cr_expect_eq(http(&s, "POST", "/v1/completions", "{\"prompt\":[1,100000]}", NULL, &x), 400);
+    cr_expect(strstr(x.p, "outside the vocabulary") && strstr(x.p, "invalid_request_error"), "%s", x.p);
+    free(x.p);
+    struct buf y = {0};
+    cr_expect_eq(http(&s, "POST", "/v1/completions", "{\"prompt\":{}}", NULL, &y), 400);
+    cr_expect(strstr(y.p, "prompt must be a string or an array of token ids"), "%s", y.p);
+    free(y.p);
+    free(want);
+    cr_expect_eq(server_stop(&s), 0);
+}
