@@ -12,7 +12,7 @@ if [ "$type" = Fuzz ]; then
   # clang's libFuzzer, with ASan+UBSan; only the fuzz targets are built.
   export CC=clang
   extra=(-DATTND_FUZZ=ON)
-  target=(--target fuzz_gguf fuzz_request)
+  target=(--target fuzz_gguf fuzz_request fuzz_jinja)
   type=Debug
 fi
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE="$type" "${extra[@]}" >/dev/null

@@ -6,7 +6,8 @@
 #      a TSan-built attnd runs multi-threaded engine steps on the shared models
 #      and serves the whole server suite (test_server with ATTND_BIN pointing
 #      at it),
-#   4. deployment: Kubernetes manifests checked, two replicas behind nginx
+#   4. the official OpenAI Node client against a served model (tests/openai),
+#      deployment: Kubernetes manifests checked, two replicas behind nginx
 #      (deploy/test-lb.sh), the Dockerfile built with podman and its image
 #      served from (deploy/test-image.sh); then a benchmark smoke run,
 #   5. three libFuzzer targets for $ATTND_FUZZ_SECONDS each (default 60): the
@@ -47,6 +48,10 @@ done
 ATTND_BIN="$root/$tsan" build/release/tests/test_server --jobs 1
 unset TSAN_OPTIONS
 echo "TSan: clean"
+suites=$((suites + 1))
+
+echo "== the official OpenAI client (node) against attnd"
+bash tests/openai/run.sh
 suites=$((suites + 1))
 
 echo "== deployment: manifests, load balancer, container image"
