@@ -748,6 +748,15 @@ size_t srv_http_live(srv_http *h)
     return atomic_load(&h->live);
 }
 
+/* Frees what srv_http_start allocated (the daemon is stopped or never ran). */
+static void http_free(srv_http *h)
+{
+    jinja_free(h->chat_tmpl);
+    free(h->chat_bos);
+    free(h->chat_eos);
+    free(h);
+}
+
 static char *token_text(const tok_vocab *v, int32_t id)
 {
     size_t n = 0;
@@ -808,7 +817,7 @@ int srv_http_start(const srv_http_ctx *ctx, srv_http **out, attnd_err *err)
     snprintf(port, sizeof port, "%u", ctx->c->port);
     int gai = getaddrinfo(ctx->c->host[0] ? ctx->c->host : NULL, port, &hints, &ai);
     if (gai != 0) {
-        free(h);
+        http_free(h);
         return attnd_err_set(err, ATTND_EINVAL, "host: cannot resolve '%s': %s", ctx->c->host,
                              gai_strerror(gai));
     }
@@ -836,7 +845,7 @@ int srv_http_start(const srv_http_ctx *ctx, srv_http **out, attnd_err *err)
             close(fd);
         }
         freeaddrinfo(ai);
-        free(h);
+        http_free(h);
         return attnd_err_set(err, ATTND_EIO, "http: cannot listen on %s:%u: %s (port %u)",
                              ctx->c->host, ctx->c->port, why, ctx->c->port);
     }
@@ -850,8 +859,5 @@ void srv_http_stop(srv_http *h)
     if (!h)
         return;
     MHD_stop_daemon(h->d);
-    jinja_free(h->chat_tmpl);
-    free(h->chat_bos);
-    free(h->chat_eos);
-    free(h);
+    http_free(h);
 }
