@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "attnd_utf8.h"
+#include "srv_logprob.h"
 #include "tok.h"
 
 /* Largest seed accepted: 2^53 - 1. JSON numbers arrive as doubles, and every
@@ -315,6 +316,25 @@ int srv_parse_gen_fields(const char *body, size_t len, const cJSON *obj, const s
     if ((it = field(obj, "parse_special")) &&
         (rc = get_bool(it, "parse_special", &r->parse_special, err)))
         return rc;
+    if ((it = field(obj, "logprobs")) && !cJSON_IsNull(it)) {
+        if (cJSON_IsNumber(it)) { /* /v1/completions: how many top tokens */
+            if ((rc = get_int(it, "logprobs", 0, SRV_MAX_TOP_LOGPROBS, &v, err)))
+                return rc;
+            r->logprobs = true;
+            r->top_logprobs = (uint32_t)v;
+        } else if ((rc = get_bool(it, "logprobs", &r->logprobs, err))) {
+            return attnd_err_set(err, ATTND_EINVAL,
+                                 "logprobs must be a boolean (or, for completions, an integer 0..%d)",
+                                 SRV_MAX_TOP_LOGPROBS);
+        }
+    }
+    if ((it = field(obj, "top_logprobs")) && !cJSON_IsNull(it)) {
+        if ((rc = get_int(it, "top_logprobs", 0, SRV_MAX_TOP_LOGPROBS, &v, err)))
+            return rc;
+        if (!r->logprobs && v > 0)
+            return attnd_err_set(err, ATTND_EINVAL, "top_logprobs needs logprobs");
+        r->top_logprobs = (uint32_t)v;
+    }
     return ATTND_OK;
 }
 
@@ -551,14 +571,31 @@ char *srv_stream_frame(const char *json, size_t len, bool sse, size_t *out_len)
 
 char *srv_stream_token(int32_t id, const char *text, size_t len, bool sse, size_t *out_len)
 {
+    return srv_stream_token_lp(id, text, len, NULL, sse, out_len);
+}
+
+char *srv_stream_token_lp(int32_t id, const char *text, size_t len, const char *logprobs, bool sse,
+                          size_t *out_len)
+{
     size_t sl;
     char *str = srv_json_string(text, len, &sl);
-    if (!str)
+    char *tail = NULL;
+    size_t tl = 1;
+    if (str && logprobs) {
+        tl = strlen(logprobs) + 13;
+        if ((tail = malloc(tl + 1)))
+            snprintf(tail, tl + 1, ",\"logprobs\":%s}", logprobs);
+    }
+    if (!str || (logprobs && !tail)) {
+        free(str);
         return NULL;
+    }
     char head[32];
     int hl = id >= 0 ? snprintf(head, sizeof head, "{\"token\":%ld,\"text\":", (long)id)
                      : snprintf(head, sizeof head, "{\"text\":");
-    char *line = frame3(head, (size_t)hl, str, sl, "}", 1, sse, out_len);
+    char *line = frame3(head, (size_t)hl, str, sl, tail ? tail : "}", tail ? strlen(tail) : 1, sse,
+                        out_len);
     free(str);
+    free(tail);
     return line;
 }

@@ -42,6 +42,8 @@ typedef struct srv_gen_req {
     int32_t *prompt_ids; /* a prompt given as token ids instead (prompt is then ""), */
     size_t n_prompt_ids; /* checked against the vocabulary when prepared */
     bool echo;          /* /v1/completions: the answer starts with the prompt */
+    bool logprobs;      /* each generated token's log-probability ... */
+    uint32_t top_logprobs; /* ... and the 0..20 most likely tokens' */
 } srv_gen_req;
 
 /* Parses and validates a /generate body. Field rules: prompt string
@@ -60,7 +62,9 @@ void srv_gen_req_free(srv_gen_req *r);
 int srv_parse_object(const char *body, size_t len, cJSON **out, attnd_err *err);
 /* The fields /generate and the OpenAI routes share, from OBJ (parsed from
  * BODY): max_tokens (or max_completion_tokens), the sampling fields, seed,
- * stop, ignore_eos, stream, parse_special. Everything but the prompt. */
+ * stop, ignore_eos, stream, parse_special, logprobs (a boolean, or as
+ * /v1/completions has it the number of top tokens) and top_logprobs
+ * (0..20). Everything but the prompt. */
 int srv_parse_gen_fields(const char *body, size_t len, const cJSON *obj, const srv_limits *lim,
                          uint64_t random_seed, srv_gen_req *r, attnd_err *err);
 
@@ -91,5 +95,8 @@ char *srv_stream_frame(const char *json, size_t len, bool sse, size_t *out_len);
  * "token" when ID < 0 (text held back until the end has no token of its
  * own). malloc'd; NULL when out of memory. */
 char *srv_stream_token(int32_t id, const char *text, size_t len, bool sse, size_t *out_len);
+/* The same with "logprobs": LOGPROBS (JSON text; NULL: none). */
+char *srv_stream_token_lp(int32_t id, const char *text, size_t len, const char *logprobs, bool sse,
+                          size_t *out_len);
 
 #endif

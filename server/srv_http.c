@@ -231,14 +231,17 @@ static enum MHD_Result route_metrics(srv_http *h, struct MHD_Connection *c, stru
 
 /* The answer of a non-streamed /generate; NULL when out of memory. The text
  * may hold NUL bytes (<0x00> tokens), so it is escaped by length. */
-static cJSON *result_json(srv_req *r)
+static cJSON *result_json(srv_http *h, srv_req *r)
 {
     if (r->api != SRV_API_GENERATE) {
         pthread_mutex_lock(&r->mu);
         size_t n;
+        cJSON *lp = !r->in.logprobs ? NULL
+                    : r->api == SRV_API_CHAT ? srv_logprobs_chat(r->lp, r->n_lp, h->vocab)
+                                             : srv_logprobs_completion(r->lp, r->n_lp, h->vocab, 0);
         char *s = r->api == SRV_API_CHAT
-                      ? srv_chat_result(r, r->out ? r->out : "", r->out_len, &n)
-                      : srv_completion_result(r, r->out ? r->out : "", r->out_len, &n);
+                      ? srv_chat_result(r, r->out ? r->out : "", r->out_len, lp, &n)
+                      : srv_completion_result(r, r->out ? r->out : "", r->out_len, lp, &n);
         pthread_mutex_unlock(&r->mu);
         cJSON *o = s ? cJSON_Parse(s) : NULL;
         free(s);
@@ -250,6 +253,12 @@ static cJSON *result_json(srv_req *r)
     char *str = srv_json_string(r->out ? r->out : "", r->out_len, &sl);
     bool ok = o && str && cJSON_AddRawToObject(o, "text", str) &&
               srv_req_add_result(r, o) == ATTND_OK;
+    if (ok && r->in.logprobs) {
+        cJSON *lp = srv_logprobs_generate(r->lp, r->n_lp, h->vocab);
+        ok = lp && cJSON_AddItemToObject(o, "logprobs", lp);
+        if (!ok)
+            cJSON_Delete(lp);
+    }
     pthread_mutex_unlock(&r->mu);
     free(str);
     if (!ok) {
@@ -341,7 +350,7 @@ static int add_echo(srv_http *h, srv_req *r, attnd_err *err)
     }
     if (r->in.stream) {
         size_t n;
-        char *line = srv_completion_chunk(r, text, len, NULL, &n);
+        char *line = srv_completion_chunk(r, text, len, NULL, NULL, &n);
         rc = line ? srv_req_append(r, line, n) : ATTND_ENOMEM;
         free(line);
     } else {
@@ -455,7 +464,7 @@ static enum MHD_Result start_generation(srv_http *h, struct MHD_Connection *c, s
 }
 
 /* Called again after a non-streamed /generate was resumed. */
-static enum MHD_Result generate_resumed(struct MHD_Connection *c, struct conn *cn)
+static enum MHD_Result generate_resumed(srv_http *h, struct MHD_Connection *c, struct conn *cn)
 {
     srv_req *r = cn->req;
     pthread_mutex_lock(&r->mu);
@@ -467,7 +476,7 @@ static enum MHD_Result generate_resumed(struct MHD_Connection *c, struct conn *c
     pthread_mutex_unlock(&r->mu);
     if (!done)
         return MHD_YES;
-    cJSON *o = result_json(r);
+    cJSON *o = result_json(h, r);
     if (!o)
         return send_error(c, cn, 500, "internal", "out of memory building the answer");
     return send_json(c, cn, 200, o);
@@ -622,7 +631,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (cn->req && !cn->streaming && cn->routed)
-        return generate_resumed(c, cn);
+        return generate_resumed(h, c, cn);
     if (*upload_size > 0 && cn->routed) { /* answered from the headers: not kept */
         *upload_size = 0;
         return MHD_YES;

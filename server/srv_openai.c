@@ -125,8 +125,6 @@ static int refuse_unsupported(const cJSON *obj, attnd_err *err)
     if ((it = cJSON_GetObjectItemCaseSensitive(obj, "n")) &&
         !(cJSON_IsNumber(it) && it->valuedouble == 1))
         return attnd_err_set(err, ATTND_EINVAL, "n: only 1 choice is supported");
-    if ((it = cJSON_GetObjectItemCaseSensitive(obj, "logprobs")) && cJSON_IsTrue(it))
-        return attnd_err_set(err, ATTND_EINVAL, "logprobs is not supported yet");
     static const char *const penalties[] = {"presence_penalty", "frequency_penalty"};
     for (size_t i = 0; i < 2; i++)
         if ((it = cJSON_GetObjectItemCaseSensitive(obj, penalties[i])) &&
@@ -297,14 +295,28 @@ static bool add_usage(cJSON *o, const srv_req *r)
            cJSON_AddNumberToObject(u, "total_tokens", r->n_prompt + r->n_generated);
 }
 
-char *srv_chat_result(const srv_req *r, const char *text, size_t len, size_t *out_len)
+/* "logprobs": LP (taken; NULL: null) */
+static bool add_logprobs(cJSON *choice, cJSON *lp)
+{
+    if (!lp)
+        return cJSON_AddNullToObject(choice, "logprobs") != NULL;
+    if (cJSON_AddItemToObject(choice, "logprobs", lp))
+        return true;
+    cJSON_Delete(lp);
+    return false;
+}
+
+char *srv_chat_result(const srv_req *r, const char *text, size_t len, cJSON *logprobs,
+                      size_t *out_len)
 {
     size_t sl;
     char *str = srv_json_string(text, len, &sl);
-    cJSON *o = envelope(r, "chat.completion"), *choices, *choice, *msg;
+    cJSON *o = envelope(r, "chat.completion"), *choices, *choice = NULL, *msg;
     char *s = NULL;
+    bool taken = false;
     if (str && o && (choices = cJSON_AddArrayToObject(o, "choices")) &&
         (choice = cJSON_CreateObject()) && cJSON_AddItemToArray(choices, choice) &&
+        (taken = true, add_logprobs(choice, logprobs)) &&
         cJSON_AddNumberToObject(choice, "index", 0) &&
         (msg = cJSON_AddObjectToObject(choice, "message")) &&
         cJSON_AddStringToObject(msg, "role", "assistant") &&
@@ -312,6 +324,8 @@ char *srv_chat_result(const srv_req *r, const char *text, size_t len, size_t *ou
         cJSON_AddStringToObject(choice, "finish_reason", srv_openai_finish(r->finish)) &&
         add_usage(o, r))
         s = cJSON_PrintUnformatted(o);
+    if (!taken)
+        cJSON_Delete(logprobs);
     cJSON_Delete(o);
     free(str);
     if (s)
@@ -322,16 +336,20 @@ char *srv_chat_result(const srv_req *r, const char *text, size_t len, size_t *ou
 /* data: {chunk}\n\n with one choice: DELTA_ROLE (first chunk), the content
  * TEXT[0, LEN) when TEXT, FINISH (NULL: null). */
 char *srv_chat_chunk(const srv_req *r, bool role, const char *text, size_t len,
-                     const char *finish, size_t *out_len)
+                     const char *finish, cJSON *logprobs, size_t *out_len)
 {
-    cJSON *o = envelope(r, "chat.completion.chunk"), *choices, *choice, *delta;
+    cJSON *o = envelope(r, "chat.completion.chunk"), *choices, *choice = NULL, *delta;
     char *str = NULL, *json = NULL, *frame = NULL;
     size_t sl;
+    bool taken = false;
     bool ok = o && (choices = cJSON_AddArrayToObject(o, "choices")) &&
               (choice = cJSON_CreateObject()) && cJSON_AddItemToArray(choices, choice) &&
+              (taken = true, add_logprobs(choice, logprobs)) &&
               cJSON_AddNumberToObject(choice, "index", 0) &&
               (delta = cJSON_AddObjectToObject(choice, "delta")) &&
               (!role || cJSON_AddStringToObject(delta, "role", "assistant"));
+    if (!taken)
+        cJSON_Delete(logprobs);
     if (ok && text)
         ok = (str = srv_json_string(text, len, &sl)) && cJSON_AddRawToObject(delta, "content", str);
     if (ok)
@@ -345,19 +363,23 @@ char *srv_chat_chunk(const srv_req *r, bool role, const char *text, size_t len,
     return frame;
 }
 
-char *srv_completion_result(const srv_req *r, const char *text, size_t len, size_t *out_len)
+char *srv_completion_result(const srv_req *r, const char *text, size_t len, cJSON *logprobs,
+                            size_t *out_len)
 {
     size_t sl;
     char *str = srv_json_string(text, len, &sl);
-    cJSON *o = envelope(r, "text_completion"), *choices, *choice;
+    cJSON *o = envelope(r, "text_completion"), *choices, *choice = NULL;
     char *s = NULL;
+    bool taken = false;
     if (str && o && (choices = cJSON_AddArrayToObject(o, "choices")) &&
         (choice = cJSON_CreateObject()) && cJSON_AddItemToArray(choices, choice) &&
+        (taken = true, add_logprobs(choice, logprobs)) &&
         cJSON_AddRawToObject(choice, "text", str) && cJSON_AddNumberToObject(choice, "index", 0) &&
-        cJSON_AddNullToObject(choice, "logprobs") &&
         cJSON_AddStringToObject(choice, "finish_reason", srv_openai_finish(r->finish)) &&
         add_usage(o, r))
         s = cJSON_PrintUnformatted(o);
+    if (!taken)
+        cJSON_Delete(logprobs);
     cJSON_Delete(o);
     free(str);
     if (s)
@@ -366,17 +388,21 @@ char *srv_completion_result(const srv_req *r, const char *text, size_t len, size
 }
 
 char *srv_completion_chunk(const srv_req *r, const char *text, size_t len, const char *finish,
-                           size_t *out_len)
+                           cJSON *logprobs, size_t *out_len)
 {
-    cJSON *o = envelope(r, "text_completion"), *choices, *choice;
+    cJSON *o = envelope(r, "text_completion"), *choices, *choice = NULL;
     char *str = NULL, *json = NULL, *frame = NULL;
     size_t sl;
+    bool taken = false;
     bool ok = o && (str = srv_json_string(text ? text : "", text ? len : 0, &sl)) &&
               (choices = cJSON_AddArrayToObject(o, "choices")) && (choice = cJSON_CreateObject()) &&
-              cJSON_AddItemToArray(choices, choice) && cJSON_AddRawToObject(choice, "text", str) &&
-              cJSON_AddNumberToObject(choice, "index", 0) && cJSON_AddNullToObject(choice, "logprobs") &&
-              (finish ? cJSON_AddStringToObject(choice, "finish_reason", finish) != NULL
-                      : cJSON_AddNullToObject(choice, "finish_reason") != NULL);
+              cJSON_AddItemToArray(choices, choice) &&
+              (taken = true, add_logprobs(choice, logprobs)) &&
+              cJSON_AddRawToObject(choice, "text", str) && cJSON_AddNumberToObject(choice, "index", 0);
+    if (!taken)
+        cJSON_Delete(logprobs);
+    ok = ok && (finish ? cJSON_AddStringToObject(choice, "finish_reason", finish) != NULL
+                       : cJSON_AddNullToObject(choice, "finish_reason") != NULL);
     if (ok && (json = cJSON_PrintUnformatted(o)))
         frame = srv_stream_frame(json, strlen(json), true, out_len);
     free(json);

@@ -23,7 +23,7 @@ typedef struct srv_chat_template {
 
 /* A /v1/chat/completions body: messages (system/user/assistant/tool roles,
  * string or text-part content), the fields srv_parse_gen_fields parses,
- * stream_options.include_usage; n, logprobs, presence/frequency_penalty,
+ * stream_options.include_usage; n, presence/frequency_penalty,
  * logit_bias and tools other than their defaults are refused by name. The
  * prompt is CT rendered on the messages with add_generation_prompt, to be
  * tokenized with special tokens and without an added BOS. ATTND_EINVAL (a
@@ -41,16 +41,20 @@ int srv_parse_completion(const char *body, size_t len, const srv_limits *lim,
 
 /* "stop" or "length", as OpenAI names why a choice ended. */
 const char *srv_openai_finish(srv_finish f);
+/* LOGPROBS below: the choice's "logprobs" (taken over, freed in any case;
+ * NULL: null), as srv_logprob.h writes them. */
 /* The chat.completion object for R with TEXT[0, LEN) as the message; malloc'd. */
-char *srv_chat_result(const srv_req *r, const char *text, size_t len, size_t *out_len);
+char *srv_chat_result(const srv_req *r, const char *text, size_t len, cJSON *logprobs,
+                      size_t *out_len);
 /* One SSE chunk (data: ...\n\n): the assistant role when ROLE, content TEXT
  * when not NULL, FINISH as finish_reason (NULL: null). malloc'd. */
 char *srv_chat_chunk(const srv_req *r, bool role, const char *text, size_t len,
-                     const char *finish, size_t *out_len);
+                     const char *finish, cJSON *logprobs, size_t *out_len);
 /* The text_completion object, and one of its SSE chunks. */
-char *srv_completion_result(const srv_req *r, const char *text, size_t len, size_t *out_len);
+char *srv_completion_result(const srv_req *r, const char *text, size_t len, cJSON *logprobs,
+                            size_t *out_len);
 char *srv_completion_chunk(const srv_req *r, const char *text, size_t len, const char *finish,
-                           size_t *out_len);
+                           cJSON *logprobs, size_t *out_len);
 /* The usage chunk that stream_options.include_usage asks for (no choices). */
 char *srv_chat_usage_chunk(const srv_req *r, size_t *out_len);
 

@@ -96,6 +96,7 @@ void srv_req_release(srv_req *r)
     free(r->out);
     free(r->tokens);
     sampler_free(r->smp);
+    free(r->lp);
     tok_stream_free(r->ts);
     srv_stop_free(r->stop);
     pthread_mutex_destroy(&r->mu);
@@ -116,6 +117,20 @@ int srv_req_append(srv_req *r, const char *p, size_t n)
     }
     memcpy(r->out + r->out_len, p, n);
     r->out_len += n;
+    return ATTND_OK;
+}
+
+int srv_req_push_logprob(srv_req *r, const srv_logprob *lp)
+{
+    if (r->n_lp == r->cap_lp) {
+        size_t cap = r->cap_lp ? r->cap_lp * 2 : 64;
+        srv_logprob *t = realloc(r->lp, cap * sizeof *t);
+        if (!t)
+            return ATTND_ENOMEM;
+        r->lp = t;
+        r->cap_lp = cap;
+    }
+    r->lp[r->n_lp++] = *lp;
     return ATTND_OK;
 }
 

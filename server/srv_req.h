@@ -25,6 +25,7 @@
 #include "model.h"
 #include "sample.h"
 #include "srv_api.h"
+#include "srv_logprob.h"
 #include "tok.h"
 
 struct MHD_Connection;
@@ -76,6 +77,10 @@ struct srv_req {
     char error[256];              /* why, when finish is SRV_FINISH_ERROR */
     uint32_t n_generated;
     double queue_ms, prefill_ms, decode_ms;
+    srv_logprob *lp;              /* in.logprobs: one per generated token */
+    size_t n_lp, cap_lp;
+    size_t lp_sent;               /* scheduler: records already in stream chunks */
+    size_t lp_text_off;           /* scheduler: bytes of their tokens (completion offsets) */
 
     /* --- scheduler only */
     srv_req *next;                /* in whichever queue holds it */
@@ -117,5 +122,7 @@ int srv_req_add_result(const srv_req *r, void *o);
 /* Appends to the output buffer (caller holds r->mu). ATTND_ENOMEM: nothing
  * was appended. */
 int srv_req_append(srv_req *r, const char *p, size_t n);
+/* Appends one log-probability record (caller holds r->mu). */
+int srv_req_push_logprob(srv_req *r, const srv_logprob *lp);
 
 #endif

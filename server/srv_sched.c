@@ -87,6 +87,25 @@ static int emit(srv_sched *s, srv_req *r, const char *p, size_t n, bool end)
     return rc;
 }
 
+/* The log-probabilities not yet streamed, in R's API shape, marked sent;
+ * NULL when off or none are pending (or out of memory: they are dropped). */
+static cJSON *pending_logprobs(srv_sched *s, srv_req *r)
+{
+    if (!r->in.logprobs || r->lp_sent >= r->n_lp)
+        return NULL;
+    const srv_logprob *lp = r->lp + r->lp_sent;
+    size_t n = r->n_lp - r->lp_sent;
+    cJSON *j = r->api == SRV_API_CHAT         ? srv_logprobs_chat(lp, n, s->vocab)
+               : r->api == SRV_API_COMPLETION ? srv_logprobs_completion(lp, n, s->vocab, r->lp_text_off)
+                                              : srv_logprobs_generate(lp, n, s->vocab);
+    for (size_t i = 0; i < n; i++) {
+        long k = tok_piece(s->vocab, lp[i].id, NULL, 0);
+        r->lp_text_off += k > 0 ? (size_t)k : 0;
+    }
+    r->lp_sent = r->n_lp;
+    return j;
+}
+
 /* Text for the client: raw bytes for a non-streamed answer (the HTTP side
  * escapes the whole text at the end), one framed JSON line per call for a
  * stream. TOKEN < 0: held-back text released at the end. */
@@ -98,13 +117,17 @@ static int emit_text(srv_sched *s, srv_req *r, int32_t token, const char *text, 
         return ATTND_OK;
     size_t n;
     char *line;
+    cJSON *lp = pending_logprobs(s, r);
     if (r->api == SRV_API_CHAT) { /* OpenAI chunks: the first one carries the role */
-        line = srv_chat_chunk(r, !r->chat_role_sent, text, len, NULL, &n);
+        line = srv_chat_chunk(r, !r->chat_role_sent, text, len, NULL, lp, &n);
         r->chat_role_sent = true;
     } else if (r->api == SRV_API_COMPLETION) {
-        line = srv_completion_chunk(r, text, len, NULL, &n);
+        line = srv_completion_chunk(r, text, len, NULL, lp, &n);
     } else {
-        line = srv_stream_token(token, text, len, r->sse, &n);
+        char *lpj = lp ? cJSON_PrintUnformatted(lp) : NULL;
+        line = srv_stream_token_lp(token, text, len, lpj, r->sse, &n);
+        free(lpj);
+        cJSON_Delete(lp);
     }
     if (!line)
         return ATTND_ENOMEM;
@@ -129,8 +152,10 @@ static void emit_done_line(srv_sched *s, srv_req *r)
             free(e);
         } else {
             const char *fin = srv_openai_finish(r->finish);
-            line = r->api == SRV_API_CHAT ? srv_chat_chunk(r, !r->chat_role_sent, NULL, 0, fin, &n)
-                                          : srv_completion_chunk(r, "", 0, fin, &n);
+            cJSON *lp = pending_logprobs(s, r); /* of tokens whose text was held back */
+            line = r->api == SRV_API_CHAT
+                       ? srv_chat_chunk(r, !r->chat_role_sent, NULL, 0, fin, lp, &n)
+                       : srv_completion_chunk(r, "", 0, fin, lp, &n);
         }
         char *usage = r->include_usage ? srv_chat_usage_chunk(r, &nu) : NULL;
         if (line)
@@ -449,9 +474,17 @@ static void on_token(srv_sched *s, srv_req *r, const float *logits, double t)
     }
     sampler_accept(r->smp, tok);
     r->tokens[r->n_tokens++] = tok;
+    srv_logprob lp;
+    if (r->in.logprobs) /* of the model's own distribution: the raw logits */
+        srv_logprob_compute(logits, (int32_t)s->hp->n_vocab, tok, r->in.top_logprobs, &lp);
     pthread_mutex_lock(&r->mu);
     r->n_generated++;
+    bool lp_ok = !r->in.logprobs || srv_req_push_logprob(r, &lp) == ATTND_OK;
     pthread_mutex_unlock(&r->mu);
+    if (!lp_ok) {
+        finish(s, r, SRV_FINISH_ERROR, "out of memory keeping log-probabilities");
+        return;
+    }
 
     const char *piece = NULL, *out = NULL;
     size_t piece_len = 0, out_len = 0;

@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1200,7 +1201,8 @@ Test(server_chat, bad_requests_get_openai_errors, .timeout = 60)
         {"{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\"}]}]}",
          "only {\"type\": \"text\"} parts"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"n\":3}", "n: only 1"},
-        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logprobs\":true}", "logprobs"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logprobs\":\"yes\"}",
+         "logprobs must be a boolean"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":0}", "max_tokens"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"a\\u0000b\"}]}", "NUL"},
     };
@@ -1277,5 +1279,91 @@ Test(server_chat, completions_match_generate, .timeout = 60)
     cr_expect(strstr(y.p, "prompt must be a string or an array of token ids"), "%s", y.p);
     free(y.p);
     free(want);
+    cr_expect_eq(server_stop(&s), 0);
+}
+
+/* Log-probabilities: exactly the log-softmax of the logits `attnd logits`
+ * writes for the same tokens (to 1e-5), the top ones in order, in each API's
+ * shape. */
+Test(server_chat, logprobs_are_the_log_softmax_of_the_logits, .timeout = 60)
+{
+    struct server s;
+    server_start(&s, "models/aidreams260K.gguf", "--kv-type f32");
+    struct buf b = {0};
+    cr_assert_eq(http(&s, "POST", "/generate",
+                      "{\"prompt\":\"Echoes of\",\"max_tokens\":6,\"temperature\":0,"
+                      "\"logprobs\":true,\"top_logprobs\":3}",
+                      NULL, &b),
+                 200, "%s", b.p);
+    cJSON *o = json(b.p);
+    const cJSON *lps = cJSON_GetObjectItem(o, "logprobs");
+    cr_assert_eq(cJSON_GetArraySize(lps), 6);
+    /* the prompt's ids, then each generated id */
+    int32_t ids[16] = {1, 388, 355, 260, 275};
+    size_t n = 5;
+    for (const cJSON *e = lps->child; e; e = e->next)
+        ids[n++] = (int32_t)cJSON_GetObjectItem(e, "id")->valuedouble;
+    char list[256] = "", *out_path = test_tmp_path("lp.f32");
+    for (size_t i = 0; i < n; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), i ? ",%d" : "%d", ids[i]);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' logits -m '%s' --tokens %s --chunk -o '%s' 2>/dev/null",
+             test_attnd_bin(), test_shared("models/aidreams260K.gguf"), list, out_path);
+    cr_assert_eq(test_run(cmd, NULL), 0, "%s", cmd);
+    size_t bytes;
+    float *logits = (float *)(void *)test_read_file(out_path, &bytes);
+    cr_assert(logits && bytes == n * 512 * sizeof(float));
+    size_t i = 0;
+    for (const cJSON *e = lps->child; e; e = e->next, i++) {
+        const float *row = logits + (4 + i) * 512; /* after the token before it */
+        double mx = -INFINITY, sum = 0;
+        for (int k = 0; k < 512; k++)
+            mx = row[k] > mx ? row[k] : mx;
+        for (int k = 0; k < 512; k++)
+            sum += exp((double)row[k] - mx);
+        double lse = mx + log(sum);
+        int32_t id = (int32_t)cJSON_GetObjectItem(e, "id")->valuedouble;
+        double got = cJSON_GetObjectItem(e, "logprob")->valuedouble;
+        cr_expect(fabs(got - ((double)row[id] - lse)) < 1e-5, "token %zu: %.8f vs %.8f", i, got,
+                  (double)row[id] - lse);
+        const cJSON *tops = cJSON_GetObjectItem(e, "top_logprobs");
+        cr_assert_eq(cJSON_GetArraySize(tops), 3);
+        double prev = 1;
+        for (const cJSON *t = tops->child; t; t = t->next) {
+            int32_t tid = (int32_t)cJSON_GetObjectItem(t, "id")->valuedouble;
+            double tl = cJSON_GetObjectItem(t, "logprob")->valuedouble;
+            cr_expect(fabs(tl - ((double)row[tid] - lse)) < 1e-5);
+            cr_expect(tl <= prev, "top_logprobs out of order");
+            prev = tl;
+        }
+        /* greedy: the chosen token is the most likely */
+        cr_expect_eq((int32_t)cJSON_GetObjectItem(tops->child, "id")->valuedouble, id);
+    }
+    free(logits);
+    remove(out_path);
+    free(out_path);
+    cJSON_Delete(o);
+    free(b.p);
+
+    /* /v1/completions: logprobs as an integer, OpenAI's legacy shape */
+    struct buf c = {0};
+    cr_assert_eq(http(&s, "POST", "/v1/completions",
+                      "{\"prompt\":\"Echoes of\",\"max_tokens\":2,\"temperature\":0,\"logprobs\":2}",
+                      NULL, &c),
+                 200, "%s", c.p);
+    o = json(c.p);
+    const cJSON *cl = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(o, "choices"), 0),
+                                          "logprobs");
+    cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItem(cl, "tokens")), 2);
+    cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItem(cl, "token_logprobs")), 2);
+    cr_expect_eq(cJSON_GetArraySize(cJSON_GetArrayItem(cJSON_GetObjectItem(cl, "top_logprobs"), 0)), 2);
+    cJSON_Delete(o);
+    free(c.p);
+    struct buf d = {0};
+    cr_expect_eq(http(&s, "POST", "/generate", "{\"prompt\":\"a\",\"top_logprobs\":21,\"logprobs\":true}",
+                      NULL, &d),
+                 400);
+    cr_expect(strstr(d.p, "top_logprobs"), "%s", d.p);
+    free(d.p);
     cr_expect_eq(server_stop(&s), 0);
 }

@@ -50,6 +50,18 @@ await check("chat stream with include_usage adds up to the same text", async () 
   assert.ok(finish && usage && usage.completion_tokens > 0, JSON.stringify({ finish, usage }));
 });
 
+await check("chat logprobs with top_logprobs", async () => {
+  const r = await client.chat.completions.create({
+    model: "x", messages, max_tokens: 4, temperature: 0, logprobs: true, top_logprobs: 3,
+  });
+  const content = r.choices[0].logprobs.content;
+  assert.equal(content.length, r.usage.completion_tokens);
+  for (const t of content) {
+    assert.ok(t.logprob <= 0 && t.top_logprobs.length === 3 && Array.isArray(t.bytes));
+    assert.equal(t.top_logprobs[0].logprob, t.logprob, "greedy picks the most likely");
+  }
+});
+
 await check("completions.create, streamed and with echo", async () => {
   const r = await client.completions.create({ model: "x", prompt: "Once upon", max_tokens: 8, temperature: 0 });
   assert.equal(r.object, "text_completion");
