@@ -338,13 +338,49 @@ int srv_parse_gen_fields(const char *body, size_t len, const cJSON *obj, const s
     return ATTND_OK;
 }
 
+int srv_parse_prompt(const cJSON *p, srv_gen_req *out, attnd_err *err)
+{
+    if (!p)
+        return attnd_err_set(err, ATTND_EINVAL, "prompt is required");
+    if (cJSON_IsArray(p) && p->child && cJSON_IsString(p->child) && !p->child->next)
+        p = p->child; /* one string in an array, as OpenAI clients send it */
+    if (cJSON_IsString(p)) {
+        out->prompt_len = strlen(p->valuestring);
+        if (!attnd_utf8_valid(p->valuestring, out->prompt_len))
+            return attnd_err_set(err, ATTND_EINVAL, "prompt is not valid UTF-8");
+        if (!(out->prompt = strdup(p->valuestring)))
+            return attnd_err_set(err, ATTND_ENOMEM, "out of memory");
+        return ATTND_OK;
+    }
+    if (!cJSON_IsArray(p) || !p->child)
+        return attnd_err_set(err, ATTND_EINVAL, "prompt must be a string or an array of token ids");
+    size_t n = 0;
+    for (const cJSON *t = p->child; t; t = t->next)
+        n++;
+    if (!(out->prompt_ids = malloc(n * sizeof *out->prompt_ids)) || !(out->prompt = strdup("")))
+        return attnd_err_set(err, ATTND_ENOMEM, "out of memory");
+    n = 0;
+    for (const cJSON *t = p->child; t; t = t->next, n++) {
+        if (!cJSON_IsNumber(t) || t->valuedouble != (double)(int32_t)t->valuedouble)
+            return attnd_err_set(err, ATTND_EINVAL,
+                                 "prompt must be a string or an array of token ids (prompt[%zu])", n);
+        out->prompt_ids[n] = (int32_t)t->valuedouble;
+    }
+    out->n_prompt_ids = n; /* checked against the vocabulary by srv_req_prepare */
+    return ATTND_OK;
+}
+
 static int parse_generate(const char *body, size_t len, const cJSON *obj, const srv_limits *lim,
                           uint64_t random_seed, srv_gen_req *r, attnd_err *err)
 {
     const cJSON *it = field(obj, "prompt");
-    if (!it)
-        return attnd_err_set(err, ATTND_EINVAL, "prompt is required");
-    int rc = get_text(body, len, obj, it, "prompt", &r->prompt, &r->prompt_len, err);
+    int rc;
+    if (it && cJSON_IsArray(it)) /* token ids */
+        rc = srv_parse_prompt(it, r, err);
+    else if (!it)
+        rc = attnd_err_set(err, ATTND_EINVAL, "prompt is required");
+    else /* a string: NUL escapes and all checked against the body */
+        rc = get_text(body, len, obj, it, "prompt", &r->prompt, &r->prompt_len, err);
     return rc ? rc : srv_parse_gen_fields(body, len, obj, lim, random_seed, r, err);
 }
 

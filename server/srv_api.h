@@ -57,6 +57,9 @@ int srv_parse_generate(const char *body, size_t len, const srv_limits *lim,
                        uint64_t random_seed, srv_gen_req *out, attnd_err *err);
 void srv_gen_req_free(srv_gen_req *r);
 
+/* "prompt": a string, an array of one string, or an array of token ids
+ * (ids are range-checked later, against the model). */
+int srv_parse_prompt(const cJSON *p, srv_gen_req *out, attnd_err *err);
 /* BODY as a JSON object with nothing but whitespace after it (*OUT to be
  * freed with cJSON_Delete). */
 int srv_parse_object(const char *body, size_t len, cJSON **out, attnd_err *err);

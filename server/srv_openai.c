@@ -214,43 +214,8 @@ int srv_parse_completion(const char *body, size_t len, const srv_limits *lim,
     if ((rc = refuse_unsupported(obj, err)) ||
         (rc = srv_parse_gen_fields(body, len, obj, lim, random_seed, out, err)))
         goto done;
-    /* a string, one string in an array, or token ids */
-    if (cJSON_IsArray(p) && p->child && cJSON_IsString(p->child) && !p->child->next)
-        p = p->child;
-    if (cJSON_IsString(p)) {
-        out->prompt_len = strlen(p->valuestring);
-        if (!attnd_utf8_valid(p->valuestring, out->prompt_len)) {
-            rc = attnd_err_set(err, ATTND_EINVAL, "prompt is not valid UTF-8");
-            goto done;
-        }
-        if (!(out->prompt = strdup(p->valuestring))) {
-            rc = attnd_err_set(err, ATTND_ENOMEM, "out of memory");
-            goto done;
-        }
-    } else if (cJSON_IsArray(p) && p->child) {
-        size_t n = 0;
-        for (const cJSON *t = p->child; t; t = t->next)
-            n++;
-        if (!(out->prompt_ids = malloc(n * sizeof *out->prompt_ids)) || !(out->prompt = strdup(""))) {
-            rc = attnd_err_set(err, ATTND_ENOMEM, "out of memory");
-            goto done;
-        }
-        n = 0;
-        for (const cJSON *t = p->child; t; t = t->next, n++) {
-            if (!cJSON_IsNumber(t) || t->valuedouble != (double)(int32_t)t->valuedouble) {
-                rc = attnd_err_set(err, ATTND_EINVAL,
-                                   "prompt must be a string or an array of token ids (prompt[%zu])",
-                                   n);
-                goto done;
-            }
-            out->prompt_ids[n] = (int32_t)t->valuedouble;
-        }
-        out->n_prompt_ids = n;
-    } else {
-        rc = attnd_err_set(err, ATTND_EINVAL,
-                           p ? "prompt must be a string or an array of token ids" : "prompt is required");
+    if ((rc = srv_parse_prompt(p, out, err)))
         goto done;
-    }
     if ((it = cJSON_GetObjectItemCaseSensitive(obj, "echo")) && !cJSON_IsBool(it)) {
         rc = attnd_err_set(err, ATTND_EINVAL, "echo must be a boolean");
         goto done;

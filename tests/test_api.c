@@ -201,8 +201,22 @@ Test(prompt, types)
     gen_err("{}", "prompt is required");
     gen_err("{\"prompt\":5}", "prompt must be a string");
     gen_err("{\"prompt\":true}", "prompt must be a string");
-    gen_err("{\"prompt\":[\"a\"]}", "prompt must be a string");
+    gen_err("{\"prompt\":[\"a\", \"b\"]}", "prompt must be a string or an array of token ids (prompt[0])");
+    gen_err("{\"prompt\":[1, 2.5]}", "prompt must be a string or an array of token ids (prompt[1])");
+    gen_err("{\"prompt\":[]}", "prompt must be a string or an array of token ids");
     gen_err("{\"prompt\":{\"a\":\"b\"}}", "prompt must be a string");
+}
+
+/* Token ids are taken as they are (range-checked against the model later). */
+Test(prompt, token_ids)
+{
+    srv_gen_req r = gen_ok("{\"prompt\":[1, 388, 355]}");
+    cr_assert_eq(r.n_prompt_ids, 3u);
+    cr_expect(r.prompt_ids[0] == 1 && r.prompt_ids[2] == 355);
+    srv_gen_req_free(&r);
+    r = gen_ok("{\"prompt\":[\"one string\"]}");
+    cr_expect_str_eq(r.prompt, "one string");
+    srv_gen_req_free(&r);
 }
 
 Test(prompt, empty_ok)
