@@ -53,6 +53,8 @@ struct sampler {
     float *w;      /* working logits */
     item *cand;    /* the tokens still in */
     uint8_t *mark; /* penalty: token already penalized in this call */
+    uint32_t *count; /* presence/frequency: occurrences in the window (only when on) */
+    sample_bias *bias;
 };
 
 sample_params sample_params_default(void)
@@ -138,11 +140,31 @@ int sampler_new(const sample_params *p, int32_t n_vocab, const int32_t *eog, siz
     if (p->repeat_last_n > REPEAT_LAST_N_MAX)
         return attnd_err_set(err, ATTND_EINVAL, "repeat_last_n must be <= %u (got %u)",
                              REPEAT_LAST_N_MAX, (unsigned)p->repeat_last_n);
+    if (!(p->presence_penalty >= -2.0f && p->presence_penalty <= 2.0f))
+        return attnd_err_set(err, ATTND_EINVAL, "presence_penalty must be in [-2, 2] (got %g)",
+                             (double)p->presence_penalty);
+    if (!(p->frequency_penalty >= -2.0f && p->frequency_penalty <= 2.0f))
+        return attnd_err_set(err, ATTND_EINVAL, "frequency_penalty must be in [-2, 2] (got %g)",
+                             (double)p->frequency_penalty);
+    if (p->n_bias > SAMPLE_MAX_BIAS || (p->n_bias && !p->bias))
+        return attnd_err_set(err, ATTND_EINVAL, "logit_bias has more than %d entries",
+                             SAMPLE_MAX_BIAS);
+    for (size_t i = 0; i < p->n_bias; i++) {
+        if (p->bias[i].id < 0 || p->bias[i].id >= n_vocab)
+            return attnd_err_set(err, ATTND_EINVAL,
+                                 "logit_bias: token %d is outside the vocabulary (%d)",
+                                 (int)p->bias[i].id, (int)n_vocab);
+        if (!(p->bias[i].bias >= -100.0f && p->bias[i].bias <= 100.0f))
+            return attnd_err_set(err, ATTND_EINVAL,
+                                 "logit_bias: the bias of token %d must be in [-100, 100]",
+                                 (int)p->bias[i].id);
+    }
 
     sampler *s = calloc(1, sizeof *s);
     if (!s)
         return attnd_err_set(err, ATTND_ENOMEM, "sampler: out of memory");
     s->p = *p;
+    s->p.bias = NULL; /* the copy below, owned */
     s->n_vocab = n_vocab;
     if (n_eog)
         memcpy(s->eog, eog, n_eog * sizeof *eog);
@@ -157,7 +179,13 @@ int sampler_new(const sample_params *p, int32_t n_vocab, const int32_t *eog, siz
     s->mark = calloc(v, sizeof *s->mark);
     if (p->repeat_last_n > 0)
         s->hist = calloc(p->repeat_last_n, sizeof *s->hist);
-    if (!s->w || !s->cand || !s->mark || (p->repeat_last_n > 0 && !s->hist)) {
+    bool pf = p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
+    if (pf)
+        s->count = calloc(v, sizeof *s->count);
+    if (p->n_bias && (s->bias = malloc(p->n_bias * sizeof *s->bias)))
+        memcpy(s->bias, p->bias, p->n_bias * sizeof *s->bias);
+    if (!s->w || !s->cand || !s->mark || (p->repeat_last_n > 0 && !s->hist) ||
+        (pf && !s->count) || (p->n_bias && !s->bias)) {
         sampler_free(s);
         return attnd_err_set(err, ATTND_ENOMEM, "sampler: out of memory for a vocabulary of %d",
                              (int)n_vocab);
@@ -173,6 +201,8 @@ void sampler_free(sampler *s)
     free(s->w);
     free(s->cand);
     free(s->mark);
+    free(s->count);
+    free(s->bias);
     free(s->hist);
     free(s);
 }
@@ -287,21 +317,36 @@ static size_t select_mass(item *a, size_t n, double target)
 
 static void apply_penalty(sampler *s)
 {
-    float pen = s->p.repeat_penalty;
-    if (pen == 1.0f || s->hist_len == 0)
-        return;
     float *w = s->w;
+    for (size_t i = 0; i < s->p.n_bias; i++)
+        w[s->bias[i].id] += s->bias[i].bias;
+    float pen = s->p.repeat_penalty;
+    float pres = s->p.presence_penalty, freq = s->p.frequency_penalty;
+    if ((pen == 1.0f && !s->count) || s->hist_len == 0)
+        return;
+    if (s->count)
+        for (uint32_t j = 0; j < s->hist_len; j++) {
+            int32_t t = s->hist[j];
+            if (t >= 0 && t < s->n_vocab)
+                s->count[t]++;
+        }
     for (uint32_t j = 0; j < s->hist_len; j++) {
         int32_t t = s->hist[j];
         if (t < 0 || t >= s->n_vocab || s->mark[t])
             continue;
         s->mark[t] = 1;
-        w[t] = w[t] > 0.0f ? w[t] / pen : w[t] * pen;
+        if (pen != 1.0f)
+            w[t] = w[t] > 0.0f ? w[t] / pen : w[t] * pen;
+        if (s->count)
+            w[t] -= (float)s->count[t] * freq + pres;
     }
     for (uint32_t j = 0; j < s->hist_len; j++) {
         int32_t t = s->hist[j];
-        if (t >= 0 && t < s->n_vocab)
+        if (t >= 0 && t < s->n_vocab) {
             s->mark[t] = 0;
+            if (s->count)
+                s->count[t] = 0;
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 /* sample.h - choosing the next token from logits.
  *
- * Order of the transforms (as llama.cpp's default chain): repetition penalty
- * over the last N accepted tokens -> greedy if temperature <= 0 -> top-k ->
+ * Order of the transforms (as llama.cpp's default chain): logit bias ->
+ * repetition, presence and frequency penalties over the last N accepted
+ * tokens -> greedy if temperature <= 0 -> top-k ->
  * top-p -> min-p (both on the temperature-1 probabilities of what is left)
  * -> temperature -> softmax -> draw with the request's own
  * seeded generator (same seed and inputs give the same tokens). With
@@ -18,13 +19,27 @@
 
 #include "attnd_err.h"
 
+/* A logit bias: BIAS is added to token ID's logit before anything else. */
+typedef struct sample_bias {
+    int32_t id;
+    float bias; /* [-100, 100]; -100 is as good as banning the token */
+} sample_bias;
+
+#define SAMPLE_MAX_BIAS 1024
+
 typedef struct sample_params {
     float temperature;       /* >= 0; 0: greedy (argmax, ties to the lowest id) */
     int32_t top_k;           /* <= 0: off */
     float top_p;             /* (0, 1]; 1: off; else keep the smallest set with mass >= top_p */
     float min_p;             /* [0, 1]; 0: off; else drop tokens with p < min_p * p_max */
     float repeat_penalty;    /* > 0; 1: off; logit > 0 divided by it, else multiplied */
-    uint32_t repeat_last_n;  /* how many recent tokens the penalty looks at (<= 2^20) */
+    uint32_t repeat_last_n;  /* how many recent tokens the penalties look at (<= 2^20) */
+    /* OpenAI's: logit -= count * frequency_penalty + (count > 0) * presence_penalty,
+     * count over the same recent tokens; [-2, 2]; 0: off */
+    float presence_penalty;
+    float frequency_penalty;
+    const sample_bias *bias; /* copied by sampler_new; NULL: none */
+    size_t n_bias;           /* <= SAMPLE_MAX_BIAS */
     uint64_t seed;
     bool ignore_eos;
 } sample_params;

@@ -248,6 +248,53 @@ static int parse_stop(const char *body, size_t len, const cJSON *obj, const cJSO
     return ATTND_OK;
 }
 
+/* logit_bias: OpenAI's {"token id": bias} or llama.cpp's [[id, bias], ...];
+ * ids are range-checked against the model by sampler_new. */
+static int parse_bias(const cJSON *it, srv_gen_req *r, attnd_err *err)
+{
+    bool obj = cJSON_IsObject(it);
+    if (!obj && !cJSON_IsArray(it))
+        return attnd_err_set(err, ATTND_EINVAL,
+                             "logit_bias must be an object of token ids to biases");
+    size_t n = 0;
+    for (const cJSON *e = it->child; e; e = e->next)
+        n++;
+    if (n > SAMPLE_MAX_BIAS)
+        return attnd_err_set(err, ATTND_EINVAL, "logit_bias has more than %d entries",
+                             SAMPLE_MAX_BIAS);
+    if (n == 0)
+        return ATTND_OK;
+    if (!(r->bias = malloc(n * sizeof *r->bias)))
+        return attnd_err_set(err, ATTND_ENOMEM, "out of memory");
+    for (const cJSON *e = it->child; e; e = e->next) {
+        const cJSON *val = obj ? e : cJSON_GetArrayItem(e, 1);
+        double id;
+        char *end = NULL;
+        if (obj) {
+            id = strtod(e->string, &end);
+            if (end == e->string || *end)
+                return attnd_err_set(err, ATTND_EINVAL, "logit_bias: key \"%.40s\" is not a token id",
+                                     e->string);
+        } else {
+            const cJSON *k = cJSON_GetArrayItem(e, 0);
+            if (!cJSON_IsArray(e) || cJSON_GetArraySize(e) != 2 || !cJSON_IsNumber(k))
+                return attnd_err_set(err, ATTND_EINVAL, "logit_bias entries must be [id, bias]");
+            id = k->valuedouble;
+        }
+        if (id != (double)(int32_t)id)
+            return attnd_err_set(err, ATTND_EINVAL, "logit_bias: %g is not a token id", id);
+        float bias;
+        int rc = get_float(val, "logit_bias values", "numbers in [-100, 100]", -100, false, 100,
+                           &bias, err);
+        if (rc)
+            return rc;
+        r->bias[r->n_bias++] = (sample_bias){(int32_t)id, bias};
+    }
+    r->sample.bias = r->bias;
+    r->sample.n_bias = r->n_bias;
+    return ATTND_OK;
+}
+
 int srv_parse_gen_fields(const char *body, size_t len, const cJSON *obj, const srv_limits *lim,
                          uint64_t random_seed, srv_gen_req *r, attnd_err *err)
 {
@@ -315,6 +362,14 @@ int srv_parse_gen_fields(const char *body, size_t len, const cJSON *obj, const s
         return rc;
     if ((it = field(obj, "parse_special")) &&
         (rc = get_bool(it, "parse_special", &r->parse_special, err)))
+        return rc;
+    static const char *const pf_names[] = {"presence_penalty", "frequency_penalty"};
+    float *pf_vals[] = {&p->presence_penalty, &p->frequency_penalty};
+    for (size_t i = 0; i < 2; i++)
+        if ((it = field(obj, pf_names[i])) && !cJSON_IsNull(it) &&
+            (rc = get_float(it, pf_names[i], "a number in [-2, 2]", -2, false, 2, pf_vals[i], err)))
+            return rc;
+    if ((it = field(obj, "logit_bias")) && !cJSON_IsNull(it) && (rc = parse_bias(it, r, err)))
         return rc;
     if ((it = field(obj, "logprobs")) && !cJSON_IsNull(it)) {
         if (cJSON_IsNumber(it)) { /* /v1/completions: how many top tokens */
@@ -407,6 +462,7 @@ void srv_gen_req_free(srv_gen_req *r)
         return;
     free(r->prompt);
     free(r->prompt_ids);
+    free(r->bias);
     for (size_t i = 0; i < r->n_stop && i < SRV_MAX_STOP; i++)
         free(r->stop[i]);
     memset(r, 0, sizeof *r);

@@ -42,6 +42,8 @@ typedef struct srv_gen_req {
     int32_t *prompt_ids; /* a prompt given as token ids instead (prompt is then ""), */
     size_t n_prompt_ids; /* checked against the vocabulary when prepared */
     bool echo;          /* /v1/completions: the answer starts with the prompt */
+    sample_bias *bias;  /* logit_bias (sample.bias points here) */
+    size_t n_bias;
     bool logprobs;      /* each generated token's log-probability ... */
     uint32_t top_logprobs; /* ... and the 0..20 most likely tokens' */
 } srv_gen_req;

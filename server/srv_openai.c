@@ -125,14 +125,6 @@ static int refuse_unsupported(const cJSON *obj, attnd_err *err)
     if ((it = cJSON_GetObjectItemCaseSensitive(obj, "n")) &&
         !(cJSON_IsNumber(it) && it->valuedouble == 1))
         return attnd_err_set(err, ATTND_EINVAL, "n: only 1 choice is supported");
-    static const char *const penalties[] = {"presence_penalty", "frequency_penalty"};
-    for (size_t i = 0; i < 2; i++)
-        if ((it = cJSON_GetObjectItemCaseSensitive(obj, penalties[i])) &&
-            !(cJSON_IsNumber(it) && it->valuedouble == 0))
-            return attnd_err_set(err, ATTND_EINVAL, "%s is not supported yet (use repeat_penalty)",
-                                 penalties[i]);
-    if ((it = cJSON_GetObjectItemCaseSensitive(obj, "logit_bias")) && cJSON_IsObject(it) && it->child)
-        return attnd_err_set(err, ATTND_EINVAL, "logit_bias is not supported yet");
     if ((it = cJSON_GetObjectItemCaseSensitive(obj, "tools")) && cJSON_IsArray(it) && it->child)
         return attnd_err_set(err, ATTND_EINVAL, "tools are not supported yet");
     return ATTND_OK;

@@ -23,8 +23,8 @@ typedef struct srv_chat_template {
 
 /* A /v1/chat/completions body: messages (system/user/assistant/tool roles,
  * string or text-part content), the fields srv_parse_gen_fields parses,
- * stream_options.include_usage; n, presence/frequency_penalty,
- * logit_bias and tools other than their defaults are refused by name. The
+ * stream_options.include_usage; n other than 1 and tools are refused by
+ * name. The
  * prompt is CT rendered on the messages with add_generation_prompt, to be
  * tokenized with special tokens and without an added BOS. ATTND_EINVAL (a
  * 400) names the field, or says why the template failed. */

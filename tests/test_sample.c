@@ -757,3 +757,48 @@ Test(sample, invalid_parameters_are_rejected_naming_the_field)
     cr_expect_eq(sampler_new(&p, 3, NULL, 0, &s, &err), ATTND_OK, "%s", err.msg);
     sampler_free(s);
 }
+
+/* OpenAI's penalties: logit -= count * frequency + presence for each token in
+ * the window; logit bias added first. */
+Test(sample, presence_frequency_and_bias)
+{
+    static const float l[4] = {1.0f, 2.0f, 3.0f, 0.5f};
+    sample_params p = plain();
+    p.temperature = 1.0f;
+    p.presence_penalty = 0.5f;
+    p.frequency_penalty = 0.25f;
+    sampler *s = mk(&p, 4, -1);
+    sampler_accept(s, 2);
+    sampler_accept(s, 2);
+    sampler_accept(s, 1);
+    float probs[4];
+    sampler_probs(s, l, probs);
+    /* token 2: 3 - (2 * 0.25 + 0.5) = 2; token 1: 2 - 0.75 = 1.25 */
+    double e[4] = {exp(1.0), exp(1.25), exp(2.0), exp(0.5)}, z = e[0] + e[1] + e[2] + e[3];
+    for (int i = 0; i < 4; i++)
+        cr_expect(fabs(probs[i] - e[i] / z) < 1e-6, "token %d: %g vs %g", i, probs[i], e[i] / z);
+    sampler_free(s);
+
+    sample_bias b[2] = {{0, 10.0f}, {2, -100.0f}};
+    p = plain();
+    p.temperature = 0.0f;
+    p.bias = b;
+    p.n_bias = 2;
+    s = mk(&p, 4, -1);
+    b[0].bias = -50.0f; /* the sampler keeps its own copy */
+    cr_expect_eq(sampler_sample(s, l), 0, "token 0 biased up, 2 down");
+    sampler_free(s);
+
+    attnd_err err = {0};
+    sampler *bad = NULL;
+    p = plain();
+    p.presence_penalty = 2.5f;
+    cr_expect_eq(sampler_new(&p, 4, NULL, 0, &bad, &err), ATTND_EINVAL);
+    cr_expect(strstr(err.msg, "presence_penalty"), "%s", err.msg);
+    p = plain();
+    sample_bias far = {9, 1.0f};
+    p.bias = &far;
+    p.n_bias = 1;
+    cr_expect_eq(sampler_new(&p, 4, NULL, 0, &bad, &err), ATTND_EINVAL);
+    cr_expect(strstr(err.msg, "logit_bias: token 9 is outside the vocabulary"), "%s", err.msg);
+}

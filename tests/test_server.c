@@ -1359,6 +1359,21 @@ Test(server_chat, logprobs_are_the_log_softmax_of_the_logits, .timeout = 60)
     cr_expect_eq(cJSON_GetArraySize(cJSON_GetArrayItem(cJSON_GetObjectItem(cl, "top_logprobs"), 0)), 2);
     cJSON_Delete(o);
     free(c.p);
+    /* logit_bias: the greedy first token (280, " p") banned, the next one wins */
+    struct buf lb = {0};
+    cr_assert_eq(http(&s, "POST", "/v1/completions",
+                      "{\"prompt\":\"Echoes of\",\"max_tokens\":1,\"temperature\":0,"
+                      "\"logit_bias\":{\"280\":-100},\"logprobs\":1}",
+                      NULL, &lb),
+                 200, "%s", lb.p);
+    cr_expect(strstr(lb.p, "\"tokens\":[\" \"]"), "%s", lb.p); /* 429, the runner-up above */
+    free(lb.p);
+    struct buf pp = {0};
+    cr_expect_eq(http(&s, "POST", "/v1/completions", "{\"prompt\":\"a\",\"presence_penalty\":3}",
+                      NULL, &pp),
+                 400);
+    cr_expect(strstr(pp.p, "presence_penalty must be a number in [-2, 2]"), "%s", pp.p);
+    free(pp.p);
     struct buf d = {0};
     cr_expect_eq(http(&s, "POST", "/generate", "{\"prompt\":\"a\",\"top_logprobs\":21,\"logprobs\":true}",
                       NULL, &d),
