@@ -93,6 +93,10 @@ static const key k_keys[] = {
      "open HTTP connections at once"},
     {"api_key", KT_STR, FIELD(api_key), 0, 255, 0, "", NULL, "KEY", NULL,
      "bearer token clients must send, empty = no authentication"},
+    {"cors_origins", KT_STR, FIELD(cors_origins), 0, 1023, 0, "", NULL, "LIST", NULL,
+     "origins allowed to call from a browser (comma-separated, * = any), empty = none"},
+    {"chat_template", KT_STR, FIELD(chat_template), 0, 4095, 0, "", NULL, "FILE", NULL,
+     "a Jinja chat template file used instead of the model's tokenizer.chat_template"},
     {"log_level", KT_LEVEL, FIELD(log_level), 0, 0, CFG_LOG_INFO, NULL, k_levels, "LEVEL", NULL,
      "log verbosity"},
 };

@@ -60,6 +60,7 @@ struct conn {
     bool streaming;
     char method[12];
     char path[64];        /* for the log line, truncated */
+    char cors[256];       /* the Origin to allow in answers ("" : no CORS headers) */
 };
 
 static double now_s(void)
@@ -71,6 +72,38 @@ static double now_s(void)
 
 /* ---------------------------------------------------------------- responses */
 
+/* CORS: answers to an allowed Origin say so (Vary: the answer depends on it). */
+static void add_cors(struct MHD_Response *r, const struct conn *cn)
+{
+    if (!cn->cors[0])
+        return;
+    MHD_add_response_header(r, "Access-Control-Allow-Origin", cn->cors);
+    MHD_add_response_header(r, "Vary", "Origin");
+}
+
+/* ORIGIN if the cors_origins list allows it ("*" allows any), else "". */
+static void cors_match(const char *list, const char *origin, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (!origin || !origin[0] || !list[0] || strlen(origin) >= cap)
+        return;
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *e = p;
+        while (*e && *e != ',')
+            e++;
+        size_t n = (size_t)(e - p);
+        while (n > 0 && p[n - 1] == ' ')
+            n--;
+        if ((n == 1 && *p == '*') || (n == strlen(origin) && strncmp(p, origin, n) == 0)) {
+            snprintf(out, cap, "%s", n == 1 && *p == '*' ? "*" : origin);
+            return;
+        }
+        p = e;
+    }
+}
+
 static enum MHD_Result send_buf(struct MHD_Connection *c, struct conn *cn, unsigned status,
                                 const char *type, char *body, size_t len)
 {
@@ -80,6 +113,7 @@ static enum MHD_Result send_buf(struct MHD_Connection *c, struct conn *cn, unsig
     if (!r)
         return MHD_NO;
     MHD_add_response_header(r, "Content-Type", type);
+    add_cors(r, cn);
     if (status == 503)
         MHD_add_response_header(r, "Retry-After", "1");
     enum MHD_Result ret = MHD_queue_response(c, status, r);
@@ -447,6 +481,7 @@ static enum MHD_Result start_generation(srv_http *h, struct MHD_Connection *c, s
         MHD_add_response_header(resp, "Content-Type",
                                 r->sse ? "text/event-stream" : "application/x-ndjson");
         MHD_add_response_header(resp, "Cache-Control", "no-cache");
+        add_cors(resp, cn);
         MHD_add_response_header(resp, "X-Accel-Buffering", "no");
         enum MHD_Result ret = MHD_queue_response(c, 200, resp);
         MHD_destroy_response(resp);
@@ -562,6 +597,23 @@ static enum MHD_Result check_headers(srv_http *h, struct MHD_Connection *c, stru
         cn->routed = true;
         return send_error(c, cn, 404, "not_found", "no such endpoint");
     }
+    if (strcmp(method, "OPTIONS") == 0) { /* a CORS preflight: no key needed */
+        cn->routed = true;
+        if (!cn->cors[0])
+            return send_error(c, cn, 403, "forbidden", "origin not allowed (cors_origins)");
+        struct MHD_Response *r = MHD_create_response_from_buffer(0, (char *)"", MHD_RESPMEM_PERSISTENT);
+        if (!r)
+            return MHD_NO;
+        add_cors(r, cn);
+        MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+        MHD_add_response_header(r, "Access-Control-Allow-Headers",
+                                "Authorization, Content-Type, X-API-Key");
+        MHD_add_response_header(r, "Access-Control-Max-Age", "600");
+        enum MHD_Result ret = MHD_queue_response(c, 204, r);
+        MHD_destroy_response(r);
+        cn->status = 204;
+        return ret;
+    }
     bool head = strcmp(method, "HEAD") == 0 && strcmp(rt->method, "GET") == 0;
     if (strcmp(method, rt->method) != 0 && !head) {
         cn->routed = true;
@@ -575,6 +627,7 @@ static enum MHD_Result check_headers(srv_http *h, struct MHD_Connection *c, stru
             return MHD_NO;
         MHD_add_response_header(r, "Content-Type", "application/json");
         MHD_add_response_header(r, "Allow", rt->method);
+        add_cors(r, cn);
         enum MHD_Result ret = MHD_queue_response(c, 405, r);
         MHD_destroy_response(r);
         cn->status = 405;
@@ -617,6 +670,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *con_cls = cn;
         cn->route = find_route(url);
         cn->endpoint = cn->route ? cn->route->label : "other";
+        cors_match(h->ctx.c->cors_origins,
+                   MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin"), cn->cors,
+                   sizeof cn->cors);
         /* A response queued on this first call (headers complete, no body
          * read yet) makes libmicrohttpd skip the body: refusals that the
          * headers decide cost no body buffering. */
@@ -779,10 +835,11 @@ static char *token_text(const tok_vocab *v, int32_t id)
     return s;
 }
 
-/* Parses the model's tokenizer.chat_template once; without one (or when it
- * does not parse) the chat route answers 400 saying why, and the log says
- * so at start. */
-static void chat_template_load(srv_http *h)
+/* Parses the chat template once: the chat_template file when configured (it
+ * must read and parse, or the server does not start), else the model's
+ * tokenizer.chat_template; without one (or when the model's does not parse)
+ * the chat route answers 400 saying why, and the log says so at start. */
+static int chat_template_load(srv_http *h, attnd_err *out_err)
 {
     size_t len;
     const char *src = tok_chat_template(h->vocab, &len);
@@ -791,6 +848,33 @@ static void chat_template_load(srv_http *h)
     h->chat_eos = token_text(h->vocab, tok_eos(h->vocab));
     h->chat = (srv_chat_template){NULL, h->chat_why, h->chat_bos ? h->chat_bos : "",
                                   h->chat_eos ? h->chat_eos : ""};
+    const char *file = h->ctx.c->chat_template;
+    if (file[0]) {
+        FILE *fp = fopen(file, "rb");
+        char *text = NULL;
+        size_t n = 0;
+        if (fp) {
+            text = malloc(1 << 20);
+            n = text ? fread(text, 1, 1 << 20, fp) : 0;
+            bool too_big = text && n == (1 << 20);
+            fclose(fp);
+            if (too_big) {
+                free(text);
+                return attnd_err_set(out_err, ATTND_EINVAL, "chat_template: %s is over 1 MiB", file);
+            }
+        }
+        if (!text) {
+            free(text);
+            return attnd_err_set(out_err, ATTND_EINVAL, "chat_template: cannot read %s: %s", file,
+                                 fp ? "out of memory" : strerror(errno));
+        }
+        int rc = jinja_parse(text, n, &h->chat_tmpl, &err);
+        free(text);
+        if (rc != ATTND_OK)
+            return attnd_err_set(out_err, rc, "chat_template: %s: %s", file, err.msg);
+        h->chat.tmpl = h->chat_tmpl;
+        return ATTND_OK;
+    }
     if (!src) {
         snprintf(h->chat_why, sizeof h->chat_why,
                  "the model has no chat template (tokenizer.chat_template): use /v1/completions "
@@ -802,6 +886,7 @@ static void chat_template_load(srv_http *h)
     } else {
         h->chat.tmpl = h->chat_tmpl;
     }
+    return ATTND_OK;
 }
 
 int srv_http_start(const srv_http_ctx *ctx, srv_http **out, attnd_err *err)
@@ -815,7 +900,11 @@ int srv_http_start(const srv_http_ctx *ctx, srv_http **out, attnd_err *err)
     h->vocab = model_vocab(ctx->m);
     const char *base = strrchr(ctx->c->model, '/');
     h->model_name = base ? base + 1 : ctx->c->model;
-    chat_template_load(h);
+    int trc = chat_template_load(h, err);
+    if (trc != ATTND_OK) {
+        http_free(h);
+        return trc;
+    }
     atomic_init(&h->live, 0);
     atomic_init(&h->seed_counter, (uint64_t)time(NULL) * 0x2545F4914F6CDD1Dull);
 

@@ -1382,3 +1382,66 @@ Test(server_chat, logprobs_are_the_log_softmax_of_the_logits, .timeout = 60)
     free(d.p);
     cr_expect_eq(server_stop(&s), 0);
 }
+
+/* CORS: answers to an allowed Origin carry Access-Control-Allow-Origin, a
+ * preflight is answered without the API key, other origins get nothing. */
+Test(server_chat, cors_origins_and_chat_template_override, .timeout = 60)
+{
+    char *tmpl = test_tmp_path("override.jinja");
+    FILE *fp = fopen(tmpl, "wb");
+    fputs("{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}"
+          "{% if add_generation_prompt %}>{% endif %}",
+          fp);
+    fclose(fp);
+    char extra[1024];
+    snprintf(extra, sizeof extra,
+             "--cors-origins 'https://a.example, https://b.example' --api-key k --chat-template '%s'",
+             tmpl);
+    struct server s;
+    server_start(&s, "models/aidreams260K.gguf", extra); /* no template of its own */
+    char cmd[1024], *out = NULL;
+    snprintf(cmd, sizeof cmd,
+             "curl -s -i -X OPTIONS -H 'Origin: https://b.example' "
+             "-H 'Access-Control-Request-Method: POST' %s/v1/chat/completions",
+             s.base);
+    cr_assert_eq(test_run(cmd, &out), 0);
+    cr_expect(strstr(out, " 204") && strcasestr(out, "Access-Control-Allow-Origin: https://b.example") &&
+                  strcasestr(out, "Access-Control-Allow-Headers: Authorization"),
+              "%s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "curl -s -i -X OPTIONS -H 'Origin: https://evil.example' %s/generate",
+             s.base);
+    cr_assert_eq(test_run(cmd, &out), 0);
+    cr_expect(strstr(out, " 403") && !strcasestr(out, "Access-Control-Allow-Origin"), "%s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd,
+             "curl -s -i -H 'Origin: https://a.example' -H 'Authorization: Bearer k' "
+             "%s/v1/chat/completions -d '{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+             "\"max_tokens\":2}'",
+             s.base);
+    cr_assert_eq(test_run(cmd, &out), 0);
+    cr_expect(strstr(out, " 200") && strcasestr(out, "Access-Control-Allow-Origin: https://a.example") &&
+                  strcasestr(out, "Vary: Origin"),
+              "%s", out);
+    /* the override laid out "[user]hi>": BOS is not added for a chat */
+    cr_expect(strstr(out, "\"prompt_tokens\":"), "%s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "curl -s -i %s/health", s.base);
+    cr_assert_eq(test_run(cmd, &out), 0);
+    cr_expect(!strcasestr(out, "Access-Control"), "no Origin, no CORS headers: %s", out);
+    free(out);
+    cr_expect_eq(server_stop(&s), 0);
+
+    /* a chat_template that cannot be read stops the start, naming it */
+    char *log = test_tmp_path("tmpl.log");
+    snprintf(cmd, sizeof cmd, "'%s' serve -m '%s' --port 1 --chat-template /nonexistent.jinja 2>'%s'",
+             test_attnd_bin(), test_shared("models/aidreams260K.gguf"), log);
+    cr_expect_neq(test_run(cmd, NULL), 0);
+    char *text = test_read_file(log, NULL);
+    cr_expect(text && strstr(text, "chat_template: cannot read /nonexistent.jinja"), "%s", text);
+    free(text);
+    remove(log);
+    free(log);
+    remove(tmpl);
+    free(tmpl);
+}
