@@ -248,6 +248,13 @@ static int parse_stop(const char *body, size_t len, const cJSON *obj, const cJSO
     return ATTND_OK;
 }
 
+/* Whether D is an integer an int32_t holds (checked before any cast: a
+ * conversion out of range is undefined). */
+static bool is_int32(double d)
+{
+    return d >= -2147483648.0 && d <= 2147483647.0 && d == floor(d);
+}
+
 /* logit_bias: OpenAI's {"token id": bias} or llama.cpp's [[id, bias], ...];
  * ids are range-checked against the model by sampler_new. */
 static int parse_bias(const cJSON *it, srv_gen_req *r, attnd_err *err)
@@ -281,7 +288,7 @@ static int parse_bias(const cJSON *it, srv_gen_req *r, attnd_err *err)
                 return attnd_err_set(err, ATTND_EINVAL, "logit_bias entries must be [id, bias]");
             id = k->valuedouble;
         }
-        if (id != (double)(int32_t)id)
+        if (!is_int32(id))
             return attnd_err_set(err, ATTND_EINVAL, "logit_bias: %g is not a token id", id);
         float bias;
         int rc = get_float(val, "logit_bias values", "numbers in [-100, 100]", -100, false, 100,
@@ -416,7 +423,7 @@ int srv_parse_prompt(const cJSON *p, srv_gen_req *out, attnd_err *err)
         return attnd_err_set(err, ATTND_ENOMEM, "out of memory");
     n = 0;
     for (const cJSON *t = p->child; t; t = t->next, n++) {
-        if (!cJSON_IsNumber(t) || t->valuedouble != (double)(int32_t)t->valuedouble)
+        if (!cJSON_IsNumber(t) || !is_int32(t->valuedouble))
             return attnd_err_set(err, ATTND_EINVAL,
                                  "prompt must be a string or an array of token ids (prompt[%zu])", n);
         out->prompt_ids[n] = (int32_t)t->valuedouble;

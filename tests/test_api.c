@@ -204,6 +204,8 @@ Test(prompt, types)
     gen_err("{\"prompt\":[\"a\", \"b\"]}", "prompt must be a string or an array of token ids (prompt[0])");
     gen_err("{\"prompt\":[1, 2.5]}", "prompt must be a string or an array of token ids (prompt[1])");
     gen_err("{\"prompt\":[]}", "prompt must be a string or an array of token ids");
+    /* found by fuzz_request: a huge id must not reach a cast to int32 */
+    gen_err("{\"prompt\":[1E22,3]}", "prompt must be a string or an array of token ids (prompt[0])");
     gen_err("{\"prompt\":{\"a\":\"b\"}}", "prompt must be a string");
 }
 

@@ -2,7 +2,8 @@
  * stop-string matcher (server/srv_api.h): the input is parsed as a /generate,
  * /tokenize and /detokenize body, and separately read as stop strings plus a
  * text cut into feeds, whose output is checked against a whole-text
- * reference. Build with clang and -DATTND_FUZZ=ON. */
+ * reference; and as /v1/chat/completions and /v1/completions bodies. Build
+ * with clang and -DATTND_FUZZ=ON. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -11,6 +12,7 @@
 
 #include "attnd_utf8.h"
 #include "srv_api.h"
+#include "srv_openai.h"
 #include "srv_stop.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -67,6 +69,30 @@ static void parse_bodies(const char *body, size_t len)
         for (size_t i = 0; i < n; i++)
             CHECK(ids[i] >= 0 && ids[i] < 1000);
         free(ids);
+    }
+
+    /* the OpenAI routes, with a small template so that messages render */
+    static jinja_tmpl *tmpl;
+    if (!tmpl) {
+        static const char src[] = "{% for m in messages %}<{{ m.role }}>{{ m.content | trim }}"
+                                  "{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}";
+        attnd_err terr = {0};
+        CHECK(jinja_parse(src, sizeof src - 1, &tmpl, &terr) == ATTND_OK);
+    }
+    srv_chat_template ct = {tmpl, "no template", "<s>", "</s>"};
+    bool usage;
+    if (srv_parse_chat(body, len, &lim, 7, &ct, &r, &usage, &err) == ATTND_OK) {
+        CHECK(r.prompt && strlen(r.prompt) == r.prompt_len && r.parse_special && !r.add_special);
+        CHECK(r.top_logprobs <= SRV_MAX_TOP_LOGPROBS && r.n_bias <= SAMPLE_MAX_BIAS);
+        srv_gen_req_free(&r);
+    } else {
+        CHECK(err.msg[0] != '\0');
+    }
+    if (srv_parse_completion(body, len, &lim, 7, &r, &usage, &err) == ATTND_OK) {
+        CHECK(r.prompt && (r.n_prompt_ids > 0 || attnd_utf8_valid(r.prompt, r.prompt_len)));
+        srv_gen_req_free(&r);
+    } else {
+        CHECK(err.msg[0] != '\0');
     }
 
     char *j = srv_error_json("invalid_request", err.msg);
