@@ -1445,3 +1445,25 @@ Test(server_chat, cors_origins_and_chat_template_override, .timeout = 60)
     remove(tmpl);
     free(tmpl);
 }
+
+/* The other two family goldens' models through the server as well. */
+Test(server_family, qwen2_and_key_length_generate_as_the_cli, .timeout = 120)
+{
+    static const struct {
+        const char *golden, *prompt;
+    } k[] = {
+        {"qwen2-bias-tied-f32", "<|im_start|>user\nName three colours.<|im_end|>\n<|im_start|>assistant\n"},
+        {"llama3-key-length-f32",
+         "<|start_header_id|>user<|end_header_id|>\n\nName three colours.<|eot_id|>"
+         "<|start_header_id|>assistant<|end_header_id|>\n\n"},
+    };
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+        char *model = test_golden_model(k[i].golden);
+        struct server s;
+        server_start(&s, model, NULL);
+        check_generate_matches_cli(&s, model, k[i].prompt);
+        cr_expect_eq(server_stop(&s), 0);
+        remove(model);
+        free(model);
+    }
+}
