@@ -295,7 +295,7 @@ char *srv_chat_result(const srv_req *r, const char *text, size_t len, cJSON *log
 char *srv_chat_chunk(const srv_req *r, bool role, const char *text, size_t len,
                      const char *finish, cJSON *logprobs, size_t *out_len)
 {
-    cJSON *o = envelope(r, "chat.completion.chunk"), *choices, *choice = NULL, *delta;
+    cJSON *o = envelope(r, "chat.completion.chunk"), *choices, *choice = NULL, *delta = NULL;
     char *str = NULL, *json = NULL, *frame = NULL;
     size_t sl;
     bool taken = false;
