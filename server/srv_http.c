@@ -265,22 +265,23 @@ static enum MHD_Result route_metrics(srv_http *h, struct MHD_Connection *c, stru
 
 /* The answer of a non-streamed /generate; NULL when out of memory. The text
  * may hold NUL bytes (<0x00> tokens), so it is escaped by length. */
+/* The answer of a non-streamed OpenAI route, printed; NULL when out of
+ * memory. */
+static char *openai_result(srv_http *h, srv_req *r, size_t *len)
+{
+    pthread_mutex_lock(&r->mu);
+    cJSON *lp = !r->in.logprobs ? NULL
+                : r->api == SRV_API_CHAT ? srv_logprobs_chat(r->lp, r->n_lp, h->vocab)
+                                         : srv_logprobs_completion(r->lp, r->n_lp, h->vocab, 0);
+    char *s = r->api == SRV_API_CHAT
+                  ? srv_chat_result(r, r->out ? r->out : "", r->out_len, lp, len)
+                  : srv_completion_result(r, r->out ? r->out : "", r->out_len, lp, len);
+    pthread_mutex_unlock(&r->mu);
+    return s;
+}
+
 static cJSON *result_json(srv_http *h, srv_req *r)
 {
-    if (r->api != SRV_API_GENERATE) {
-        pthread_mutex_lock(&r->mu);
-        size_t n;
-        cJSON *lp = !r->in.logprobs ? NULL
-                    : r->api == SRV_API_CHAT ? srv_logprobs_chat(r->lp, r->n_lp, h->vocab)
-                                             : srv_logprobs_completion(r->lp, r->n_lp, h->vocab, 0);
-        char *s = r->api == SRV_API_CHAT
-                      ? srv_chat_result(r, r->out ? r->out : "", r->out_len, lp, &n)
-                      : srv_completion_result(r, r->out ? r->out : "", r->out_len, lp, &n);
-        pthread_mutex_unlock(&r->mu);
-        cJSON *o = s ? cJSON_Parse(s) : NULL;
-        free(s);
-        return o;
-    }
     cJSON *o = cJSON_CreateObject();
     pthread_mutex_lock(&r->mu);
     size_t sl;
@@ -340,24 +341,6 @@ static bool accepts_sse(struct MHD_Connection *c)
 static enum MHD_Result start_generation(srv_http *h, struct MHD_Connection *c, struct conn *cn,
                                         srv_req *r);
 
-static enum MHD_Result route_generate(srv_http *h, struct MHD_Connection *c, struct conn *cn)
-{
-    attnd_err err = {0};
-    if (srv_sched_draining(h->ctx.sched))
-        return send_error(c, cn, 503, "unavailable", "the server is shutting down");
-    srv_limits lim = {h->ctx.c->default_max_tokens, h->ctx.c->max_tokens_cap};
-    uint64_t seed = atomic_fetch_add(&h->seed_counter, 0x9e3779b97f4a7c15ull) ^ (uint64_t)time(NULL);
-    srv_req *r = srv_req_new();
-    if (!r)
-        return send_error(c, cn, 500, "internal", "out of memory");
-    if (srv_parse_generate(cn->body, cn->len, &lim, seed, &r->in, &err) != ATTND_OK) {
-        srv_req_release(r);
-        return send_error(c, cn, 400, "invalid_request", err.msg);
-    }
-    r->sse = r->in.stream && accepts_sse(c);
-    return start_generation(h, c, cn, r);
-}
-
 static void openai_init(srv_http *h, srv_req *r, srv_api api, const char *id_prefix)
 {
     r->api = api;
@@ -394,9 +377,21 @@ static int add_echo(srv_http *h, srv_req *r, attnd_err *err)
     return rc == ATTND_ENOMEM ? attnd_err_set(err, rc, "out of memory") : rc;
 }
 
-/* POST /v1/chat/completions: the model's chat template on the messages,
- * answered in OpenAI's shapes (streams are always SSE). */
-static enum MHD_Result route_chat(srv_http *h, struct MHD_Connection *c, struct conn *cn)
+/* An error answer in the schema of API: /generate's type names or OpenAI's. */
+static enum MHD_Result send_req_error(struct MHD_Connection *c, struct conn *cn, srv_api api,
+                                      int rc, const char *msg)
+{
+    bool oai = api != SRV_API_GENERATE;
+    return rc == ATTND_EINVAL
+               ? send_error(c, cn, 400, oai ? "invalid_request_error" : "invalid_request", msg)
+               : send_error(c, cn, 500, oai ? "server_error" : "internal", msg);
+}
+
+/* POST /generate, /v1/chat/completions (the model's chat template on the
+ * messages) and /v1/completions (a raw prompt, text or token ids): parsed
+ * in API's schema, then all alike. OpenAI's streams are always SSE. */
+static enum MHD_Result route_gen(srv_http *h, struct MHD_Connection *c, struct conn *cn,
+                                 srv_api api)
 {
     attnd_err err = {0};
     if (srv_sched_draining(h->ctx.sched))
@@ -406,36 +401,44 @@ static enum MHD_Result route_chat(srv_http *h, struct MHD_Connection *c, struct 
     srv_req *r = srv_req_new();
     if (!r)
         return send_error(c, cn, 500, "internal", "out of memory");
-    int rc = srv_parse_chat(cn->body, cn->len, &lim, seed, &h->chat, &r->in, &r->include_usage,
+    int rc;
+    switch (api) {
+    case SRV_API_CHAT:
+        rc = srv_parse_chat(cn->body, cn->len, &lim, seed, &h->chat, &r->in, &r->include_usage,
                             &err);
+        break;
+    case SRV_API_COMPLETION:
+        rc = srv_parse_completion(cn->body, cn->len, &lim, seed, &r->in, &r->include_usage, &err);
+        break;
+    default:
+        /* any failure of /generate's parse is the request's: a 400 */
+        rc = srv_parse_generate(cn->body, cn->len, &lim, seed, &r->in, &err) ? ATTND_EINVAL : 0;
+        break;
+    }
     if (rc != ATTND_OK) {
         srv_req_release(r);
-        return rc == ATTND_EINVAL ? send_error(c, cn, 400, "invalid_request_error", err.msg)
-                                  : send_error(c, cn, 500, "server_error", err.msg);
+        return send_req_error(c, cn, api, rc, err.msg);
     }
-    openai_init(h, r, SRV_API_CHAT, "chatcmpl");
+    if (api == SRV_API_GENERATE)
+        r->sse = r->in.stream && accepts_sse(c);
+    else
+        openai_init(h, r, api, api == SRV_API_CHAT ? "chatcmpl" : "cmpl");
     return start_generation(h, c, cn, r);
 }
 
-/* POST /v1/completions: a raw prompt (text or token ids), OpenAI's shapes. */
+static enum MHD_Result route_generate(srv_http *h, struct MHD_Connection *c, struct conn *cn)
+{
+    return route_gen(h, c, cn, SRV_API_GENERATE);
+}
+
+static enum MHD_Result route_chat(srv_http *h, struct MHD_Connection *c, struct conn *cn)
+{
+    return route_gen(h, c, cn, SRV_API_CHAT);
+}
+
 static enum MHD_Result route_completion(srv_http *h, struct MHD_Connection *c, struct conn *cn)
 {
-    attnd_err err = {0};
-    if (srv_sched_draining(h->ctx.sched))
-        return send_error(c, cn, 503, "unavailable", "the server is shutting down");
-    srv_limits lim = {h->ctx.c->default_max_tokens, h->ctx.c->max_tokens_cap};
-    uint64_t seed = atomic_fetch_add(&h->seed_counter, 0x9e3779b97f4a7c15ull) ^ (uint64_t)time(NULL);
-    srv_req *r = srv_req_new();
-    if (!r)
-        return send_error(c, cn, 500, "internal", "out of memory");
-    int rc = srv_parse_completion(cn->body, cn->len, &lim, seed, &r->in, &r->include_usage, &err);
-    if (rc != ATTND_OK) {
-        srv_req_release(r);
-        return rc == ATTND_EINVAL ? send_error(c, cn, 400, "invalid_request_error", err.msg)
-                                  : send_error(c, cn, 500, "server_error", err.msg);
-    }
-    openai_init(h, r, SRV_API_COMPLETION, "cmpl");
-    return start_generation(h, c, cn, r);
+    return route_gen(h, c, cn, SRV_API_COMPLETION);
 }
 
 /* Tokenizes R's prompt, queues it and answers: a stream, or a parked
@@ -450,17 +453,14 @@ static enum MHD_Result start_generation(srv_http *h, struct MHD_Connection *c, s
     r->t_submit = now_s();
     int rc = srv_req_prepare(r, h->ctx.m, srv_sched_kv_token_capacity(h->ctx.sched), &err);
     if (rc != ATTND_OK) {
-        bool oai = r->api != SRV_API_GENERATE;
+        srv_api api = r->api;
         srv_req_release(r);
-        return rc == ATTND_EINVAL
-                   ? send_error(c, cn, 400, oai ? "invalid_request_error" : "invalid_request", err.msg)
-                   : send_error(c, cn, 500, oai ? "server_error" : "internal", err.msg);
+        return send_req_error(c, cn, api, rc, err.msg);
     }
 
     if (r->in.echo && (rc = add_echo(h, r, &err)) != ATTND_OK) {
         srv_req_release(r);
-        return rc == ATTND_EINVAL ? send_error(c, cn, 400, "invalid_request_error", err.msg)
-                                  : send_error(c, cn, 500, "server_error", err.msg);
+        return send_req_error(c, cn, SRV_API_COMPLETION, rc, err.msg);
     }
     cn->req = r;
     atomic_fetch_add(&h->live, 1);
@@ -511,6 +511,13 @@ static enum MHD_Result generate_resumed(srv_http *h, struct MHD_Connection *c, s
     pthread_mutex_unlock(&r->mu);
     if (!done)
         return MHD_YES;
+    if (r->api != SRV_API_GENERATE) {
+        size_t n;
+        char *s = openai_result(h, r, &n);
+        if (!s)
+            return send_error(c, cn, 500, "server_error", "out of memory building the answer");
+        return send_buf(c, cn, 200, "application/json", s, n);
+    }
     cJSON *o = result_json(h, r);
     if (!o)
         return send_error(c, cn, 500, "internal", "out of memory building the answer");

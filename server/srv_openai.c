@@ -130,31 +130,47 @@ static int refuse_unsupported(const cJSON *obj, attnd_err *err)
     return ATTND_OK;
 }
 
+/* What both OpenAI routes take: the body as an object (*OBJ, for the
+ * route's own fields), no escaped NUL, nothing unsupported, the fields
+ * srv_parse_gen_fields parses and stream_options.include_usage. On an
+ * error nothing is left to free. */
+static int parse_openai(const char *body, size_t len, const srv_limits *lim, uint64_t random_seed,
+                        srv_gen_req *out, bool *include_usage, cJSON **obj, attnd_err *err)
+{
+    memset(out, 0, sizeof *out);
+    *include_usage = false;
+    int rc = srv_parse_object(body, len, obj, err);
+    if (rc)
+        return rc;
+    const cJSON *so = cJSON_GetObjectItemCaseSensitive(*obj, "stream_options");
+    const cJSON *iu = so ? cJSON_GetObjectItemCaseSensitive(so, "include_usage") : NULL;
+    /* cJSON would cut a string at an escaped NUL without a word */
+    if (memmem(body, len, "\\u0000", 6))
+        rc = attnd_err_set(err, ATTND_EINVAL, "the request must not contain NUL characters");
+    else if (!(rc = refuse_unsupported(*obj, err)) &&
+             !(rc = srv_parse_gen_fields(body, len, *obj, lim, random_seed, out, err)) && iu &&
+             !cJSON_IsBool(iu))
+        rc = attnd_err_set(err, ATTND_EINVAL, "stream_options.include_usage must be a boolean");
+    if (rc) {
+        cJSON_Delete(*obj);
+        *obj = NULL;
+        srv_gen_req_free(out);
+        return rc;
+    }
+    *include_usage = iu && cJSON_IsTrue(iu);
+    return ATTND_OK;
+}
+
 int srv_parse_chat(const char *body, size_t len, const srv_limits *lim, uint64_t random_seed,
                    const srv_chat_template *ct, srv_gen_req *out, bool *include_usage,
                    attnd_err *err)
 {
-    memset(out, 0, sizeof *out);
-    *include_usage = false;
     cJSON *obj, *messages = NULL, *vars = NULL;
-    int rc = srv_parse_object(body, len, &obj, err);
+    int rc = parse_openai(body, len, lim, random_seed, out, include_usage, &obj, err);
     if (rc)
         return rc;
-    /* cJSON would cut a message at an escaped NUL without a word */
-    if (memmem(body, len, "\\u0000", 6)) {
-        cJSON_Delete(obj);
-        return attnd_err_set(err, ATTND_EINVAL, "the request must not contain NUL characters");
-    }
-    if ((rc = refuse_unsupported(obj, err)) || (rc = parse_messages(obj, &messages, err)) ||
-        (rc = srv_parse_gen_fields(body, len, obj, lim, random_seed, out, err)))
+    if ((rc = parse_messages(obj, &messages, err)))
         goto done;
-    const cJSON *so = cJSON_GetObjectItemCaseSensitive(obj, "stream_options");
-    const cJSON *iu = so ? cJSON_GetObjectItemCaseSensitive(so, "include_usage") : NULL;
-    if (iu && !cJSON_IsBool(iu)) {
-        rc = attnd_err_set(err, ATTND_EINVAL, "stream_options.include_usage must be a boolean");
-        goto done;
-    }
-    *include_usage = iu && cJSON_IsTrue(iu);
     if (!ct->tmpl) {
         rc = attnd_err_set(err, ATTND_EINVAL, "%s", ct->why);
         goto done;
@@ -192,34 +208,18 @@ int srv_parse_completion(const char *body, size_t len, const srv_limits *lim,
                          uint64_t random_seed, srv_gen_req *out, bool *include_usage,
                          attnd_err *err)
 {
-    memset(out, 0, sizeof *out);
-    *include_usage = false;
     cJSON *obj;
-    int rc = srv_parse_object(body, len, &obj, err);
+    int rc = parse_openai(body, len, lim, random_seed, out, include_usage, &obj, err);
     if (rc)
         return rc;
-    if (memmem(body, len, "\\u0000", 6)) {
-        cJSON_Delete(obj);
-        return attnd_err_set(err, ATTND_EINVAL, "the request must not contain NUL characters");
-    }
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(obj, "prompt"), *it;
-    if ((rc = refuse_unsupported(obj, err)) ||
-        (rc = srv_parse_gen_fields(body, len, obj, lim, random_seed, out, err)))
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, "echo");
+    if ((rc = srv_parse_prompt(cJSON_GetObjectItemCaseSensitive(obj, "prompt"), out, err)))
         goto done;
-    if ((rc = srv_parse_prompt(p, out, err)))
-        goto done;
-    if ((it = cJSON_GetObjectItemCaseSensitive(obj, "echo")) && !cJSON_IsBool(it)) {
+    if (it && !cJSON_IsBool(it)) {
         rc = attnd_err_set(err, ATTND_EINVAL, "echo must be a boolean");
         goto done;
     }
     out->echo = it && cJSON_IsTrue(it);
-    const cJSON *so = cJSON_GetObjectItemCaseSensitive(obj, "stream_options");
-    const cJSON *iu = so ? cJSON_GetObjectItemCaseSensitive(so, "include_usage") : NULL;
-    if (iu && !cJSON_IsBool(iu)) {
-        rc = attnd_err_set(err, ATTND_EINVAL, "stream_options.include_usage must be a boolean");
-        goto done;
-    }
-    *include_usage = iu && cJSON_IsTrue(iu);
 done:
     cJSON_Delete(obj);
     if (rc)
@@ -263,109 +263,106 @@ static bool add_logprobs(cJSON *choice, cJSON *lp)
     return false;
 }
 
-char *srv_chat_result(const srv_req *r, const char *text, size_t len, cJSON *logprobs,
-                      size_t *out_len)
+/* The envelope with one choice {"logprobs": LOGPROBS (taken over; NULL:
+ * null), "index": 0}, in *CHOICE for the caller to fill; NULL when out of
+ * memory. */
+static cJSON *with_choice(const srv_req *r, const char *object, cJSON *logprobs, cJSON **choice)
+{
+    cJSON *o = envelope(r, object);
+    cJSON *choices = o ? cJSON_AddArrayToObject(o, "choices") : NULL;
+    cJSON *c = choices ? cJSON_CreateObject() : NULL;
+    if (c && !cJSON_AddItemToArray(choices, c)) {
+        cJSON_Delete(c);
+        c = NULL;
+    }
+    if (!c) {
+        cJSON_Delete(logprobs);
+        cJSON_Delete(o);
+        return NULL;
+    }
+    if (!add_logprobs(c, logprobs) || !cJSON_AddNumberToObject(c, "index", 0)) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    *choice = c;
+    return o;
+}
+
+/* TEXT[0, LEN) as the JSON string NAME of O (NUL bytes escaped by length). */
+static bool add_text(cJSON *o, const char *name, const char *text, size_t len)
 {
     size_t sl;
     char *str = srv_json_string(text, len, &sl);
-    cJSON *o = envelope(r, "chat.completion"), *choices, *choice = NULL, *msg;
-    char *s = NULL;
-    bool taken = false;
-    if (str && o && (choices = cJSON_AddArrayToObject(o, "choices")) &&
-        (choice = cJSON_CreateObject()) && cJSON_AddItemToArray(choices, choice) &&
-        (taken = true, add_logprobs(choice, logprobs)) &&
-        cJSON_AddNumberToObject(choice, "index", 0) &&
-        (msg = cJSON_AddObjectToObject(choice, "message")) &&
-        cJSON_AddStringToObject(msg, "role", "assistant") &&
-        cJSON_AddRawToObject(msg, "content", str) &&
-        cJSON_AddStringToObject(choice, "finish_reason", srv_openai_finish(r->finish)) &&
-        add_usage(o, r))
-        s = cJSON_PrintUnformatted(o);
-    if (!taken)
-        cJSON_Delete(logprobs);
-    cJSON_Delete(o);
+    bool ok = str && cJSON_AddRawToObject(o, name, str);
     free(str);
+    return ok;
+}
+
+/* A whole answer: CHOICE's finish_reason, O's usage, printed (O freed; OK
+ * false: NULL). */
+static char *answer(const srv_req *r, cJSON *o, cJSON *choice, bool ok, size_t *out_len)
+{
+    char *s = ok && cJSON_AddStringToObject(choice, "finish_reason", srv_openai_finish(r->finish)) &&
+                      add_usage(o, r)
+                  ? cJSON_PrintUnformatted(o)
+                  : NULL;
+    cJSON_Delete(o);
     if (s)
         *out_len = strlen(s);
     return s;
 }
 
-/* data: {chunk}\n\n with one choice: DELTA_ROLE (first chunk), the content
- * TEXT[0, LEN) when TEXT, FINISH (NULL: null). */
-char *srv_chat_chunk(const srv_req *r, bool role, const char *text, size_t len,
-                     const char *finish, cJSON *logprobs, size_t *out_len)
+/* A stream chunk: CHOICE's finish_reason FINISH (NULL: null), O printed as
+ * one SSE event (O freed; OK false: NULL). */
+static char *chunk(cJSON *o, cJSON *choice, const char *finish, bool ok, size_t *out_len)
 {
-    cJSON *o = envelope(r, "chat.completion.chunk"), *choices, *choice = NULL, *delta = NULL;
-    char *str = NULL, *json = NULL, *frame = NULL;
-    size_t sl;
-    bool taken = false;
-    bool ok = o && (choices = cJSON_AddArrayToObject(o, "choices")) &&
-              (choice = cJSON_CreateObject()) && cJSON_AddItemToArray(choices, choice) &&
-              (taken = true, add_logprobs(choice, logprobs)) &&
-              cJSON_AddNumberToObject(choice, "index", 0) &&
-              (delta = cJSON_AddObjectToObject(choice, "delta")) &&
-              (!role || cJSON_AddStringToObject(delta, "role", "assistant"));
-    if (!taken)
-        cJSON_Delete(logprobs);
-    if (ok && text)
-        ok = (str = srv_json_string(text, len, &sl)) && cJSON_AddRawToObject(delta, "content", str);
+    char *json = NULL, *frame = NULL;
     if (ok)
         ok = finish ? cJSON_AddStringToObject(choice, "finish_reason", finish) != NULL
                     : cJSON_AddNullToObject(choice, "finish_reason") != NULL;
     if (ok && (json = cJSON_PrintUnformatted(o)))
         frame = srv_stream_frame(json, strlen(json), true, out_len);
     free(json);
-    free(str);
     cJSON_Delete(o);
     return frame;
+}
+
+char *srv_chat_result(const srv_req *r, const char *text, size_t len, cJSON *logprobs,
+                      size_t *out_len)
+{
+    cJSON *choice, *msg, *o = with_choice(r, "chat.completion", logprobs, &choice);
+    bool ok = o && (msg = cJSON_AddObjectToObject(choice, "message")) &&
+              cJSON_AddStringToObject(msg, "role", "assistant") &&
+              add_text(msg, "content", text, len);
+    return o ? answer(r, o, choice, ok, out_len) : NULL;
+}
+
+/* data: {chunk}\n\n with one choice: the assistant role when ROLE (first
+ * chunk), the content TEXT[0, LEN) when TEXT, FINISH (NULL: null). */
+char *srv_chat_chunk(const srv_req *r, bool role, const char *text, size_t len,
+                     const char *finish, cJSON *logprobs, size_t *out_len)
+{
+    cJSON *choice, *delta, *o = with_choice(r, "chat.completion.chunk", logprobs, &choice);
+    bool ok = o && (delta = cJSON_AddObjectToObject(choice, "delta")) &&
+              (!role || cJSON_AddStringToObject(delta, "role", "assistant")) &&
+              (!text || add_text(delta, "content", text, len));
+    return o ? chunk(o, choice, finish, ok, out_len) : NULL;
 }
 
 char *srv_completion_result(const srv_req *r, const char *text, size_t len, cJSON *logprobs,
                             size_t *out_len)
 {
-    size_t sl;
-    char *str = srv_json_string(text, len, &sl);
-    cJSON *o = envelope(r, "text_completion"), *choices, *choice = NULL;
-    char *s = NULL;
-    bool taken = false;
-    if (str && o && (choices = cJSON_AddArrayToObject(o, "choices")) &&
-        (choice = cJSON_CreateObject()) && cJSON_AddItemToArray(choices, choice) &&
-        (taken = true, add_logprobs(choice, logprobs)) &&
-        cJSON_AddRawToObject(choice, "text", str) && cJSON_AddNumberToObject(choice, "index", 0) &&
-        cJSON_AddStringToObject(choice, "finish_reason", srv_openai_finish(r->finish)) &&
-        add_usage(o, r))
-        s = cJSON_PrintUnformatted(o);
-    if (!taken)
-        cJSON_Delete(logprobs);
-    cJSON_Delete(o);
-    free(str);
-    if (s)
-        *out_len = strlen(s);
-    return s;
+    cJSON *choice, *o = with_choice(r, "text_completion", logprobs, &choice);
+    bool ok = o && add_text(choice, "text", text, len);
+    return o ? answer(r, o, choice, ok, out_len) : NULL;
 }
 
 char *srv_completion_chunk(const srv_req *r, const char *text, size_t len, const char *finish,
                            cJSON *logprobs, size_t *out_len)
 {
-    cJSON *o = envelope(r, "text_completion"), *choices, *choice = NULL;
-    char *str = NULL, *json = NULL, *frame = NULL;
-    size_t sl;
-    bool taken = false;
-    bool ok = o && (str = srv_json_string(text ? text : "", text ? len : 0, &sl)) &&
-              (choices = cJSON_AddArrayToObject(o, "choices")) && (choice = cJSON_CreateObject()) &&
-              cJSON_AddItemToArray(choices, choice) &&
-              (taken = true, add_logprobs(choice, logprobs)) &&
-              cJSON_AddRawToObject(choice, "text", str) && cJSON_AddNumberToObject(choice, "index", 0);
-    if (!taken)
-        cJSON_Delete(logprobs);
-    ok = ok && (finish ? cJSON_AddStringToObject(choice, "finish_reason", finish) != NULL
-                       : cJSON_AddNullToObject(choice, "finish_reason") != NULL);
-    if (ok && (json = cJSON_PrintUnformatted(o)))
-        frame = srv_stream_frame(json, strlen(json), true, out_len);
-    free(json);
-    free(str);
-    cJSON_Delete(o);
-    return frame;
+    cJSON *choice, *o = with_choice(r, "text_completion", logprobs, &choice);
+    bool ok = o && add_text(choice, "text", text ? text : "", text ? len : 0);
+    return o ? chunk(o, choice, finish, ok, out_len) : NULL;
 }
 
 char *srv_chat_usage_chunk(const srv_req *r, size_t *out_len)
