@@ -98,7 +98,7 @@ static cJSON *pending_logprobs(srv_sched *s, srv_req *r)
     cJSON *j = r->api == SRV_API_CHAT         ? srv_logprobs_chat(lp, n, s->vocab)
                : r->api == SRV_API_COMPLETION ? srv_logprobs_completion(lp, n, s->vocab, r->lp_text_off)
                                               : srv_logprobs_generate(lp, n, s->vocab);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; r->api == SRV_API_COMPLETION && i < n; i++) { /* for text_offset */
         long k = tok_piece(s->vocab, lp[i].id, NULL, 0);
         r->lp_text_off += k > 0 ? (size_t)k : 0;
     }

@@ -58,21 +58,6 @@ static bool bpe_pair(const tok_vocab *v, const char *left, size_t left_n, const 
     return true;
 }
 
-static int reserve(void **p, size_t *cap, size_t n, size_t elem, attnd_err *err)
-{
-    if (n <= *cap)
-        return ATTND_OK;
-    uint64_t bytes;
-    if (!attnd_ckd_mul(n, elem, &bytes) || bytes > SIZE_MAX)
-        return attnd_err_set(err, ATTND_ENOMEM, "tok_encode: chunk of %zu bytes is too long", n);
-    void *np = realloc(*p, (size_t)bytes);
-    if (!np)
-        return attnd_err_set(err, ATTND_ENOMEM, "tok_encode: out of memory");
-    *p = np;
-    *cap = n;
-    return ATTND_OK;
-}
-
 static int emit_symbol(const tok_vocab *v, const tok_sym *s, tok_ids *out, attnd_err *err)
 {
     int32_t id = tok_map_get(&v->tokens, s->text, s->n);
@@ -105,8 +90,8 @@ static int encode_chunk(const tok_vocab *v, const char *chunk, size_t n, bpe_wor
     uint64_t mapped_n;
     if (!attnd_ckd_mul(n, 2, &mapped_n) || mapped_n > SIZE_MAX)
         return attnd_err_set(err, ATTND_ENOMEM, "tok_encode: chunk too long");
-    if ((rc = reserve((void **)&w->mapped, &w->mapped_cap, (size_t)mapped_n, 1, err)) ||
-        (rc = reserve((void **)&w->syms, &w->syms_cap, n, sizeof *w->syms, err)))
+    if ((rc = tok_reserve((void **)&w->mapped, &w->mapped_cap, (size_t)mapped_n, 1, err)) ||
+        (rc = tok_reserve((void **)&w->syms, &w->syms_cap, n, sizeof *w->syms, err)))
         return rc;
     /* Every byte is one symbol: one mapped code point of 1 or 2 bytes. */
     size_t off = 0;

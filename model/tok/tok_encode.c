@@ -19,16 +19,10 @@ typedef struct frags {
 
 static int frags_push(frags *fs, frag f, attnd_err *err)
 {
-    if (fs->n == fs->cap) {
-        size_t cap = fs->cap ? fs->cap * 2 : 16;
-        frag *nv = cap <= SIZE_MAX / sizeof *nv ? realloc(fs->v, cap * sizeof *nv) : NULL;
-        if (!nv)
-            return attnd_err_set(err, ATTND_ENOMEM, "tok_encode: out of memory");
-        fs->v = nv;
-        fs->cap = cap;
-    }
-    fs->v[fs->n++] = f;
-    return ATTND_OK;
+    int rc = tok_reserve((void **)&fs->v, &fs->cap, fs->n + 1, sizeof *fs->v, err);
+    if (rc == ATTND_OK)
+        fs->v[fs->n++] = f;
+    return rc;
 }
 
 /* Cuts every occurrence of special token ID out of the raw fragments of IN,

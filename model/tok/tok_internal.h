@@ -93,6 +93,11 @@ typedef struct tok_ids {
 
 int tok_ids_push(tok_ids *ids, int32_t id, attnd_err *err);
 
+/* Room for NEED elements of ELEM bytes in the malloc'd array *P of *CAP
+ * (growing by doubling, overflow-checked); the tokenizer's one growable
+ * array. ATTND_ENOMEM leaves *P and *CAP as they were. */
+int tok_reserve(void **p, size_t *cap, size_t need, size_t elem, attnd_err *err);
+
 /* ------------------------------------------------------------ merge engine */
 
 /* A symbol of the text being merged. Symbols are adjacent in one buffer, so a

@@ -98,21 +98,29 @@ int32_t tok_map_get_pair(const tok_map *m, const char *a, size_t alen, const cha
 
 /* ============================================================ id list */
 
+int tok_reserve(void **p, size_t *cap, size_t need, size_t elem, attnd_err *err)
+{
+    if (need <= *cap)
+        return ATTND_OK;
+    size_t n = *cap > 8 ? *cap : 8;
+    while (n < need)
+        n = n <= SIZE_MAX / 2 ? n * 2 : need;
+    uint64_t bytes;
+    if (!attnd_ckd_mul(n, elem, &bytes) || bytes > SIZE_MAX)
+        return attnd_err_set(err, ATTND_ENOMEM, "tokenizer: %zu elements are too many", need);
+    void *np = realloc(*p, (size_t)bytes);
+    if (!np)
+        return attnd_err_set(err, ATTND_ENOMEM, "tokenizer: out of memory for %zu elements", need);
+    *p = np;
+    *cap = n;
+    return ATTND_OK;
+}
+
 int tok_ids_push(tok_ids *ids, int32_t id, attnd_err *err)
 {
-    if (ids->n == ids->cap) {
-        size_t cap = ids->cap ? ids->cap * 2 : 32;
-        uint64_t bytes;
-        if (cap < ids->cap || !attnd_ckd_mul(cap, sizeof *ids->v, &bytes) || bytes > SIZE_MAX)
-            return attnd_err_set(err, ATTND_ENOMEM, "tokenizer: too many tokens");
-        int32_t *nv = realloc(ids->v, (size_t)bytes);
-        if (!nv)
-            return attnd_err_set(err, ATTND_ENOMEM, "tokenizer: out of memory for %zu tokens",
-                                 cap);
-        ids->v = nv;
-        ids->cap = cap;
-    }
-    ids->v[ids->n++] = id;
-    return ATTND_OK;
+    int rc = tok_reserve((void **)&ids->v, &ids->cap, ids->n + 1, sizeof *ids->v, err);
+    if (rc == ATTND_OK)
+        ids->v[ids->n++] = id;
+    return rc;
 }
 

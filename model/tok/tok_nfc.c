@@ -85,14 +85,8 @@ typedef struct cps {
 
 static bool cps_push(cps *c, uint32_t cp)
 {
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 64;
-        uint32_t *nv = cap <= SIZE_MAX / sizeof *nv ? realloc(c->v, cap * sizeof *nv) : NULL;
-        if (!nv)
-            return false;
-        c->v = nv;
-        c->cap = cap;
-    }
+    if (tok_reserve((void **)&c->v, &c->cap, c->n + 1, sizeof *c->v, NULL) != ATTND_OK)
+        return false;
     c->v[c->n++] = cp;
     return true;
 }

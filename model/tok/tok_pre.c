@@ -190,16 +190,10 @@ static int pieces_push(pieces *ps, size_t len, bool raw, attnd_err *err)
 {
     if (len == 0)
         return ATTND_OK;
-    if (ps->n == ps->cap) {
-        size_t cap = ps->cap ? ps->cap * 2 : 64;
-        piece *nv = cap <= SIZE_MAX / sizeof *nv ? realloc(ps->v, cap * sizeof *nv) : NULL;
-        if (!nv)
-            return attnd_err_set(err, ATTND_ENOMEM, "tok_encode: out of memory");
-        ps->v = nv;
-        ps->cap = cap;
-    }
-    ps->v[ps->n++] = (piece){len, raw};
-    return ATTND_OK;
+    int rc = tok_reserve((void **)&ps->v, &ps->cap, ps->n + 1, sizeof *ps->v, err);
+    if (rc == ATTND_OK)
+        ps->v[ps->n++] = (piece){len, raw};
+    return rc;
 }
 
 /* Valid UTF-8 runs and single invalid bytes. */

@@ -377,20 +377,24 @@ static int by_length_desc(const void *pa, const void *pb, void *arg)
 /* Tokens a text may spell that are cut out before BPE/SentencePiece see it:
  * control and unknown ones when the caller parses special tokens, user-defined
  * ones always; longest first, as llama.cpp partitions. */
+static bool is_special(const tok_vocab *v, int32_t id)
+{
+    return (v->types[id] == TOK_TYPE_CONTROL || v->types[id] == TOK_TYPE_USER_DEFINED ||
+            v->types[id] == TOK_TYPE_UNKNOWN) &&
+           tok_len_of(v, id) > 0;
+}
+
 static int find_specials(tok_vocab *v, attnd_err *err)
 {
     size_t n = 0;
     for (int32_t id = 0; id < v->n_vocab; id++)
-        if ((v->types[id] == TOK_TYPE_CONTROL || v->types[id] == TOK_TYPE_USER_DEFINED ||
-             v->types[id] == TOK_TYPE_UNKNOWN) && tok_len_of(v, id) > 0)
-            n++;
+        n += is_special(v, id);
     v->specials = malloc((n ? n : 1) * sizeof *v->specials);
     if (!v->specials)
         return attnd_err_set(err, ATTND_ENOMEM, "tokenizer: out of memory");
     v->n_specials = 0;
     for (int32_t id = 0; id < v->n_vocab; id++)
-        if ((v->types[id] == TOK_TYPE_CONTROL || v->types[id] == TOK_TYPE_USER_DEFINED ||
-             v->types[id] == TOK_TYPE_UNKNOWN) && tok_len_of(v, id) > 0)
+        if (is_special(v, id))
             v->specials[v->n_specials++] = id;
     qsort_r(v->specials, v->n_specials, sizeof *v->specials, by_length_desc, v);
     return ATTND_OK;
