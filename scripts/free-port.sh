@@ -1,4 +1,5 @@
-# Sourced by the shell tests (scripts/test.sh, deploy/test-lb.sh, deploy/test-image.sh):
+# Sourced by the shell tests (scripts/test.sh, tests/openai/run.sh, deploy/test-lb.sh,
+# deploy/test-image.sh):
 # `free_port VAR` sets VAR to a loopback TCP port that nothing listens on.
 #
 # Why not any random port: Linux hands outgoing connections their local port from the
@@ -23,5 +24,32 @@ free_port() {
     fi
   done
   echo "free_port: no free loopback port in $base-$((base + span - 1))" >&2
+  return 1
+}
+
+# `serve_on_free_port PID_VAR PORT_VAR BIN ARGS...` runs `BIN serve ARGS --port P` in the
+# background on a free port and waits for /ready; when it does not come up (another
+# process may take the port first) it tries another, five times in all. Sets PID_VAR and
+# PORT_VAR (the caller waits for the pid); returns 1 when no attempt came up.
+serve_on_free_port() {
+  local _sofp_pid_var=$1 _sofp_port_var=$2 _sofp_bin=$3 _sofp_port _sofp_pid _sofp_try _
+  shift 3
+  for _sofp_try in 1 2 3 4 5; do
+    free_port _sofp_port || return 1
+    "$_sofp_bin" serve "$@" --port "$_sofp_port" &
+    _sofp_pid=$!
+    for _ in $(seq 100); do
+      kill -0 "$_sofp_pid" 2>/dev/null || break
+      if curl -sf "http://127.0.0.1:$_sofp_port/ready" >/dev/null; then
+        printf -v "$_sofp_pid_var" '%s' "$_sofp_pid"
+        printf -v "$_sofp_port_var" '%s' "$_sofp_port"
+        return 0
+      fi
+      sleep 0.1
+    done
+    kill -KILL "$_sofp_pid" 2>/dev/null || true
+    wait "$_sofp_pid" 2>/dev/null || true
+    echo "server did not come up on port $_sofp_port (attempt $_sofp_try)" >&2
+  done
   return 1
 }

@@ -69,22 +69,9 @@ grep -q '"Q4_K"' build/kernels.json
 build/release/bench/kernels --mib 2 --reps 1 --rows 3 --pages 4k F16 q8_0
 if build/release/bench/kernels --rows 5 2>/dev/null; then echo "kernels took --rows 5" >&2; exit 1; fi
 . scripts/free-port.sh
-bench_pid=''
-for attempt in 1 2 3 4 5; do  # another process may take the port first: retry on another
-  free_port bench_port
-  build/release/cli/attnd serve -m "$ATTND_SHARED/models/aidreams260K.gguf" --port "$bench_port" --log-level warn &
-  bench_pid=$!
-  for _ in $(seq 100); do
-    kill -0 "$bench_pid" 2>/dev/null || break
-    curl -sf "http://127.0.0.1:$bench_port/ready" >/dev/null && break 2
-    sleep 0.1
-  done
-  kill -KILL "$bench_pid" 2>/dev/null || true
-  wait "$bench_pid" 2>/dev/null || true
-  echo "bench server did not come up on port $bench_port (attempt $attempt)"
-  bench_pid=''
-done
-[ -n "$bench_pid" ] || { echo "bench server did not start" >&2; exit 1; }
+serve_on_free_port bench_pid bench_port build/release/cli/attnd \
+  -m "$ATTND_SHARED/models/aidreams260K.gguf" --log-level warn ||
+  { echo "bench server did not start" >&2; exit 1; }
 build/release/bench/load --url "http://127.0.0.1:$bench_port" --clients 4 --requests 2 --max-tokens 16
 kill -TERM "$bench_pid" && wait "$bench_pid"
 suites=$((suites + 1))

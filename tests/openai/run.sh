@@ -22,22 +22,8 @@ model=$work/qwen3-chat.gguf
 "$bin" mkmodel -o "$model" --vocab "$shared/vocab/ggml-vocab-qwen3.gguf" --arch qwen3 --dim 64 \
   --layers 2 --heads 6 --kv-heads 2 --head-dim 32 --ff 128 --tied --seed 14
 . scripts/free-port.sh
-pid=''
-for attempt in 1 2 3 4 5; do  # another process may take the port first: retry on another
-  free_port port
-  "$bin" serve -m "$model" --port "$port" --threads 2 --log-level warn &
-  pid=$!
-  for _ in $(seq 100); do
-    kill -0 "$pid" 2>/dev/null || break
-    curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break 2
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  echo "openai test: server did not come up on port $port (attempt $attempt)"
-  pid=''
-done
-[ -n "$pid" ] || exit 1
+serve_on_free_port pid port "$bin" -m "$model" --threads 2 --log-level warn ||
+  { echo "openai test: the server did not start" >&2; exit 1; }
 trap 'kill "$pid" 2>/dev/null || true' EXIT
 node "$work/client.mjs" "http://127.0.0.1:$port"
 kill -TERM "$pid"
