@@ -14,37 +14,7 @@
 
 #include "attnd_ckd.h"
 #include "attnd_half.h"
-
-/* Cache-line alignment so a block's head rows line up for vector loads. */
-#define KV_ALIGN 64u
-
-struct kv_pool {
-    uint32_t n_layer;
-    uint32_t n_head_kv;
-    uint32_t head_dim;
-    uint32_t block_size;
-    kv_dtype dtype;
-    uint32_t n_blocks;
-    size_t elem_size;
-    size_t half_bytes;  /* one layer's K (or V) inside a block */
-    size_t block_bytes;
-    uint64_t bytes_per_token;
-    unsigned char *data;
-    /* Free block ids as a stack: alloc pops, last unref pushes. The top is
-     * the most recently freed block, which is the one most likely still in
-     * cache. */
-    uint32_t *free_stack;
-    uint32_t n_free;
-    /* 0 means free; the free stack and the refcounts are kept consistent by
-     * only ever pushing a block when its count drops from 1 to 0. */
-    uint32_t *refcount;
-};
-
-struct kv_seq {
-    uint32_t *blocks;
-    uint32_t n;
-    uint32_t cap;
-};
+#include "kv_internal.h"
 
 size_t kv_dtype_size(kv_dtype t)
 {
@@ -119,6 +89,7 @@ int kv_pool_new(const kv_pool_params *p, kv_pool **out, attnd_err *err)
                              "kv pool: n_blocks %llu * block_bytes %llu overflows",
                              (unsigned long long)n_blocks, (unsigned long long)block);
 
+    int rc;
     kv_pool *pool = calloc(1, sizeof *pool);
     if (!pool)
         return attnd_err_set(err, ATTND_ENOMEM, "kv pool: out of memory");
@@ -148,6 +119,10 @@ int kv_pool_new(const kv_pool_params *p, kv_pool **out, attnd_err *err)
     for (uint32_t i = 0; i < pool->n_blocks; i++)
         pool->free_stack[i] = pool->n_blocks - 1 - i;
     pool->n_free = pool->n_blocks;
+    if (p->prefix_cache && (rc = kv_prefix_init(pool, err)) != ATTND_OK) {
+        kv_pool_free(pool);
+        return rc;
+    }
     *out = pool;
     return ATTND_OK;
 }
@@ -159,12 +134,14 @@ void kv_pool_free(kv_pool *pool)
     free(pool->data);
     free(pool->free_stack);
     free(pool->refcount);
+    kv_prefix_free(pool);
     free(pool);
 }
 
 uint32_t kv_pool_block_size(const kv_pool *pool) { return pool->block_size; }
 uint32_t kv_pool_n_blocks(const kv_pool *pool) { return pool->n_blocks; }
-uint32_t kv_pool_n_free(const kv_pool *pool) { return pool->n_free; }
+/* Cached blocks no sequence uses count as free: allocation evicts them. */
+uint32_t kv_pool_n_free(const kv_pool *pool) { return pool->n_free + pool->n_lru; }
 
 uint64_t kv_pool_n_tokens(const kv_pool *pool)
 {
@@ -177,10 +154,10 @@ uint64_t kv_pool_block_bytes(const kv_pool *pool) { return pool->block_bytes; }
 
 int kv_block_alloc(kv_pool *pool, uint32_t *block, attnd_err *err)
 {
-    if (pool->n_free == 0)
+    uint32_t b = pool->n_free ? pool->free_stack[--pool->n_free] : kv_prefix_evict(pool);
+    if (b == KV_NO_BLOCK)
         return attnd_err_set(err, ATTND_ERANGE, "KV cache full: 0 of %u blocks free",
                              pool->n_blocks);
-    uint32_t b = pool->free_stack[--pool->n_free];
     pool->refcount[b] = 1;
     *block = b;
     return ATTND_OK;
@@ -210,7 +187,11 @@ void kv_block_unref(kv_pool *pool, uint32_t block)
     assert(pool->refcount[block] != 0 && "kv_block_unref: block is already free");
     if (pool->refcount[block] == 0)
         return;
-    if (--pool->refcount[block] == 0)
+    if (--pool->refcount[block] != 0)
+        return;
+    if (kv_prefix_is_cached(pool, block))
+        kv_prefix_park(pool, block); /* reusable by a later prompt until evicted */
+    else
         pool->free_stack[pool->n_free++] = block;
 }
 
@@ -257,7 +238,7 @@ void kv_seq_free(kv_pool *pool, kv_seq *seq)
 
 /* Grows the table's array to hold at least N ids; the ids already in it are
  * untouched on failure. */
-static int seq_grow(kv_seq *seq, uint32_t n, attnd_err *err)
+int kv_seq_grow(kv_seq *seq, uint32_t n, attnd_err *err)
 {
     if (n <= seq->cap)
         return ATTND_OK;
@@ -293,11 +274,11 @@ int kv_seq_reserve(kv_pool *pool, kv_seq *seq, uint32_t n_tokens, attnd_err *err
     uint32_t missing = need - seq->n;
     /* Checked before growing the table, so a hopeless request neither
      * allocates nor needs rolling back. */
-    if (missing > pool->n_free)
+    if (missing > kv_pool_n_free(pool))
         return attnd_err_set(err, ATTND_ERANGE,
                              "KV cache full: %u tokens need %u more blocks, %u of %u blocks free",
-                             n_tokens, missing, pool->n_free, pool->n_blocks);
-    int rc = seq_grow(seq, need, err);
+                             n_tokens, missing, kv_pool_n_free(pool), pool->n_blocks);
+    int rc = kv_seq_grow(seq, need, err);
     if (rc != ATTND_OK)
         return rc;
     while (seq->n < need) {
@@ -318,6 +299,12 @@ void kv_seq_truncate(kv_pool *pool, kv_seq *seq, uint32_t n_tokens)
      * keep their blocks. */
     while (seq->n > keep)
         kv_block_unref(pool, seq->blocks[--seq->n]);
+    if (seq->n_pub > keep) {
+        /* the chain uid of block keep-1 is not kept: the next publish walks
+         * the table's cached blocks again from the start */
+        seq->n_pub = 0;
+        seq->chain = 0;
+    }
 }
 
 uint32_t kv_seq_capacity(const kv_pool *pool, const kv_seq *seq)
@@ -341,7 +328,7 @@ int kv_seq_share(kv_pool *pool, kv_seq *dst, const kv_seq *src, attnd_err *err)
                              "kv share: dst is not empty (%u blocks)", dst->n);
     if (src->n == 0)
         return ATTND_OK;
-    int rc = seq_grow(dst, src->n, err);
+    int rc = kv_seq_grow(dst, src->n, err);
     if (rc != ATTND_OK)
         return rc;
     for (uint32_t i = 0; i < src->n; i++) {
@@ -349,6 +336,35 @@ int kv_seq_share(kv_pool *pool, kv_seq *dst, const kv_seq *src, attnd_err *err)
         dst->blocks[i] = src->blocks[i];
     }
     dst->n = src->n;
+    dst->n_pub = src->n_pub;
+    dst->chain = src->chain;
+    return ATTND_OK;
+}
+
+int kv_seq_own(kv_pool *pool, kv_seq *seq, uint32_t pos, attnd_err *err)
+{
+    if (!pool || !seq)
+        return attnd_err_set(err, ATTND_EINVAL, "kv own: %s is NULL", pool ? "seq" : "pool");
+    uint32_t i = pos / pool->block_size;
+    if (i >= seq->n)
+        return ATTND_OK;
+    uint32_t b = seq->blocks[i];
+    if (pool->refcount[b] == 1) {
+        kv_prefix_uncache(pool, b);
+    } else {
+        uint32_t copy = KV_NO_BLOCK;
+        int rc = kv_block_alloc(pool, &copy, err);
+        if (rc != ATTND_OK)
+            return rc;
+        memcpy(pool->data + (size_t)copy * pool->block_bytes,
+               pool->data + (size_t)b * pool->block_bytes, pool->block_bytes);
+        kv_block_unref(pool, b);
+        seq->blocks[i] = copy;
+    }
+    if (seq->n_pub > i) {
+        seq->n_pub = 0;
+        seq->chain = 0;
+    }
     return ATTND_OK;
 }
 
@@ -367,6 +383,14 @@ int kv_seq_write(kv_pool *pool, const kv_seq *seq, uint32_t layer, uint32_t pos,
                              "kv write: position %u is past the sequence's capacity %u", pos,
                              cap);
     uint32_t block = seq->blocks[pos / pool->block_size];
+    /* Another sequence reads this block (kv_seq_share, kv_seq_match), or a
+     * later prompt may: writing it would change their past. */
+    if (pool->refcount[block] != 1 || kv_prefix_is_cached(pool, block))
+        return attnd_err_set(err, ATTND_EINVAL,
+                             "kv write: position %u is in block %u, which is shared "
+                             "(refcount %u%s)",
+                             pos, block, pool->refcount[block],
+                             kv_prefix_is_cached(pool, block) ? ", prefix-cached" : "");
     size_t row = pos % pool->block_size;
     unsigned char *kb = block_half(pool, block, layer, 0);
     unsigned char *vb = block_half(pool, block, layer, 1);

@@ -8,6 +8,15 @@
  * so that one head's K (or V) rows for a block are contiguous: the tile the
  * attention kernel reads.
  *
+ * Prefix cache (kv_pool_params.prefix_cache): a full block whose K/V are
+ * written can be published under its tokens and the chain of blocks before
+ * it (vLLM's idea); a later sequence whose tokens start the same way shares
+ * those blocks instead of recomputing them. Shared and published blocks are
+ * read-only (kv_seq_write refuses them; kv_seq_own makes a private copy).
+ * A published block no sequence uses stays cached in an LRU and still counts
+ * as free: allocation takes plain free blocks first, then evicts the least
+ * recently released cached one. Blocks in use are never evicted.
+ *
  * Threads: a pool and its sequences are owned by one thread (the scheduler);
  * nothing here locks. Reading block data from worker threads during a step is
  * fine as long as the owner does not alloc/free concurrently. */
@@ -36,6 +45,7 @@ typedef struct kv_pool_params {
     kv_dtype dtype;
     uint64_t budget_bytes; /* pool size in bytes (rounded down to whole blocks) */
     uint32_t n_blocks;     /* or an exact block count; wins when non-zero */
+    bool prefix_cache;     /* keep published blocks for reuse (see above) */
 } kv_pool_params;
 
 typedef struct kv_pool kv_pool;
@@ -47,6 +57,8 @@ void kv_pool_free(kv_pool *pool);
 
 uint32_t kv_pool_block_size(const kv_pool *pool);
 uint32_t kv_pool_n_blocks(const kv_pool *pool);
+/* Blocks an allocation can take: the plain free ones plus cached blocks no
+ * sequence uses (kv_pool_n_evictable). */
 uint32_t kv_pool_n_free(const kv_pool *pool);
 /* Tokens the whole pool holds: n_blocks * block_size, in 64 bits (a 1 TiB
  * pool of small blocks passes 2^32). */
@@ -89,9 +101,32 @@ const uint32_t *kv_seq_blocks(const kv_seq *seq);
  * The basis for prefix caching: shared blocks must not be written. */
 int kv_seq_share(kv_pool *pool, kv_seq *dst, const kv_seq *src, attnd_err *err);
 
+/* Makes the block holding position POS private to SEQ before it is written
+ * (a rewind into a shared or published block): a block only SEQ uses leaves
+ * the cache; a block others share is copied into a fresh one. ATTND_ERANGE:
+ * no block free for the copy (the table is unchanged). POS past the table:
+ * nothing to do. */
+int kv_seq_own(kv_pool *pool, kv_seq *seq, uint32_t pos, attnd_err *err);
+
+/* --- the prefix cache (no-ops with prefix_cache off) */
+
+/* Blocks with a published prefix, in use or not; and those no sequence uses
+ * (evictable, counted in kv_pool_n_free). */
+uint32_t kv_pool_n_cached(const kv_pool *pool);
+uint32_t kv_pool_n_evictable(const kv_pool *pool);
+/* SEQ must be empty: shares the longest run of published blocks whose tokens
+ * are TOKENS[0..], whole blocks only and at most MAX_TOKENS positions, and
+ * returns the positions it covers (a multiple of block_size, possibly 0). */
+uint32_t kv_seq_match(kv_pool *pool, kv_seq *seq, const int32_t *tokens, uint32_t max_tokens);
+/* Publishes SEQ's full blocks among positions [0, N_TOKENS), whose K/V must be
+ * written and whose tokens are TOKENS. Blocks already published are skipped;
+ * a block whose prefix another block already holds stays private. */
+void kv_seq_publish(kv_pool *pool, kv_seq *seq, const int32_t *tokens, uint32_t n_tokens);
+
 /* Stores K and V ([n_head_kv][head_dim] floats each) for position POS of
  * layer LAYER, converting to the pool's dtype. POS must be below the
- * sequence's capacity (ATTND_ERANGE otherwise, nothing written). */
+ * sequence's capacity (ATTND_ERANGE otherwise, nothing written) and in a block
+ * only SEQ uses and nobody published (ATTND_EINVAL otherwise). */
 int kv_seq_write(kv_pool *pool, const kv_seq *seq, uint32_t layer, uint32_t pos,
                  const float *k, const float *v, attnd_err *err);
 

@@ -419,6 +419,7 @@ int engine_new(const model *m, const engine_params *p, engine **out, attnd_err *
         .dtype = p->kv_type,
         .budget_bytes = p->kv_bytes,
         .n_blocks = p->kv_blocks,
+        .prefix_cache = p->prefix_cache,
     };
     if (!kp.budget_bytes && !kp.n_blocks)
         kp.n_blocks = 4 * ((hp->n_ctx + kp.block_size - 1) / kp.block_size);
@@ -530,6 +531,21 @@ uint32_t engine_seq_len(const engine *e, uint32_t seq)
     return seq < e->n_seq_slots && e->seqs[seq] ? e->seq_len[seq] : 0;
 }
 
+uint32_t engine_seq_reuse(engine *e, uint32_t seq, const int32_t *tokens, uint32_t max_tokens)
+{
+    if (seq >= e->n_seq_slots || !e->seqs[seq] || e->seq_len[seq] != 0)
+        return 0;
+    return e->seq_len[seq] = kv_seq_match(e->kv, e->seqs[seq], tokens, max_tokens);
+}
+
+void engine_seq_publish(engine *e, uint32_t seq, const int32_t *tokens, uint32_t n_tokens)
+{
+    if (seq >= e->n_seq_slots || !e->seqs[seq])
+        return;
+    kv_seq_publish(e->kv, e->seqs[seq], tokens,
+                   n_tokens < e->seq_len[seq] ? n_tokens : e->seq_len[seq]);
+}
+
 /* ---------------------------------------------------------------- the step */
 
 /* Splits entries into groups (one per sequence) and checks every rule. */
@@ -571,12 +587,23 @@ static int make_groups(engine *e, const engine_entry *en, size_t n, attnd_err *e
     return ATTND_OK;
 }
 
-/* Makes room in the KV cache for every group, all or nothing. */
+/* Makes room in the KV cache for every group, all or nothing. A group
+ * starting before its sequence's end rewinds it here (and stays rewound if
+ * the step fails): the positions past pos0 are dropped, and the block pos0
+ * falls in is made private, since a shared or published block is never
+ * written. */
 static int reserve_kv(engine *e, attnd_err *err)
 {
     for (uint32_t g = 0; g < e->n_groups; g++) {
         const struct group *gr = &e->groups[g];
-        int rc = kv_seq_reserve(e->kv, e->seqs[gr->seq], gr->pos0 + gr->n, err);
+        kv_seq *s = e->seqs[gr->seq];
+        if (gr->pos0 < e->seq_len[gr->seq]) {
+            kv_seq_truncate(e->kv, s, gr->pos0);
+            e->seq_len[gr->seq] = gr->pos0;
+        }
+        int rc = kv_seq_own(e->kv, s, gr->pos0, err);
+        if (rc == ATTND_OK)
+            rc = kv_seq_reserve(e->kv, s, gr->pos0 + gr->n, err);
         if (rc != ATTND_OK) {
             for (uint32_t u = 0; u < g; u++) /* give back what this step took */
                 kv_seq_truncate(e->kv, e->seqs[e->groups[u].seq], e->seq_len[e->groups[u].seq]);
@@ -785,13 +812,6 @@ int engine_step(engine *e, const engine_entry *en, size_t n_entries, float *logi
         rc = reserve_kv(e, err);
     if (rc != ATTND_OK)
         return rc;
-    /* A group starting before its sequence's end rewinds it. */
-    for (uint32_t g = 0; g < e->n_groups; g++) {
-        const struct group *gr = &e->groups[g];
-        if (gr->pos0 < e->seq_len[gr->seq])
-            e->seq_len[gr->seq] = gr->pos0;
-    }
-
     for (uint32_t i = 0; i < n; i++) {
         float *xi = e->x + (size_t)i * d;
         model_weight_row(&m->tok_embd, (uint32_t)en[i].token, xi);

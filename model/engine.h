@@ -36,6 +36,7 @@ typedef struct engine_params {
     kv_dtype kv_type;
     uint32_t max_entries;    /* most entries per step; 0: 512 */
     bool profile;            /* time each phase of a step (engine_profile_get) */
+    bool prefix_cache;       /* keep published KV blocks for later prompts (kv.h) */
 } engine_params;
 
 typedef struct engine_entry {
@@ -57,12 +58,25 @@ void engine_seq_close(engine *e, uint32_t seq);
 /* Positions already in the sequence's cache. */
 uint32_t engine_seq_len(const engine *e, uint32_t seq);
 
+/* Prefix cache (engine_params.prefix_cache; no-ops without it). On a freshly
+ * opened sequence, engine_seq_reuse takes the longest cached run of whole
+ * blocks that TOKENS start with, at most MAX_TOKENS positions (keep at least
+ * one prompt token to compute, for its logits), and returns the positions it
+ * covers: the sequence's length, as if they had been computed. Their K/V are
+ * the bits a cold run writes, so the logits that follow are a cold run's as
+ * far as the matmuls are batch-independent (every type but F32 weights at
+ * large M, which go through sgemm). engine_seq_publish offers the sequence's
+ * full blocks among its first N_TOKENS computed positions (tokens TOKENS) to
+ * later prompts. */
+uint32_t engine_seq_reuse(engine *e, uint32_t seq, const int32_t *tokens, uint32_t max_tokens);
+void engine_seq_publish(engine *e, uint32_t seq, const int32_t *tokens, uint32_t n_tokens);
+
 /* Runs one step. Entries of one sequence must be adjacent in the array and at
  * consecutive positions starting at or before the sequence's length (starting
- * before it rewinds the sequence). LOGITS receives one row of n_vocab floats
- * per entry that wants logits, in entry order. On ATTND_ERANGE ("KV cache
- * full") nothing was computed or written and the caller may free blocks and
- * retry. */
+ * before it rewinds the sequence; a rewind holds even when the step fails).
+ * LOGITS receives one row of n_vocab floats per entry that wants logits, in
+ * entry order. On ATTND_ERANGE ("KV cache full") nothing was computed or
+ * written and the caller may free blocks and retry. */
 int engine_step(engine *e, const engine_entry *entries, size_t n, float *logits,
                 attnd_err *err);
 

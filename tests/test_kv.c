@@ -861,7 +861,7 @@ static void stress_run(uint64_t seed, uint32_t n_blocks, uint32_t bs, uint32_t s
     uint32_t before_ids[256];
     uint32_t max_tokens = n_blocks * bs / 3;
     attnd_err err;
-    uint32_t n_fail = 0, n_share = 0;
+    uint32_t n_fail = 0, n_share = 0, n_refused = 0;
 
     for (uint32_t step = 0; step < steps; step++) {
         uint32_t op = rng_below(&r, 100);
@@ -952,8 +952,14 @@ static void stress_run(uint64_t seed, uint32_t n_blocks, uint32_t bs, uint32_t s
                 cr_assert_eq(kv_seq_write(st.pool, s, 0, 0, k, v, NULL), ATTND_ERANGE);
             } else {
                 uint32_t pos = rng_below(&r, cap);
-                cr_assert_eq(kv_seq_write(st.pool, s, 0, pos, k, v, NULL), ATTND_OK);
                 uint32_t b = kv_seq_blocks(s)[pos / bs];
+                if (kv_block_refcount(st.pool, b) > 1) { /* shared: read-only */
+                    cr_assert_eq(kv_seq_write(st.pool, s, 0, pos, k, v, NULL), ATTND_EINVAL);
+                    n_refused++;
+                    stress_check(&st, step);
+                    continue;
+                }
+                cr_assert_eq(kv_seq_write(st.pool, s, 0, pos, k, v, NULL), ATTND_OK);
                 const float *kp = kv_block_k(st.pool, b, 0), *vp = kv_block_v(st.pool, b, 0);
                 cr_assert_eq(kp[(pos % bs) * 2], k[0]);
                 cr_assert_eq(kp[(pos % bs) * 2 + 1], k[1]);
@@ -966,6 +972,7 @@ static void stress_run(uint64_t seed, uint32_t n_blocks, uint32_t bs, uint32_t s
     /* The run must have exercised the interesting paths. */
     cr_expect_gt(n_fail, 0u, "no reservation ever failed");
     cr_expect_gt(n_share, 0u, "no non-empty share");
+    cr_expect_gt(n_refused, 0u, "no write into a shared block was tried");
 
     for (uint32_t i = 0; i < SN_SEQ; i++) {
         kv_seq_free(st.pool, st.seq[i]);
@@ -995,3 +1002,297 @@ static void stress_run(uint64_t seed, uint32_t n_blocks, uint32_t bs, uint32_t s
 Test(kv_stress, random_ops_bs16) { stress_run(1, 64, 16, 10000); }
 Test(kv_stress, random_ops_bs3) { stress_run(0xC0FFEE, 40, 3, 10000); }
 Test(kv_stress, random_ops_bs1) { stress_run(42, 24, 1, 5000); }
+
+/* ------------------------------------------------------------ prefix cache */
+
+static kv_pool *mkcache(uint32_t block_size, uint32_t n_blocks)
+{
+    kv_pool_params p = {.n_layer = 1, .n_head_kv = 1, .head_dim = 1, .block_size = block_size,
+                        .dtype = KV_DTYPE_F32, .n_blocks = n_blocks, .prefix_cache = true};
+    kv_pool *pool = NULL;
+    attnd_err err = {0};
+    cr_assert_eq(kv_pool_new(&p, &pool, &err), ATTND_OK, "%s", err.msg);
+    return pool;
+}
+
+/* What a forward pass would store at position POS: a function of every token
+ * up to it, so a block reused under the wrong prefix shows. */
+static float prefix_value(const int32_t *tokens, uint32_t pos)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (uint32_t i = 0; i <= pos; i++)
+        h = (h ^ (uint32_t)tokens[i]) * 1099511628211ull;
+    return (float)(h >> 40) + 1.0f;
+}
+
+/* Reserves, "computes" positions [from, n) and publishes them. */
+static void compute(kv_pool *pool, kv_seq *s, const int32_t *tokens, uint32_t from, uint32_t n)
+{
+    reserve_ok(pool, s, n);
+    attnd_err err = {0};
+    for (uint32_t pos = from; pos < n; pos++) {
+        float k = prefix_value(tokens, pos), v = -k;
+        cr_assert_eq(kv_seq_write(pool, s, 0, pos, &k, &v, &err), ATTND_OK, "pos %u: %s", pos,
+                     err.msg);
+    }
+    kv_seq_publish(pool, s, tokens, n);
+}
+
+/* Every position [0, n) of S holds what TOKENS' prefix would. */
+static void check_prefix(const kv_pool *pool, const kv_seq *s, const int32_t *tokens, uint32_t n)
+{
+    uint32_t bs = kv_pool_block_size(pool);
+    for (uint32_t pos = 0; pos < n; pos++) {
+        uint32_t b = kv_seq_blocks(s)[pos / bs];
+        float k = ((const float *)kv_block_k(pool, b, 0))[pos % bs];
+        float v = ((const float *)kv_block_v(pool, b, 0))[pos % bs];
+        cr_assert_eq(k, prefix_value(tokens, pos), "position %u: K from another prefix", pos);
+        cr_assert_eq(v, -k, "position %u", pos);
+    }
+}
+
+Test(kv_prefix, match_takes_whole_published_blocks_of_the_same_prefix)
+{
+    kv_pool *pool = mkcache(4, 16);
+    int32_t t[12] = {5, 1, 2, 3, 9, 8, 7, 6, 4, 4, 4, 4};
+    kv_seq *a = mkseq();
+    compute(pool, a, t, 0, 10); /* two full blocks and half of a third */
+    cr_expect_eq(kv_pool_n_cached(pool), 2u, "only full blocks are published");
+    cr_expect_eq(kv_pool_n_free(pool), 13u);
+
+    kv_seq *b = mkseq();
+    cr_expect_eq(kv_seq_match(pool, b, t, 12), 8u);
+    cr_expect_eq(kv_seq_n_blocks(b), 2u);
+    for (uint32_t i = 0; i < 2; i++) {
+        cr_expect_eq(kv_seq_blocks(b)[i], kv_seq_blocks(a)[i]);
+        cr_expect_eq(kv_block_refcount(pool, kv_seq_blocks(a)[i]), 2u);
+    }
+    check_prefix(pool, b, t, 8);
+    kv_seq_free(pool, b);
+    /* The limit is in positions and only whole blocks count. */
+    b = mkseq();
+    cr_expect_eq(kv_seq_match(pool, b, t, 7), 4u);
+    kv_seq_free(pool, b);
+    b = mkseq();
+    cr_expect_eq(kv_seq_match(pool, b, t, 3), 0u);
+    cr_expect_eq(kv_seq_n_blocks(b), 0u);
+    kv_seq_free(pool, b);
+    /* A different token in the second block keeps the first only; in the
+     * first, nothing. */
+    int32_t u[12];
+    memcpy(u, t, sizeof u);
+    u[6] = 100;
+    b = mkseq();
+    cr_expect_eq(kv_seq_match(pool, b, u, 12), 4u);
+    kv_seq_free(pool, b);
+    u[0] = 100;
+    b = mkseq();
+    cr_expect_eq(kv_seq_match(pool, b, u, 12), 0u);
+    /* Not into a table that has blocks. */
+    kv_seq *c = mkseq();
+    reserve_ok(pool, c, 1);
+    cr_expect_eq(kv_seq_match(pool, c, t, 12), 0u);
+    cr_expect_eq(kv_seq_n_blocks(c), 1u);
+    kv_seq_free(pool, c);
+    kv_seq_free(pool, b);
+    kv_seq_free(pool, a);
+    cr_expect_eq(kv_pool_n_free(pool), 16u, "cached blocks count as free");
+    cr_expect_eq(kv_pool_n_evictable(pool), 2u);
+    cr_expect_eq(kv_pool_n_cached(pool), 2u);
+    kv_pool_free(pool);
+}
+
+Test(kv_prefix, released_blocks_stay_cached_until_evicted_children_first)
+{
+    kv_pool *pool = mkcache(2, 6);
+    int32_t t[6] = {1, 2, 3, 4, 5, 6};
+    kv_seq *a = mkseq();
+    compute(pool, a, t, 0, 6);
+    kv_seq_free(pool, a);
+    cr_expect_eq(kv_pool_n_evictable(pool), 3u);
+    /* Reused after its sequence ended. */
+    kv_seq *b = mkseq();
+    cr_expect_eq(kv_seq_match(pool, b, t, 6), 6u);
+    cr_expect_eq(kv_pool_n_evictable(pool), 0u);
+    check_prefix(pool, b, t, 6);
+    kv_seq_free(pool, b);
+    /* Plain free blocks go first (3 of them), then the LRU, last block of
+     * the chain first: the chain shortens from its end. */
+    kv_seq *c = mkseq();
+    reserve_ok(pool, c, 8);
+    cr_expect_eq(kv_pool_n_cached(pool), 2u);
+    b = mkseq();
+    cr_expect_eq(kv_seq_match(pool, b, t, 6), 4u);
+    kv_seq_free(pool, b);
+    reserve_ok(pool, c, 12);
+    cr_expect_eq(kv_pool_n_cached(pool), 0u);
+    cr_expect_eq(kv_pool_n_free(pool), 0u);
+    attnd_err err = {0};
+    uint32_t x;
+    cr_expect_eq(kv_block_alloc(pool, &x, &err), ATTND_ERANGE);
+    b = mkseq();
+    cr_expect_eq(kv_seq_match(pool, b, t, 6), 0u);
+    kv_seq_free(pool, b);
+    kv_seq_free(pool, c);
+    cr_expect_eq(kv_pool_n_free(pool), 6u);
+    kv_pool_free(pool);
+}
+
+Test(kv_prefix, blocks_in_use_are_never_evicted)
+{
+    kv_pool *pool = mkcache(2, 4);
+    int32_t t[4] = {1, 2, 3, 4};
+    kv_seq *a = mkseq();
+    compute(pool, a, t, 0, 4);
+    kv_seq *b = mkseq();
+    reserve_ok(pool, b, 4);
+    attnd_err err = {0};
+    cr_expect_eq(kv_seq_reserve(pool, b, 6, &err), ATTND_ERANGE);
+    cr_expect(strstr(err.msg, "KV cache full") != NULL, "%s", err.msg);
+    check_prefix(pool, a, t, 4);
+    cr_expect_eq(kv_pool_n_cached(pool), 2u);
+    kv_seq_free(pool, b);
+    kv_seq_free(pool, a);
+    kv_pool_free(pool);
+}
+
+Test(kv_prefix, shared_and_published_blocks_are_read_only_until_owned)
+{
+    kv_pool *pool = mkcache(2, 8);
+    int32_t t[4] = {1, 2, 3, 4};
+    kv_seq *a = mkseq();
+    compute(pool, a, t, 0, 4);
+    float k = 1.0f, v = 2.0f;
+    attnd_err err = {0};
+    cr_expect_eq(kv_seq_write(pool, a, 0, 1, &k, &v, &err), ATTND_EINVAL);
+    cr_expect(strstr(err.msg, "prefix-cached") != NULL, "%s", err.msg);
+    kv_seq *b = mkseq();
+    cr_expect_eq(kv_seq_match(pool, b, t, 4), 4u);
+    cr_expect_eq(kv_seq_write(pool, b, 0, 2, &k, &v, &err), ATTND_EINVAL);
+    cr_expect(strstr(err.msg, "refcount 2") != NULL, "%s", err.msg);
+    /* Owning a shared block copies it; A keeps the original, untouched. */
+    uint32_t shared = kv_seq_blocks(b)[1];
+    cr_expect_eq(kv_seq_own(pool, b, 3, &err), ATTND_OK, "%s", err.msg);
+    cr_expect_neq(kv_seq_blocks(b)[1], shared);
+    cr_expect_eq(kv_block_refcount(pool, shared), 1u);
+    check_prefix(pool, b, t, 4);
+    cr_expect_eq(kv_seq_write(pool, b, 0, 3, &k, &v, &err), ATTND_OK, "%s", err.msg);
+    check_prefix(pool, a, t, 4);
+    /* Owning a published block nobody else uses takes it out of the cache. */
+    kv_seq_free(pool, b);
+    cr_expect_eq(kv_seq_own(pool, a, 0, &err), ATTND_OK);
+    cr_expect_eq(kv_pool_n_cached(pool), 1u);
+    cr_expect_eq(kv_seq_write(pool, a, 0, 0, &k, &v, &err), ATTND_OK, "%s", err.msg);
+    /* The second block hangs off the first one's old uid: unreachable now,
+     * even after the first is published again with the original tokens. */
+    k = prefix_value(t, 0), v = -k;
+    cr_expect_eq(kv_seq_write(pool, a, 0, 0, &k, &v, &err), ATTND_OK, "%s", err.msg);
+    kv_seq_publish(pool, a, t, 4);
+    b = mkseq();
+    cr_expect_eq(kv_seq_match(pool, b, t, 4), 2u);
+    kv_seq_free(pool, b);
+    /* No copy without a free block: the table stays as it was. */
+    kv_seq *c = mkseq(), *d = mkseq();
+    reserve_ok(pool, c, 2 * kv_pool_n_free(pool));
+    cr_expect_eq(kv_seq_share(pool, d, a, &err), ATTND_OK);
+    uint32_t before = kv_seq_blocks(d)[0];
+    cr_expect_eq(kv_seq_own(pool, d, 0, &err), ATTND_ERANGE);
+    cr_expect_eq(kv_seq_blocks(d)[0], before);
+    kv_seq_free(pool, c);
+    kv_seq_free(pool, d);
+    kv_seq_free(pool, a);
+    kv_pool_free(pool);
+}
+
+Test(kv_prefix, the_same_prefix_computed_twice_is_cached_once_and_chains_on)
+{
+    kv_pool *pool = mkcache(2, 10);
+    int32_t t[6] = {7, 7, 8, 8, 9, 9};
+    kv_seq *a = mkseq(), *b = mkseq();
+    compute(pool, a, t, 0, 4);
+    compute(pool, b, t, 0, 6); /* ran beside A: its first two blocks are copies */
+    cr_expect_eq(kv_pool_n_cached(pool), 3u);
+    kv_seq *c = mkseq();
+    cr_expect_eq(kv_seq_match(pool, c, t, 6), 6u);
+    cr_expect_eq(kv_seq_blocks(c)[0], kv_seq_blocks(a)[0]);
+    cr_expect_eq(kv_seq_blocks(c)[2], kv_seq_blocks(b)[2]);
+    check_prefix(pool, c, t, 6);
+    kv_seq_free(pool, a);
+    kv_seq_free(pool, b);
+    kv_seq_free(pool, c);
+    cr_expect_eq(kv_pool_n_free(pool), 10u);
+    kv_pool_free(pool);
+}
+
+/* Random prompts over a three-token alphabet, most starting with one of
+ * three fixed prefixes (so prefixes collide all the time) in a pool small enough to evict constantly: every match must hand
+ * back exactly the K/V of the prompt's own prefix, and the bookkeeping must
+ * come out even. */
+static void prefix_stress(uint64_t seed, uint32_t bs, uint32_t n_blocks, uint32_t steps)
+{
+    enum { NS = 6, MAXT = 40 };
+    kv_pool *pool = mkcache(bs, n_blocks);
+    kv_seq *seq[NS] = {0};
+    int32_t tok[NS][MAXT];
+    uint32_t len[NS] = {0};
+    rng r = {seed};
+    int32_t doc[3][MAXT];
+    for (uint32_t d = 0; d < 3; d++)
+        for (uint32_t k = 0; k < MAXT; k++)
+            doc[d][k] = (int32_t)rng_below(&r, 3);
+    uint32_t hits = 0, evictions_seen = 0;
+    for (uint32_t step = 0; step < steps; step++) {
+        uint32_t i = rng_below(&r, NS);
+        if (seq[i]) {
+            kv_seq_free(pool, seq[i]);
+            seq[i] = NULL;
+            continue;
+        }
+        /* one of three "system prompts" cut somewhere, then a random tail */
+        uint32_t n = 1 + rng_below(&r, MAXT), cut = rng_below(&r, n + 1);
+        const int32_t *base = doc[rng_below(&r, 3)];
+        for (uint32_t k = 0; k < n; k++)
+            tok[i][k] = k < cut ? base[k] : (int32_t)rng_below(&r, 3);
+        seq[i] = mkseq();
+        uint32_t cached_before = kv_pool_n_cached(pool);
+        uint32_t got = kv_seq_match(pool, seq[i], tok[i], n - 1);
+        cr_assert_eq(got % bs, 0u);
+        cr_assert_leq(got, n - 1);
+        check_prefix(pool, seq[i], tok[i], got);
+        hits += got > 0;
+        attnd_err err = {0};
+        if (kv_seq_reserve(pool, seq[i], n, &err) != ATTND_OK) {
+            kv_seq_free(pool, seq[i]);
+            seq[i] = NULL;
+            continue;
+        }
+        for (uint32_t pos = got; pos < n; pos++) {
+            float k = prefix_value(tok[i], pos), v = -k;
+            cr_assert_eq(kv_seq_write(pool, seq[i], 0, pos, &k, &v, &err), ATTND_OK,
+                         "step %u pos %u: %s", step, pos, err.msg);
+        }
+        kv_seq_publish(pool, seq[i], tok[i], n);
+        len[i] = n;
+        evictions_seen += kv_pool_n_cached(pool) < cached_before;
+        /* Every table's blocks are referenced, every reference counted. */
+        uint32_t used = 0;
+        for (uint32_t s = 0; s < NS; s++)
+            if (seq[s])
+                check_prefix(pool, seq[s], tok[s], len[s]);
+        for (uint32_t b = 0; b < n_blocks; b++)
+            used += kv_block_refcount(pool, b) > 0;
+        cr_assert_eq(used + kv_pool_n_free(pool), n_blocks, "step %u", step);
+        cr_assert_leq(kv_pool_n_evictable(pool), kv_pool_n_cached(pool));
+    }
+    cr_expect_gt(hits, steps / 10, "too few prefix hits to mean anything");
+    cr_expect_gt(evictions_seen, 0u, "nothing was evicted");
+    for (uint32_t s = 0; s < NS; s++)
+        kv_seq_free(pool, seq[s]);
+    cr_expect_eq(kv_pool_n_free(pool), n_blocks);
+    cr_expect_eq(kv_pool_n_evictable(pool), kv_pool_n_cached(pool));
+    kv_pool_free(pool);
+}
+
+Test(kv_prefix, random_prompts_bs4) { prefix_stress(3, 4, 24, 4000); }
+Test(kv_prefix, random_prompts_bs1) { prefix_stress(11, 1, 30, 3000); }
+Test(kv_prefix, random_prompts_bs7) { prefix_stress(5, 7, 12, 3000); }
