@@ -45,6 +45,7 @@ typedef struct key {
 #define TIB ((uint64_t)1 << 40)
 
 static const char *const k_kv_types[] = {"f16", "f32", NULL};
+static const char *const k_on_off[] = {"on", "off", NULL};
 /* gguf_load_name's names, spelled here: config does not depend on model/. */
 static const char *const k_weights[] = {"copy", "map", NULL};
 /* Indexed by cfg_log_level. */
@@ -69,6 +70,8 @@ static const key k_keys[] = {
      "tokens per KV cache block"},
     {"kv_type", KT_CHOICE, FIELD(kv_type), 0, 0, 0, "f16", k_kv_types, "TYPE", NULL,
      "KV cache element type"},
+    {"prefix_cache", KT_CHOICE, FIELD(prefix_cache), 0, 0, 0, "on", k_on_off, "on|off", NULL,
+     "keep the KV blocks of earlier prompts and answers for requests that start the same way"},
     {"max_batch_tokens", KT_U32, FIELD(max_batch_tokens), 1, 65536, 512, NULL, NULL, "N", NULL,
      "tokens processed in one engine step"},
     {"max_seqs", KT_U32, FIELD(max_seqs), 1, 4096, 16, NULL, NULL, "N", NULL,

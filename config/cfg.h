@@ -31,6 +31,7 @@ typedef struct cfg {
     uint64_t kv_bytes;         /* kv_bytes: KV pool budget in bytes */
     uint32_t kv_block_size;    /* kv_block_size: tokens per KV block */
     char kv_type[8];           /* kv_type: "f16" or "f32" */
+    char prefix_cache[4];      /* prefix_cache: "on" or "off" */
     uint32_t max_batch_tokens; /* max_batch_tokens: tokens per engine step */
     uint32_t max_seqs;         /* max_seqs: sequences running at once */
     uint32_t queue_limit;      /* queue_limit: waiting requests before 503 */

@@ -34,6 +34,7 @@ int srv_run(const cfg *c, attnd_err *err)
         .kv_block_size = c->kv_block_size,
         .kv_type = strcmp(c->kv_type, "f32") == 0 ? KV_DTYPE_F32 : KV_DTYPE_F16,
         .max_entries = c->max_batch_tokens > c->max_seqs ? c->max_batch_tokens : c->max_seqs,
+        .prefix_cache = strcmp(c->prefix_cache, "on") == 0,
     };
     if ((rc = engine_new(m, &ep, &e, err)) != ATTND_OK)
         goto out;
@@ -49,12 +50,12 @@ int srv_run(const cfg *c, attnd_err *err)
         fprintf(stderr, "attnd: warning: %s\n", tok_warning(model_vocab(m)));
     fprintf(stderr,
             "attnd: KV cache: %llu bytes per token (%s; %ux less than MHA with %u heads), %u blocks "
-            "of %u tokens = %llu tokens, %.1f MiB; %u engine threads\n",
+            "of %u tokens = %llu tokens, %.1f MiB, prefix cache %s; %u engine threads\n",
             (unsigned long long)per_token, c->kv_type, hp->n_head / hp->n_head_kv, hp->n_head,
             kv_pool_n_blocks(kv), kv_pool_block_size(kv),
             (unsigned long long)kv_pool_n_tokens(kv),
             (double)kv_pool_n_blocks(kv) * (double)kv_pool_block_bytes(kv) / 1048576.0,
-            engine_n_threads(e));
+            c->prefix_cache, engine_n_threads(e));
 
     if (!(metrics = srv_metrics_new())) {
         rc = attnd_err_set(err, ATTND_ENOMEM, "out of memory");

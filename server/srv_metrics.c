@@ -45,7 +45,8 @@ struct srv_metrics {
     } finished[8];
     size_t n_finished;
     uint64_t prompt_tokens, generated_tokens, preemptions;
-    uint32_t queue_depth, running, kv_used, kv_total;
+    uint64_t prefix_tokens, prefix_hits;
+    uint32_t queue_depth, running, kv_used, kv_total, kv_cached;
 };
 
 srv_metrics *srv_metrics_new(void)
@@ -126,13 +127,22 @@ void srv_metrics_finish(srv_metrics *m, const char *reason)
 }
 
 void srv_metrics_gauges(srv_metrics *m, uint32_t queue_depth, uint32_t running, uint32_t kv_used,
-                        uint32_t kv_total)
+                        uint32_t kv_total, uint32_t kv_cached)
 {
     pthread_mutex_lock(&m->mu);
     m->queue_depth = queue_depth;
     m->running = running;
     m->kv_used = kv_used;
     m->kv_total = kv_total;
+    m->kv_cached = kv_cached;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void srv_metrics_prefix(srv_metrics *m, uint64_t tokens, uint64_t hit)
+{
+    pthread_mutex_lock(&m->mu);
+    m->prefix_tokens += tokens;
+    m->prefix_hits += hit;
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -194,6 +204,19 @@ char *srv_metrics_render(srv_metrics *m, size_t *len)
           m->preemptions, "counter");
     gauge(&o, "attnd_kv_blocks_used", "KV cache blocks in use.", m->kv_used, "gauge");
     gauge(&o, "attnd_kv_blocks_total", "KV cache blocks in the pool.", m->kv_total, "gauge");
+    gauge(&o, "attnd_kv_blocks_cached",
+          "KV cache blocks holding a cached prompt prefix, in use or reusable.", m->kv_cached,
+          "gauge");
+    gauge(&o, "attnd_prefix_cache_lookup_tokens_total",
+          "Tokens of admitted prompts looked up in the prefix cache.", m->prefix_tokens,
+          "counter");
+    gauge(&o, "attnd_prefix_cache_hit_tokens_total",
+          "Prompt tokens whose KV came from the prefix cache instead of being computed.",
+          m->prefix_hits, "counter");
+    put(&o, "# HELP attnd_prefix_cache_hit_rate Share of looked-up prompt tokens found in the "
+            "prefix cache, since start.\n# TYPE attnd_prefix_cache_hit_rate gauge\n"
+            "attnd_prefix_cache_hit_rate %.6f\n",
+        m->prefix_tokens ? (double)m->prefix_hits / (double)m->prefix_tokens : 0.0);
     gauge(&o, "attnd_prompt_tokens_total", "Prompt tokens processed.", m->prompt_tokens, "counter");
     gauge(&o, "attnd_generated_tokens_total", "Tokens generated.", m->generated_tokens, "counter");
     for (int h = 0; h < SRV_HIST_COUNT_; h++) {

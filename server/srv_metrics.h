@@ -28,9 +28,12 @@ void srv_metrics_tokens(srv_metrics *m, uint64_t prompt, uint64_t generated);
 void srv_metrics_preemption(srv_metrics *m);
 /* One generation ended; REASON is a fixed finish-reason name ("length", ...). */
 void srv_metrics_finish(srv_metrics *m, const char *reason);
-/* Scheduler gauges, published after every step. */
+/* Scheduler gauges, published after every step. KV_USED counts blocks
+ * sequences hold; KV_CACHED those holding a cached prefix, in use or not. */
 void srv_metrics_gauges(srv_metrics *m, uint32_t queue_depth, uint32_t running,
-                        uint32_t kv_used, uint32_t kv_total);
+                        uint32_t kv_used, uint32_t kv_total, uint32_t kv_cached);
+/* One admission: TOKENS looked up in the prefix cache, HIT of them reused. */
+void srv_metrics_prefix(srv_metrics *m, uint64_t tokens, uint64_t hit);
 
 /* The Prometheus text exposition (malloc'd); NULL when out of memory. */
 char *srv_metrics_render(srv_metrics *m, size_t *len);

@@ -246,10 +246,12 @@ static cJSON *envelope(const srv_req *r, const char *object)
 
 static bool add_usage(cJSON *o, const srv_req *r)
 {
-    cJSON *u = cJSON_AddObjectToObject(o, "usage");
+    cJSON *u = cJSON_AddObjectToObject(o, "usage"), *d;
     return u && cJSON_AddNumberToObject(u, "prompt_tokens", r->n_prompt) &&
            cJSON_AddNumberToObject(u, "completion_tokens", r->n_generated) &&
-           cJSON_AddNumberToObject(u, "total_tokens", r->n_prompt + r->n_generated);
+           cJSON_AddNumberToObject(u, "total_tokens", r->n_prompt + r->n_generated) &&
+           (d = cJSON_AddObjectToObject(u, "prompt_tokens_details")) &&
+           cJSON_AddNumberToObject(d, "cached_tokens", r->n_cached);
 }
 
 /* "logprobs": LP (taken; NULL: null) */

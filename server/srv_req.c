@@ -143,6 +143,7 @@ int srv_req_add_result(const srv_req *r, void *obj)
               (u = cJSON_AddObjectToObject(o, "usage")) &&
               cJSON_AddNumberToObject(u, "prompt_tokens", r->n_prompt) &&
               cJSON_AddNumberToObject(u, "completion_tokens", r->n_generated) &&
+              cJSON_AddNumberToObject(u, "cached_tokens", r->n_cached) &&
               (t = cJSON_AddObjectToObject(o, "timings")) &&
               cJSON_AddNumberToObject(t, "queue_ms", round(r->queue_ms * 1000) / 1000) &&
               cJSON_AddNumberToObject(t, "prefill_ms", round(r->prefill_ms * 1000) / 1000) &&

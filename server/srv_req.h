@@ -76,6 +76,7 @@ struct srv_req {
     srv_finish finish;
     char error[256];              /* why, when finish is SRV_FINISH_ERROR */
     uint32_t n_generated;
+    uint32_t n_cached;            /* prompt tokens the prefix cache supplied */
     double queue_ms, prefill_ms, decode_ms;
     srv_logprob *lp;              /* in.logprobs: one per generated token */
     size_t n_lp, cap_lp;

@@ -252,7 +252,7 @@ static void publish_gauges(srv_sched *s)
     uint32_t queued = s->n_queued;
     pthread_mutex_unlock(&s->qmu);
     srv_metrics_gauges(s->metrics, queued, s->n_running, kv_pool_n_blocks(kv) - kv_pool_n_free(kv),
-                       kv_pool_n_blocks(kv));
+                       kv_pool_n_blocks(kv), kv_pool_n_cached(kv));
 }
 
 /* Ends R: frees its sequence, flushes held-back text, publishes the result
@@ -404,7 +404,6 @@ static void admit(srv_sched *s, double t)
     const kv_pool *kv = engine_kv(s->eng);
     while (s->wait_head && s->n_running < s->p.max_seqs) {
         srv_req *r = s->wait_head;
-        uint64_t free_blocks = kv_pool_n_free(kv), promised = promised_blocks(s);
         uint32_t need = blocks_for(s, r->n_tokens + 1);
         if (need > kv_pool_n_blocks(kv)) {
             /* Grew (prompt + output, recomputed after preemption) beyond what
@@ -413,17 +412,30 @@ static void admit(srv_sched *s, double t)
             finish(s, r, SRV_FINISH_LENGTH, NULL);
             continue;
         }
-        if (free_blocks < promised || free_blocks - promised < need)
-            break;
         attnd_err err;
         if (engine_seq_open(s->eng, &r->seq, &err) != ATTND_OK)
             break;
+        /* The cached prefix first (at least the last token is computed, for
+         * its logits): taking it changes what is free, since cached blocks
+         * nobody used counted as free until now. */
+        uint32_t reused = engine_seq_reuse(s->eng, r->seq, r->tokens, r->n_tokens - 1);
+        uint64_t free_blocks = kv_pool_n_free(kv), promised = promised_blocks(s);
+        uint32_t more = need - blocks_for(s, reused);
+        if (free_blocks < promised || free_blocks - promised < more) {
+            engine_seq_close(s->eng, r->seq);
+            break;
+        }
         wait_unlink(s, &s->wait_head, NULL);
         r->running = true;
+        r->n_computed = reused;
         r->admit_order = ++s->admit_counter;
+        srv_metrics_prefix(s->metrics, r->n_tokens, reused);
         if (r->t_admit == 0) {
             queue_leave(s, r);
             r->t_admit = t;
+            pthread_mutex_lock(&r->mu);
+            r->n_cached = reused < r->n_prompt ? reused : r->n_prompt;
+            pthread_mutex_unlock(&r->mu);
         }
         s->running[s->n_running++] = r;
     }
@@ -594,6 +606,11 @@ static bool step(srv_sched *s)
                     break;
                 }
         }
+        /* Full blocks just computed become reusable by later prompts: the
+         * prompt's and, for the next turn of a chat, the answer's. */
+        for (uint32_t k = 0; k < s->n_running; k++)
+            engine_seq_publish(s->eng, s->running[k]->seq, s->running[k]->tokens,
+                               s->running[k]->n_computed);
         for (uint32_t row = 0; row < n_rows; row++)
             on_token(s, s->entry_req[row], s->logits + (size_t)row * s->hp->n_vocab, t1);
         break;

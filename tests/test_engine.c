@@ -625,3 +625,92 @@ Test(matmul, every_type_matches_the_reference_at_awkward_sizes)
     }
     cr_assert_eq(n_types, 15, "weight types in the table: %d", n_types);
 }
+
+/* ------------------------------------------------------------ prefix cache */
+
+/* Feeds TOKS[from, to) to SEQ in chunks of CHUNK; the last position's logits
+ * land in OUT. */
+static void feed(engine *e, uint32_t seq, const int32_t *toks, uint32_t from, uint32_t to,
+                 uint32_t chunk, float *out)
+{
+    engine_entry en[64];
+    attnd_err err = {0};
+    for (uint32_t p = from; p < to; p += chunk) {
+        uint32_t n = to - p < chunk ? to - p : chunk;
+        for (uint32_t i = 0; i < n; i++)
+            en[i] = (engine_entry){seq, toks[p + i], p + i, p + i + 1 == to};
+        cr_assert_eq(engine_step(e, en, n, out, &err), ATTND_OK, "%s", err.msg);
+    }
+}
+
+/* A prompt whose first blocks come from the cache gives the logits a cold run
+ * gives, to the bit (Q8_0 and F16 matmuls are batch-independent); a rewind
+ * into shared blocks copies them and leaves the other sequence intact. */
+static void prefix_exact(const char *model_file)
+{
+    attnd_err err = {0};
+    model *m;
+    cr_assert_eq(model_load(test_shared(model_file), &m, &err), ATTND_OK, "%s", err.msg);
+    uint32_t V = model_hparams_of(m)->n_vocab;
+    engine_params ep = {.n_threads = 2, .kv_blocks = 16, .kv_block_size = 16, .max_entries = 64,
+                        .prefix_cache = true};
+    engine *e;
+    cr_assert_eq(engine_new(m, &ep, &e, &err), ATTND_OK, "%s", err.msg);
+    enum { N = 70 };
+    int32_t t[N];
+    for (uint32_t i = 0; i < N; i++)
+        t[i] = (int32_t)((i * 37u + 11u) % V);
+    float *cold = malloc((size_t)V * sizeof(float)), *warm = malloc((size_t)V * sizeof(float));
+    float *mid = malloc((size_t)V * sizeof(float)), *mid2 = malloc((size_t)V * sizeof(float));
+
+    uint32_t a, b;
+    cr_assert_eq(engine_seq_open(e, &a, &err), ATTND_OK);
+    feed(e, a, t, 0, 30, 64, mid);
+    feed(e, a, t, 30, N, 64, cold);
+    engine_seq_publish(e, a, t, N);
+    const kv_pool *kv = engine_kv(e);
+    cr_expect_eq(kv_pool_n_cached(kv), 4u, "70 tokens fill 4 blocks of 16");
+
+    /* Warm: 64 positions from the cache, 6 computed (in steps of 1, unlike
+     * the cold run's chunk of 40). */
+    cr_assert_eq(engine_seq_open(e, &b, &err), ATTND_OK);
+    cr_expect_eq(engine_seq_reuse(e, b, t, N - 1), 64u);
+    cr_expect_eq(engine_seq_len(e, b), 64u);
+    feed(e, b, t, 64, N, 1, warm);
+    cr_expect(memcmp(cold, warm, (size_t)V * sizeof(float)) == 0,
+              "%s: warm logits differ from the cold run's", model_file);
+
+    /* B rewinds to 30, inside a shared block, and recomputes: same logits as
+     * A had there, and A, still sharing the rest, is untouched. */
+    feed(e, b, t, 29, 30, 1, mid2);
+    cr_expect(memcmp(mid, mid2, (size_t)V * sizeof(float)) == 0,
+              "%s: rewound logits differ", model_file);
+    cr_expect_eq(engine_seq_len(e, b), 30u);
+    int32_t next = t[N - 1];
+    engine_entry en = {a, next, N, true};
+    cr_assert_eq(engine_step(e, &en, 1, warm, &err), ATTND_OK, "%s", err.msg);
+    uint32_t c;
+    cr_assert_eq(engine_seq_open(e, &c, &err), ATTND_OK);
+    feed(e, c, t, 0, N, 64, cold);
+    en = (engine_entry){c, next, N, true};
+    cr_assert_eq(engine_step(e, &en, 1, cold, &err), ATTND_OK, "%s", err.msg);
+    cr_expect(memcmp(cold, warm, (size_t)V * sizeof(float)) == 0,
+              "%s: the sharing sequence changed under a rewind", model_file);
+
+    engine_seq_close(e, a);
+    engine_seq_close(e, b);
+    engine_seq_close(e, c);
+    cr_expect_eq(kv_pool_n_free(kv), kv_pool_n_blocks(kv), "KV blocks leaked");
+    cr_expect_gt(kv_pool_n_evictable(kv), 0u, "nothing stayed cached");
+    free(cold);
+    free(warm);
+    free(mid);
+    free(mid2);
+    engine_free(e);
+    model_free(m);
+}
+
+Test(prefix, reused_blocks_give_the_cold_logits_bit_for_bit)
+{
+    prefix_exact("models/llama-synth-128x2-q8_0.gguf");
+}

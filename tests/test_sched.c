@@ -127,14 +127,14 @@ static srv_sched_params default_params(void)
 }
 
 /* KV_TOKENS: pool size in tokens (0: the engine's default). */
-static void h_open(struct harness *h, const char *model_rel, uint32_t kv_tokens,
-                   uint32_t block_size, const srv_sched_params *p)
+static void h_open_cache(struct harness *h, const char *model_rel, uint32_t kv_tokens,
+                         uint32_t block_size, const srv_sched_params *p, bool prefix_cache)
 {
     memset(h, 0, sizeof *h);
     attnd_err err = {0};
     cr_assert_eq(model_load(test_shared(model_rel), &h->m, &err), ATTND_OK, "%s", err.msg);
     engine_params ep = {.n_threads = 1, .kv_block_size = block_size, .kv_type = KV_DTYPE_F16,
-                        .max_entries = p->max_batch_tokens};
+                        .max_entries = p->max_batch_tokens, .prefix_cache = prefix_cache};
     if (kv_tokens)
         ep.kv_blocks = (kv_tokens + block_size - 1) / block_size;
     cr_assert_eq(engine_new(h->m, &ep, &h->e, &err), ATTND_OK, "%s", err.msg);
@@ -147,6 +147,12 @@ static void h_open(struct harness *h, const char *model_rel, uint32_t kv_tokens,
 
 /* Drains (every request must be finished by then) and checks that every
  * loop handle was closed: uv_loop_close fails while one is still open. */
+static void h_open(struct harness *h, const char *model_rel, uint32_t kv_tokens,
+                   uint32_t block_size, const srv_sched_params *p)
+{
+    h_open_cache(h, model_rel, kv_tokens, block_size, p, false);
+}
+
 static void h_close(struct harness *h)
 {
     srv_sched_request_drain(h->s);
@@ -603,4 +609,63 @@ Test(sched, bad_parameters_are_refused_and_leave_the_loop_clean)
     srv_metrics_free(metrics);
     engine_free(e);
     model_free(m);
+}
+
+/* ------------------------------------------------------------ prefix cache */
+
+#define SHARED_PROMPT                                                                              \
+    "{\"prompt\":\"Echoes of the old song rang through the hall while the children \"," \
+    "\"max_tokens\":60,\"temperature\":0,\"ignore_eos\":true}"
+
+/* The greedy answer to SHARED_PROMPT from a pool of KV_TOKENS, alone. */
+static char *shared_prompt_alone(bool prefix_cache)
+{
+    struct harness h;
+    srv_sched_params p = default_params();
+    h_open_cache(&h, "models/aidreams260K.gguf", 0, 8, &p, prefix_cache);
+    srv_req *a = h_submit(&h, SHARED_PROMPT, NULL);
+    cr_assert(h_run_until_done(&h, a, 100000));
+    char *t = output(a);
+    h_close(&h);
+    srv_req_release(a);
+    return t;
+}
+
+/* Two requests with one prompt in a 96-token pool: the second shares the
+ * first one's prompt blocks, runs out of room and is preempted (its shared
+ * blocks are only unreferenced: the first keeps reading them), then comes
+ * back through the cache. Both answers are the answer alone. */
+Test(sched, preemption_never_frees_blocks_another_sequence_shares)
+{
+    char *alone = shared_prompt_alone(false);
+    struct harness h;
+    srv_sched_params p = default_params();
+    h_open_cache(&h, "models/aidreams260K.gguf", 96, 8, &p, true);
+    srv_req *a = h_submit(&h, SHARED_PROMPT, NULL);
+    for (int i = 0; i < 100 && n_generated(a) == 0; i++)
+        h_iter(&h);
+    srv_req *b = h_submit(&h, SHARED_PROMPT, NULL);
+    cr_assert(h_run_until_done(&h, a, 100000));
+    cr_assert(h_run_until_done(&h, b, 100000));
+    cr_expect_geq(h_metric(&h, "attnd_preemptions_total"), 1, "the 96-token pool never preempted");
+    cr_expect_geq(h_metric(&h, "attnd_prefix_cache_hit_tokens_total"), 16,
+                  "the second request did not share the first one's prompt blocks");
+    char *ta = output(a), *tb = output(b);
+    cr_expect_str_eq(ta, alone, "the first answer changed while its blocks were shared");
+    cr_expect_str_eq(tb, alone, "the preempted answer differs");
+    h_iter(&h);
+    cr_expect_eq(h_metric(&h, "attnd_kv_blocks_used"), 0);
+    cr_expect_gt(h_metric(&h, "attnd_kv_blocks_cached"), 0);
+    free(ta);
+    free(tb);
+    free(alone);
+    h_close(&h);
+    srv_req_release(a);
+    srv_req_release(b);
+    /* and the cache itself changes no answer */
+    char *cached = shared_prompt_alone(true);
+    alone = shared_prompt_alone(false);
+    cr_expect_str_eq(cached, alone);
+    free(cached);
+    free(alone);
 }

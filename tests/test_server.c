@@ -1467,3 +1467,115 @@ Test(server_family, qwen2_and_key_length_generate_as_the_cli, .timeout = 120)
         free(model);
     }
 }
+
+/* ------------------------------------------------------------ prefix cache */
+
+struct turn {
+    int prompt, completion, cached;
+    char *text;
+};
+
+/* One chat turn over MESSAGES (a JSON array, extended with the answer). */
+static struct turn chat_turn(const struct server *s, cJSON *messages, const char *user)
+{
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "role", "user");
+    cJSON_AddStringToObject(m, "content", user);
+    cJSON_AddItemToArray(messages, m);
+    cJSON *req = cJSON_CreateObject();
+    cJSON_AddItemToObject(req, "messages", cJSON_Duplicate(messages, 1));
+    cJSON_AddNumberToObject(req, "max_tokens", 12);
+    cJSON_AddNumberToObject(req, "temperature", 0);
+    char *body = cJSON_PrintUnformatted(req);
+    cJSON_Delete(req);
+    struct buf b = {0};
+    cr_assert_eq(http(s, "POST", "/v1/chat/completions", body, NULL, &b), 200, "%s", b.p);
+    free(body);
+    cJSON *o = json(b.p);
+    const cJSON *u = cJSON_GetObjectItem(o, "usage");
+    struct turn t = {
+        .prompt = cJSON_GetObjectItem(u, "prompt_tokens")->valueint,
+        .completion = cJSON_GetObjectItem(u, "completion_tokens")->valueint,
+        .cached = cJSON_GetObjectItem(cJSON_GetObjectItem(u, "prompt_tokens_details"),
+                                      "cached_tokens")
+                      ->valueint,
+    };
+    const cJSON *msg = cJSON_GetObjectItem(
+        cJSON_GetArrayItem(cJSON_GetObjectItem(o, "choices"), 0), "message");
+    t.text = strdup(cJSON_GetObjectItem(msg, "content")->valuestring);
+    cJSON *a = cJSON_CreateObject();
+    cJSON_AddStringToObject(a, "role", "assistant");
+    cJSON_AddStringToObject(a, "content", t.text);
+    cJSON_AddItemToArray(messages, a);
+    cJSON_Delete(o);
+    free(b.p);
+    return t;
+}
+
+/* A 10-turn chat: every turn reuses the blocks of the conversation so far
+ * and computes only what is new (the new message, the last partial block
+ * and whatever of the previous answer re-tokenizes differently), and the
+ * answers are those of a server without the cache. */
+static void ten_turns(const char *tmpl, bool cache, struct turn *out)
+{
+    char extra[1024];
+    snprintf(extra, sizeof extra, "--chat-template '%s' --kv-block-size 16 --prefix-cache %s",
+             tmpl, cache ? "on" : "off");
+    struct server s;
+    server_start(&s, "models/stories260K.gguf", extra);
+    cJSON *messages = cJSON_CreateArray();
+    static const char *const k_user[] = {
+        "Once upon a time there was a little cat.", "What did the cat see?",
+        "And then?", "Where did the dog go?", "Tell me about the park.",
+        "Was the girl happy?", "What did mom say?", "Why?", "What happened next?",
+        "How did it end?"};
+    long hit = 0, looked = 0;
+    for (int k = 0; k < 10; k++) {
+        out[k] = chat_turn(&s, messages, k_user[k]);
+        hit += out[k].cached;
+        looked += out[k].prompt;
+    }
+    cr_expect_eq(metric(&s, "attnd_prefix_cache_hit_tokens_total"), (double)hit);
+    cr_expect_eq(metric(&s, "attnd_prefix_cache_lookup_tokens_total"), (double)looked);
+    if (cache)
+        cr_expect_gt(metric(&s, "attnd_kv_blocks_cached"), 0.0);
+    cJSON_Delete(messages);
+    cr_expect_eq(server_stop(&s), 0);
+}
+
+Test(server_prefix, a_ten_turn_chat_computes_only_each_turns_new_tokens, .timeout = 120)
+{
+    char *tmpl = test_tmp_path("turns.jinja");
+    FILE *fp = fopen(tmpl, "wb");
+    fputs("{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
+          "{% if add_generation_prompt %}assistant:{% endif %}",
+          fp);
+    fclose(fp);
+    struct turn on[10], off[10];
+    ten_turns(tmpl, true, on);
+    ten_turns(tmpl, false, off);
+    int computed = 0, grown = 0;
+    for (int k = 0; k < 10; k++) {
+        /* Everything up to the previous prompt's last whole block comes from
+         * the cache; what is computed is the new message, the previous answer
+         * as the template re-tokenized it (the tiny model's greedy tokens are
+         * not always the canonical ones), and at most one partial block. */
+        int prev = k ? on[k - 1].prompt : 0;
+        cr_expect_eq(on[k].cached % 16, 0, "turn %d", k);
+        cr_expect_geq(on[k].cached, prev / 16 * 16, "turn %d: %d of %d cached, previous prompt %d",
+                      k, on[k].cached, on[k].prompt, prev);
+        cr_expect_lt(on[k].cached, on[k].prompt, "turn %d: the last token is always computed", k);
+        cr_expect_leq(on[k].prompt - on[k].cached, on[k].prompt - prev + 15, "turn %d", k);
+        computed += on[k].prompt - on[k].cached;
+        grown += on[k].prompt - prev;
+        cr_expect_str_eq(on[k].text, off[k].text, "turn %d: the cache changed the answer", k);
+        cr_expect_eq(on[k].prompt, off[k].prompt);
+        cr_expect_eq(off[k].cached, 0);
+        free(on[k].text);
+        free(off[k].text);
+    }
+    /* and the whole chat computed about what it added, not 10 histories */
+    cr_expect_leq(computed, grown + 10 * 15, "computed %d prompt tokens for %d new ones", computed,
+                  grown);
+    free(tmpl);
+}
