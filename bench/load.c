@@ -33,6 +33,7 @@ struct opts {
     double timeout_s; /* per request; 0 = none */
     bool json;
     bool api_llama; /* llama-server's /completion instead of /generate */
+    bool cache_prompt; /* let the server reuse the (repeated) prompt's KV */
 };
 
 static void usage(FILE *fp)
@@ -56,6 +57,8 @@ static void usage(FILE *fp)
             "  --api A              attnd (default: POST /generate, NDJSON) or llama\n"
             "                       (llama.cpp's llama-server: POST /completion with\n"
             "                       n_predict, stream, ignore_eos; SSE events)\n"
+            "  --cache-prompt on|off  let the server reuse the repeated prompt's KV cache\n"
+            "                       (cache_prompt; default off: every request prefills)\n"
             "  --json               print one JSON object instead of the table\n"
             "  -h, --help           this text\n"
             "\n"
@@ -119,7 +122,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
         }
         static const char *const valued[] = {"--url",        "--clients",     "--requests",
                                              "--prompt-tokens", "--max-tokens", "--temperature",
-                                             "--api-key",    "--timeout",     "--api"};
+                                             "--api-key",    "--timeout",     "--api",
+                                             "--cache-prompt"};
         const char *name = NULL, *val = NULL;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) {
             size_t n = strlen(valued[k]);
@@ -175,6 +179,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
                 return 2;
             }
             o->api_llama = strcmp(val, "llama") == 0;
+        } else if (strcmp(name, "--cache-prompt") == 0) {
+            if (strcmp(val, "on") != 0 && strcmp(val, "off") != 0) {
+                fprintf(stderr, "load: --cache-prompt: '%s' is not on or off\n", val);
+                return 2;
+            }
+            o->cache_prompt = strcmp(val, "on") == 0;
         }
         if (!ok)
             return 2;
@@ -474,8 +484,9 @@ static char *request_body(const struct opts *o)
                                 (double)o->max_tokens) &&
         cJSON_AddNumberToObject(req, "temperature", o->temperature) &&
         cJSON_AddTrueToObject(req, "ignore_eos") && cJSON_AddTrueToObject(req, "stream") &&
-        /* attnd has no prompt cache yet: llama-server must prefill each one too */
-        (!o->api_llama || cJSON_AddFalseToObject(req, "cache_prompt")))
+        /* every request repeats one prompt: without this, both servers would
+         * prefill it once and the figures would measure their caches */
+        cJSON_AddBoolToObject(req, "cache_prompt", o->cache_prompt))
         body = cJSON_PrintUnformatted(req);
     cJSON_Delete(req);
     free(prompt);

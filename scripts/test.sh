@@ -74,6 +74,9 @@ serve_on_free_port bench_pid bench_port build/release/cli/attnd \
   { echo "bench server did not start" >&2; exit 1; }
 build/release/bench/load --url "http://127.0.0.1:$bench_port" --clients 4 --requests 2 --max-tokens 16
 kill -TERM "$bench_pid" && wait "$bench_pid"
+# the prefix cache through the server: a 1000-token prompt cold and warm; the ratio is
+# reported, the identical first-token log-probabilities and the cache hit are checked
+scripts/bench-prefix.sh --json build/bench-prefix.json
 suites=$((suites + 1))
 
 secs=${ATTND_FUZZ_SECONDS:-60}

@@ -370,6 +370,10 @@ int srv_parse_gen_fields(const char *body, size_t len, const cJSON *obj, const s
     if ((it = field(obj, "parse_special")) &&
         (rc = get_bool(it, "parse_special", &r->parse_special, err)))
         return rc;
+    r->cache_prompt = true;
+    if ((it = field(obj, "cache_prompt")) &&
+        (rc = get_bool(it, "cache_prompt", &r->cache_prompt, err)))
+        return rc;
     static const char *const pf_names[] = {"presence_penalty", "frequency_penalty"};
     float *pf_vals[] = {&p->presence_penalty, &p->frequency_penalty};
     for (size_t i = 0; i < 2; i++)

@@ -38,6 +38,7 @@ typedef struct srv_gen_req {
     bool ignore_eos;
     bool stream;
     bool parse_special; /* control tokens spelled in the prompt become their ids */
+    bool cache_prompt;  /* reuse cached KV blocks of the prompt (llama.cpp's name; default true) */
     bool add_special;   /* BOS/EOS as the vocabulary says (not for a rendered chat) */
     int32_t *prompt_ids; /* a prompt given as token ids instead (prompt is then ""), */
     size_t n_prompt_ids; /* checked against the vocabulary when prepared */
@@ -67,7 +68,8 @@ int srv_parse_prompt(const cJSON *p, srv_gen_req *out, attnd_err *err);
 int srv_parse_object(const char *body, size_t len, cJSON **out, attnd_err *err);
 /* The fields /generate and the OpenAI routes share, from OBJ (parsed from
  * BODY): max_tokens (or max_completion_tokens), the sampling fields, seed,
- * stop, ignore_eos, stream, parse_special, logprobs (a boolean, or as
+ * stop, ignore_eos, stream, parse_special, cache_prompt (default true),
+ * logprobs (a boolean, or as
  * /v1/completions has it the number of top tokens) and top_logprobs
  * (0..20). Everything but the prompt. */
 int srv_parse_gen_fields(const char *body, size_t len, const cJSON *obj, const srv_limits *lim,

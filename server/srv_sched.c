@@ -418,7 +418,9 @@ static void admit(srv_sched *s, double t)
         /* The cached prefix first (at least the last token is computed, for
          * its logits): taking it changes what is free, since cached blocks
          * nobody used counted as free until now. */
-        uint32_t reused = engine_seq_reuse(s->eng, r->seq, r->tokens, r->n_tokens - 1);
+        uint32_t reused = r->in.cache_prompt
+                              ? engine_seq_reuse(s->eng, r->seq, r->tokens, r->n_tokens - 1)
+                              : 0;
         uint64_t free_blocks = kv_pool_n_free(kv), promised = promised_blocks(s);
         uint32_t more = need - blocks_for(s, reused);
         if (free_blocks < promised || free_blocks - promised < more) {
