@@ -5,10 +5,13 @@
  * running batch; nothing else touches them. Requests arrive through the
  * submit queue (one mutex) with a uv_async wake-up; each loop iteration with
  * work runs one engine step carrying every running sequence's next token plus
- * chunks of newly admitted prompts under a per-step token budget. Admission is
- * by free KV blocks; when the pool runs dry mid-decode the most recently
- * admitted sequence is preempted (blocks freed, request re-queued at the front
- * to be recomputed). Output goes into each request's buffer and the HTTP side
+ * chunks of newly admitted prompts under a per-step token budget. Admission
+ * first takes the longest cached prefix of the prompt (engine_seq_reuse, unless
+ * the request says cache_prompt false), then needs free KV blocks for the rest;
+ * after each step the full blocks computed are published for later prompts.
+ * When the pool runs dry mid-decode the most recently admitted sequence is
+ * preempted (its references dropped, request re-queued at the front to be
+ * recomputed, through the cache where its blocks survived). Output goes into each request's buffer and the HTTP side
  * is woken through the wake callback. */
 #ifndef ATTND_SRV_SCHED_H
 #define ATTND_SRV_SCHED_H
