@@ -531,6 +531,18 @@ uint32_t engine_seq_len(const engine *e, uint32_t seq)
     return seq < e->n_seq_slots && e->seqs[seq] ? e->seq_len[seq] : 0;
 }
 
+int engine_seq_fork(engine *e, uint32_t src, uint32_t dst, attnd_err *err)
+{
+    if (src >= e->n_seq_slots || !e->seqs[src] || dst >= e->n_seq_slots || !e->seqs[dst] ||
+        src == dst || e->seq_len[dst] != 0)
+        return attnd_err_set(err, ATTND_EINVAL, "fork: sequence %u into %u: %s", src, dst,
+                             src == dst ? "the same sequence" : "not open, or the target is not empty");
+    int rc = kv_seq_share(e->kv, e->seqs[dst], e->seqs[src], err);
+    if (rc == ATTND_OK)
+        e->seq_len[dst] = e->seq_len[src];
+    return rc;
+}
+
 uint32_t engine_seq_reuse(engine *e, uint32_t seq, const int32_t *tokens, uint32_t max_tokens)
 {
     if (seq >= e->n_seq_slots || !e->seqs[seq] || e->seq_len[seq] != 0)

@@ -58,6 +58,11 @@ void engine_seq_close(engine *e, uint32_t seq);
 /* Positions already in the sequence's cache. */
 uint32_t engine_seq_len(const engine *e, uint32_t seq);
 
+/* Makes the freshly opened DST a copy of SRC that shares all its KV blocks
+ * (the partial last one too: whichever writes it first gets a private copy,
+ * kv_seq_own). Needs no free block. */
+int engine_seq_fork(engine *e, uint32_t src, uint32_t dst, attnd_err *err);
+
 /* Prefix cache (engine_params.prefix_cache; no-ops without it). On a freshly
  * opened sequence, engine_seq_reuse takes the longest cached run of whole
  * blocks that TOKENS start with, at most MAX_TOKENS positions (keep at least

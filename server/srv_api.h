@@ -18,6 +18,7 @@
 #include "sample.h"
 
 #define SRV_MAX_STOP 16          /* stop strings per request */
+#define SRV_MAX_CHOICES 8        /* OpenAI's n: choices per request */
 #define SRV_MAX_STOP_LEN 256     /* bytes per stop string */
 
 typedef struct srv_limits {
@@ -45,6 +46,7 @@ typedef struct srv_gen_req {
     bool echo;          /* /v1/completions: the answer starts with the prompt */
     sample_bias *bias;  /* logit_bias (sample.bias points here) */
     size_t n_bias;
+    uint32_t n_choices; /* OpenAI's n, 1..SRV_MAX_CHOICES (0 or 1: one) */
     bool logprobs;      /* each generated token's log-probability ... */
     uint32_t top_logprobs; /* ... and the 0..20 most likely tokens' */
 } srv_gen_req;

@@ -265,17 +265,30 @@ static enum MHD_Result route_metrics(srv_http *h, struct MHD_Connection *c, stru
 
 /* The answer of a non-streamed /generate; NULL when out of memory. The text
  * may hold NUL bytes (<0x00> tokens), so it is escaped by length. */
-/* The answer of a non-streamed OpenAI route, printed; NULL when out of
- * memory. */
+/* The answer of a non-streamed OpenAI route, every choice in it, printed;
+ * NULL when out of memory. The choices were done before R was (the
+ * scheduler finishes them first), so their fields are final. */
 static char *openai_result(srv_http *h, srv_req *r, size_t *len)
 {
+    srv_openai_choice ch[SRV_MAX_CHOICES];
+    uint32_t n = r->n_choices ? r->n_choices : 1;
     pthread_mutex_lock(&r->mu);
-    cJSON *lp = !r->in.logprobs ? NULL
-                : r->api == SRV_API_CHAT ? srv_logprobs_chat(r->lp, r->n_lp, h->vocab)
-                                         : srv_logprobs_completion(r->lp, r->n_lp, h->vocab, 0);
-    char *s = r->api == SRV_API_CHAT
-                  ? srv_chat_result(r, r->out ? r->out : "", r->out_len, lp, len)
-                  : srv_completion_result(r, r->out ? r->out : "", r->out_len, lp, len);
+    for (uint32_t i = 0; i < n; i++) {
+        srv_req *m = i ? r->choices[i] : r;
+        if (m != r)
+            pthread_mutex_lock(&m->mu);
+        ch[i] = (srv_openai_choice){
+            .text = m->out ? m->out : "",
+            .len = m->out_len,
+            .finish = m->finish,
+            .logprobs = !m->in.logprobs          ? NULL
+                        : r->api == SRV_API_CHAT ? srv_logprobs_chat(m->lp, m->n_lp, h->vocab)
+                                                 : srv_logprobs_completion(m->lp, m->n_lp, h->vocab, 0),
+        };
+        if (m != r)
+            pthread_mutex_unlock(&m->mu);
+    }
+    char *s = srv_openai_result(r, ch, n, len);
     pthread_mutex_unlock(&r->mu);
     return s;
 }
@@ -351,10 +364,10 @@ static void openai_init(srv_http *h, srv_req *r, srv_api api, const char *id_pre
              (unsigned long long)atomic_fetch_add(&h->seed_counter, 0x9e3779b97f4a7c15ull));
 }
 
-/* echo: the prompt's text opens the answer (as a first chunk when
- * streamed); a prompt of ids is decoded. Before submission: nothing else
+/* echo: the prompt's text opens R's choice (as a first chunk, into HEAD's
+ * stream, when streamed); a prompt of ids is decoded. Before submission: nothing else
  * writes the output yet. */
-static int add_echo(srv_http *h, srv_req *r, attnd_err *err)
+static int add_echo(srv_http *h, srv_req *r, srv_req *head, attnd_err *err)
 {
     char *text = NULL;
     size_t len = 0;
@@ -365,10 +378,10 @@ static int add_echo(srv_http *h, srv_req *r, attnd_err *err)
         free(text);
         return attnd_err_set(err, ATTND_EINVAL, "echo: the prompt's tokens are not valid UTF-8");
     }
-    if (r->in.stream) {
+    if (r->in.stream) { /* every choice streams into its head's buffer */
         size_t n;
         char *line = srv_completion_chunk(r, text, len, NULL, NULL, &n);
-        rc = line ? srv_req_append(r, line, n) : ATTND_ENOMEM;
+        rc = line ? srv_req_append(head, line, n) : ATTND_ENOMEM;
         free(line);
     } else {
         rc = srv_req_append(r, text, len);
@@ -387,6 +400,22 @@ static enum MHD_Result send_req_error(struct MHD_Connection *c, struct conn *cn,
                : send_error(c, cn, 500, oai ? "server_error" : "internal", msg);
 }
 
+/* The request body of CN in API's schema, into R->in. */
+static int parse_as(srv_http *h, struct conn *cn, srv_api api, const srv_limits *lim,
+                    uint64_t seed, srv_req *r, attnd_err *err)
+{
+    switch (api) {
+    case SRV_API_CHAT:
+        return srv_parse_chat(cn->body, cn->len, lim, seed, &h->chat, &r->in, &r->include_usage,
+                              err);
+    case SRV_API_COMPLETION:
+        return srv_parse_completion(cn->body, cn->len, lim, seed, &r->in, &r->include_usage, err);
+    default:
+        /* any failure of /generate's parse is the request's: a 400 */
+        return srv_parse_generate(cn->body, cn->len, lim, seed, &r->in, err) ? ATTND_EINVAL : 0;
+    }
+}
+
 /* POST /generate, /v1/chat/completions (the model's chat template on the
  * messages) and /v1/completions (a raw prompt, text or token ids): parsed
  * in API's schema, then all alike. OpenAI's streams are always SSE. */
@@ -401,20 +430,7 @@ static enum MHD_Result route_gen(srv_http *h, struct MHD_Connection *c, struct c
     srv_req *r = srv_req_new();
     if (!r)
         return send_error(c, cn, 500, "internal", "out of memory");
-    int rc;
-    switch (api) {
-    case SRV_API_CHAT:
-        rc = srv_parse_chat(cn->body, cn->len, &lim, seed, &h->chat, &r->in, &r->include_usage,
-                            &err);
-        break;
-    case SRV_API_COMPLETION:
-        rc = srv_parse_completion(cn->body, cn->len, &lim, seed, &r->in, &r->include_usage, &err);
-        break;
-    default:
-        /* any failure of /generate's parse is the request's: a 400 */
-        rc = srv_parse_generate(cn->body, cn->len, &lim, seed, &r->in, &err) ? ATTND_EINVAL : 0;
-        break;
-    }
+    int rc = parse_as(h, cn, api, &lim, seed, r, &err);
     if (rc != ATTND_OK) {
         srv_req_release(r);
         return send_req_error(c, cn, api, rc, err.msg);
@@ -423,6 +439,34 @@ static enum MHD_Result route_gen(srv_http *h, struct MHD_Connection *c, struct c
         r->sse = r->in.stream && accepts_sse(c);
     else
         openai_init(h, r, api, api == SRV_API_CHAT ? "chatcmpl" : "cmpl");
+    /* n > 1: each further choice is the same request parsed again with its
+     * own seed (a given seed + index, so the choices differ but repeat) */
+    r->n_choices = 1;
+    for (uint32_t i = 1; i < r->in.n_choices && rc == ATTND_OK; i++) {
+        srv_req *ch = srv_req_new();
+        if (!ch) {
+            rc = attnd_err_set(&err, ATTND_ENOMEM, "out of memory");
+            break;
+        }
+        r->choices[r->n_choices++] = ch;
+        uint64_t s_i = r->in.seed_given ? r->in.sample.seed + i : seed + i * 0x9e3779b97f4a7c15ull;
+        if ((rc = parse_as(h, cn, api, &lim, s_i, ch, &err)) != ATTND_OK)
+            break;
+        if (r->in.seed_given)
+            ch->in.sample.seed = s_i;
+        ch->api = r->api;
+        ch->sse = r->sse;
+        ch->include_usage = r->include_usage;
+        memcpy(ch->oai_id, r->oai_id, sizeof ch->oai_id);
+        ch->oai_created = r->oai_created;
+        ch->oai_model = r->oai_model;
+        ch->index = i;
+        ch->head = r;
+    }
+    if (rc != ATTND_OK) {
+        srv_req_release(r);
+        return send_req_error(c, cn, api, rc, err.msg);
+    }
     return start_generation(h, c, cn, r);
 }
 
@@ -451,16 +495,18 @@ static enum MHD_Result start_generation(srv_http *h, struct MHD_Connection *c, s
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     r->fd = ci ? ci->connect_fd : -1;
     r->t_submit = now_s();
-    int rc = srv_req_prepare(r, h->ctx.m, srv_sched_kv_token_capacity(h->ctx.sched), &err);
+    int rc = ATTND_OK;
+    for (uint32_t i = 0; i < r->n_choices && rc == ATTND_OK; i++) {
+        srv_req *m = i ? r->choices[i] : r;
+        m->t_submit = r->t_submit;
+        rc = srv_req_prepare(m, h->ctx.m, srv_sched_kv_token_capacity(h->ctx.sched), &err);
+        if (rc == ATTND_OK && m->in.echo)
+            rc = add_echo(h, m, r, &err);
+    }
     if (rc != ATTND_OK) {
         srv_api api = r->api;
         srv_req_release(r);
         return send_req_error(c, cn, api, rc, err.msg);
-    }
-
-    if (r->in.echo && (rc = add_echo(h, r, &err)) != ATTND_OK) {
-        srv_req_release(r);
-        return send_req_error(c, cn, SRV_API_COMPLETION, rc, err.msg);
     }
     cn->req = r;
     atomic_fetch_add(&h->live, 1);

@@ -122,9 +122,6 @@ static int parse_messages(const cJSON *obj, cJSON **out, attnd_err *err)
 static int refuse_unsupported(const cJSON *obj, attnd_err *err)
 {
     const cJSON *it;
-    if ((it = cJSON_GetObjectItemCaseSensitive(obj, "n")) &&
-        !(cJSON_IsNumber(it) && it->valuedouble == 1))
-        return attnd_err_set(err, ATTND_EINVAL, "n: only 1 choice is supported");
     if ((it = cJSON_GetObjectItemCaseSensitive(obj, "tools")) && cJSON_IsArray(it) && it->child)
         return attnd_err_set(err, ATTND_EINVAL, "tools are not supported yet");
     return ATTND_OK;
@@ -151,6 +148,16 @@ static int parse_openai(const char *body, size_t len, const srv_limits *lim, uin
              !(rc = srv_parse_gen_fields(body, len, *obj, lim, random_seed, out, err)) && iu &&
              !cJSON_IsBool(iu))
         rc = attnd_err_set(err, ATTND_EINVAL, "stream_options.include_usage must be a boolean");
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(*obj, "n");
+    out->n_choices = 1;
+    if (!rc && n && !cJSON_IsNull(n)) {
+        if (!cJSON_IsNumber(n) || n->valuedouble != (double)(int)n->valuedouble ||
+            n->valuedouble < 1 || n->valuedouble > SRV_MAX_CHOICES)
+            rc = attnd_err_set(err, ATTND_EINVAL, "n must be an integer from 1 to %d",
+                               SRV_MAX_CHOICES);
+        else
+            out->n_choices = (uint32_t)n->valuedouble;
+    }
     if (rc) {
         cJSON_Delete(*obj);
         *obj = NULL;
@@ -244,12 +251,22 @@ static cJSON *envelope(const srv_req *r, const char *object)
     return NULL;
 }
 
+/* Completion tokens of R's request: every choice's (R is the head). */
+static uint32_t completion_tokens(const srv_req *r)
+{
+    uint32_t n = r->n_generated;
+    for (uint32_t i = 1; i < r->n_choices; i++)
+        n += r->choices[i]->n_generated;
+    return n;
+}
+
 static bool add_usage(cJSON *o, const srv_req *r)
 {
     cJSON *u = cJSON_AddObjectToObject(o, "usage"), *d;
+    uint32_t done = completion_tokens(r);
     return u && cJSON_AddNumberToObject(u, "prompt_tokens", r->n_prompt) &&
-           cJSON_AddNumberToObject(u, "completion_tokens", r->n_generated) &&
-           cJSON_AddNumberToObject(u, "total_tokens", r->n_prompt + r->n_generated) &&
+           cJSON_AddNumberToObject(u, "completion_tokens", done) &&
+           cJSON_AddNumberToObject(u, "total_tokens", r->n_prompt + done) &&
            (d = cJSON_AddObjectToObject(u, "prompt_tokens_details")) &&
            cJSON_AddNumberToObject(d, "cached_tokens", r->n_cached);
 }
@@ -265,13 +282,10 @@ static bool add_logprobs(cJSON *choice, cJSON *lp)
     return false;
 }
 
-/* The envelope with one choice {"logprobs": LOGPROBS (taken over; NULL:
- * null), "index": 0}, in *CHOICE for the caller to fill; NULL when out of
- * memory. */
-static cJSON *with_choice(const srv_req *r, const char *object, cJSON *logprobs, cJSON **choice)
+/* A choice {"logprobs": LOGPROBS (taken over; NULL: null), "index": INDEX}
+ * appended to the array CHOICES; NULL when out of memory. */
+static cJSON *add_choice(cJSON *choices, uint32_t index, cJSON *logprobs)
 {
-    cJSON *o = envelope(r, object);
-    cJSON *choices = o ? cJSON_AddArrayToObject(o, "choices") : NULL;
     cJSON *c = choices ? cJSON_CreateObject() : NULL;
     if (c && !cJSON_AddItemToArray(choices, c)) {
         cJSON_Delete(c);
@@ -279,10 +293,20 @@ static cJSON *with_choice(const srv_req *r, const char *object, cJSON *logprobs,
     }
     if (!c) {
         cJSON_Delete(logprobs);
-        cJSON_Delete(o);
         return NULL;
     }
-    if (!add_logprobs(c, logprobs) || !cJSON_AddNumberToObject(c, "index", 0)) {
+    return add_logprobs(c, logprobs) && cJSON_AddNumberToObject(c, "index", index) ? c : NULL;
+}
+
+/* The envelope of a stream chunk with R's one choice, in *CHOICE for the
+ * caller to fill; NULL when out of memory. */
+static cJSON *with_choice(const srv_req *r, const char *object, cJSON *logprobs, cJSON **choice)
+{
+    cJSON *o = envelope(r, object);
+    cJSON *c = o ? add_choice(cJSON_AddArrayToObject(o, "choices"), r->index, logprobs) : NULL;
+    if (!c) {
+        if (!o)
+            cJSON_Delete(logprobs);
         cJSON_Delete(o);
         return NULL;
     }
@@ -300,20 +324,6 @@ static bool add_text(cJSON *o, const char *name, const char *text, size_t len)
     return ok;
 }
 
-/* A whole answer: CHOICE's finish_reason, O's usage, printed (O freed; OK
- * false: NULL). */
-static char *answer(const srv_req *r, cJSON *o, cJSON *choice, bool ok, size_t *out_len)
-{
-    char *s = ok && cJSON_AddStringToObject(choice, "finish_reason", srv_openai_finish(r->finish)) &&
-                      add_usage(o, r)
-                  ? cJSON_PrintUnformatted(o)
-                  : NULL;
-    cJSON_Delete(o);
-    if (s)
-        *out_len = strlen(s);
-    return s;
-}
-
 /* A stream chunk: CHOICE's finish_reason FINISH (NULL: null), O printed as
  * one SSE event (O freed; OK false: NULL). */
 static char *chunk(cJSON *o, cJSON *choice, const char *finish, bool ok, size_t *out_len)
@@ -329,14 +339,31 @@ static char *chunk(cJSON *o, cJSON *choice, const char *finish, bool ok, size_t 
     return frame;
 }
 
-char *srv_chat_result(const srv_req *r, const char *text, size_t len, cJSON *logprobs,
-                      size_t *out_len)
+char *srv_openai_result(const srv_req *r, srv_openai_choice *choices, size_t n, size_t *out_len)
 {
-    cJSON *choice, *msg, *o = with_choice(r, "chat.completion", logprobs, &choice);
-    bool ok = o && (msg = cJSON_AddObjectToObject(choice, "message")) &&
-              cJSON_AddStringToObject(msg, "role", "assistant") &&
-              add_text(msg, "content", text, len);
-    return o ? answer(r, o, choice, ok, out_len) : NULL;
+    bool chat = r->api == SRV_API_CHAT;
+    cJSON *o = envelope(r, chat ? "chat.completion" : "text_completion");
+    cJSON *list = o ? cJSON_AddArrayToObject(o, "choices") : NULL;
+    bool ok = list != NULL;
+    for (size_t i = 0; i < n; i++) {
+        cJSON *lp = choices[i].logprobs, *c, *msg;
+        choices[i].logprobs = NULL;
+        if (!ok) {
+            cJSON_Delete(lp);
+            continue;
+        }
+        ok = (c = add_choice(list, (uint32_t)i, lp)) && /* takes LP */
+             (chat ? (msg = cJSON_AddObjectToObject(c, "message")) &&
+                         cJSON_AddStringToObject(msg, "role", "assistant") &&
+                         add_text(msg, "content", choices[i].text, choices[i].len)
+                   : add_text(c, "text", choices[i].text, choices[i].len)) &&
+             cJSON_AddStringToObject(c, "finish_reason", srv_openai_finish(choices[i].finish));
+    }
+    char *str = ok && add_usage(o, r) ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    if (str)
+        *out_len = strlen(str);
+    return str;
 }
 
 /* data: {chunk}\n\n with one choice: the assistant role when ROLE (first
@@ -349,14 +376,6 @@ char *srv_chat_chunk(const srv_req *r, bool role, const char *text, size_t len,
               (!role || cJSON_AddStringToObject(delta, "role", "assistant")) &&
               (!text || add_text(delta, "content", text, len));
     return o ? chunk(o, choice, finish, ok, out_len) : NULL;
-}
-
-char *srv_completion_result(const srv_req *r, const char *text, size_t len, cJSON *logprobs,
-                            size_t *out_len)
-{
-    cJSON *choice, *o = with_choice(r, "text_completion", logprobs, &choice);
-    bool ok = o && add_text(choice, "text", text, len);
-    return o ? answer(r, o, choice, ok, out_len) : NULL;
 }
 
 char *srv_completion_chunk(const srv_req *r, const char *text, size_t len, const char *finish,

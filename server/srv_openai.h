@@ -23,8 +23,8 @@ typedef struct srv_chat_template {
 
 /* A /v1/chat/completions body: messages (system/user/assistant/tool roles,
  * string or text-part content), the fields srv_parse_gen_fields parses,
- * stream_options.include_usage; n other than 1 and tools are refused by
- * name. The
+ * stream_options.include_usage, n (1..SRV_MAX_CHOICES); tools are refused
+ * by name. The
  * prompt is CT rendered on the messages with add_generation_prompt, to be
  * tokenized with special tokens and without an added BOS. ATTND_EINVAL (a
  * 400) names the field, or says why the template failed. */
@@ -43,16 +43,24 @@ int srv_parse_completion(const char *body, size_t len, const srv_limits *lim,
 const char *srv_openai_finish(srv_finish f);
 /* LOGPROBS below: the choice's "logprobs" (taken over, freed in any case;
  * NULL: null), as srv_logprob.h writes them. */
-/* The chat.completion object for R with TEXT[0, LEN) as the message; malloc'd. */
-char *srv_chat_result(const srv_req *r, const char *text, size_t len, cJSON *logprobs,
-                      size_t *out_len);
-/* One SSE chunk (data: ...\n\n): the assistant role when ROLE, content TEXT
- * when not NULL, FINISH as finish_reason (NULL: null). malloc'd. */
+/* One choice of a whole answer: its text, "logprobs" (taken over; NULL:
+ * null) and why it ended. */
+typedef struct srv_openai_choice {
+    const char *text;
+    size_t len;
+    cJSON *logprobs;
+    srv_finish finish;
+} srv_openai_choice;
+/* The chat.completion or text_completion object (by R's api) for the request
+ * R with CHOICES[0, N) (index i), usage over all of R's choices; malloc'd.
+ * Every logprobs is consumed. */
+char *srv_openai_result(const srv_req *r, srv_openai_choice *choices, size_t n, size_t *out_len);
+/* One SSE chunk (data: ...\n\n) of R's choice (index R->index): the
+ * assistant role when ROLE, content TEXT when not NULL, FINISH as
+ * finish_reason (NULL: null). malloc'd. */
 char *srv_chat_chunk(const srv_req *r, bool role, const char *text, size_t len,
                      const char *finish, cJSON *logprobs, size_t *out_len);
-/* The text_completion object, and one of its SSE chunks. */
-char *srv_completion_result(const srv_req *r, const char *text, size_t len, cJSON *logprobs,
-                            size_t *out_len);
+/* One SSE chunk of a text_completion. */
 char *srv_completion_chunk(const srv_req *r, const char *text, size_t len, const char *finish,
                            cJSON *logprobs, size_t *out_len);
 /* The usage chunk that stream_options.include_usage asks for (no choices). */

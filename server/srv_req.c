@@ -91,6 +91,8 @@ void srv_req_release(srv_req *r)
 {
     if (!r || atomic_fetch_sub(&r->refs, 1) != 1)
         return;
+    for (uint32_t i = 1; i < r->n_choices; i++)
+        srv_req_release(r->choices[i]);
     srv_gen_req_free(&r->in);
     free(r->prompt_ids);
     free(r->out);

@@ -61,6 +61,16 @@ struct srv_req {
     char oai_id[48];              /* OpenAI: "chatcmpl-..." / "cmpl-..." */
     long long oai_created;        /* OpenAI: unix seconds */
     const char *oai_model;        /* OpenAI: the model's name (owned by the server) */
+    /* OpenAI's n: the request (the "head", which has the connection) holds
+     * a reference to each further choice, prepared like it (its own sampler
+     * seed, decoder, stop matcher); they are not submitted but forked by the
+     * scheduler from the head's sequence when its prompt is computed, so all
+     * share the prompt's KV blocks. A choice streams into its head's buffer
+     * and keeps a non-streamed text in its own. */
+    uint32_t index;               /* choice index: 0 for the head */
+    srv_req *head;                /* a further choice: its head (not a reference) */
+    srv_req *choices[SRV_MAX_CHOICES]; /* head: choices[1..n_choices) */
+    uint32_t n_choices;           /* head: 1 + further choices */
     struct MHD_Connection *conn;
     int fd;                       /* the connection's socket, -1: none */
     double t_submit;              /* seconds, monotonic */
@@ -98,6 +108,8 @@ struct srv_req {
     bool have_first;
     bool chat_role_sent;          /* chat stream: the first chunk (with the role) went out */
     bool echo_sent;               /* completion with echo: the prompt went out */
+    bool forked;                  /* head: its choices were forked from it */
+    uint32_t n_open;              /* head, once forked: choices not finished yet */
 };
 
 /* Allocates with refs = 1 (the HTTP side); the scheduler takes its own on

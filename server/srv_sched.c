@@ -70,10 +70,24 @@ static double now_s(void)
 
 /* ---------------------------------------------------------------- output */
 
+/* The request a choice belongs to: the head, which has the connection. */
+static srv_req *group_of(srv_req *r)
+{
+    return r->head ? r->head : r;
+}
+
+static bool is_cancelled(srv_req *r)
+{
+    return atomic_load(&group_of(r)->cancelled);
+}
+
 /* Appends under the request's lock and wakes the HTTP side if it waits.
- * ATTND_ENOMEM: nothing appended (END still takes effect). */
+ * A further choice streams into its head's buffer and keeps a non-streamed
+ * text in its own. ATTND_ENOMEM: nothing appended (END still takes effect). */
 static int emit(srv_sched *s, srv_req *r, const char *p, size_t n, bool end)
 {
+    if (r->in.stream)
+        r = group_of(r);
     pthread_mutex_lock(&r->mu);
     int rc = n ? srv_req_append(r, p, n) : ATTND_OK;
     if (end)
@@ -136,34 +150,39 @@ static int emit_text(srv_sched *s, srv_req *r, int32_t token, const char *text, 
     return rc;
 }
 
-/* The last line of a stream: {"done":true, finish_reason, usage, timings,
- * error}. Needs memory; when there is none, a fixed line still tells the
- * client that the request failed. */
+/* OpenAI stream: the chunk that ends R's choice, with its finish_reason;
+ * an error is an error object, as OpenAI streams it. */
+static void emit_choice_end(srv_sched *s, srv_req *r)
+{
+    size_t n = 0;
+    char *line;
+    if (r->finish == SRV_FINISH_ERROR) {
+        char *e = srv_error_json("server_error", r->error);
+        line = e ? srv_stream_frame(e, strlen(e), true, &n) : NULL;
+        free(e);
+    } else {
+        const char *fin = srv_openai_finish(r->finish);
+        cJSON *lp = pending_logprobs(s, r); /* of tokens whose text was held back */
+        line = r->api == SRV_API_CHAT ? srv_chat_chunk(r, !r->chat_role_sent, NULL, 0, fin, lp, &n)
+                                      : srv_completion_chunk(r, "", 0, fin, lp, &n);
+    }
+    if (line)
+        emit(s, r, line, n, false);
+    free(line);
+}
+
+/* The end of a stream once every choice of R ended: for OpenAI, usage if
+ * asked for and [DONE]; for /generate, {"done":true, finish_reason, usage,
+ * timings, error}. Needs memory; when there is none, a fixed line still
+ * tells the client that the request failed. */
 static void emit_done_line(srv_sched *s, srv_req *r)
 {
     if (r->api != SRV_API_GENERATE) {
-        /* the finish_reason chunk, usage if asked for, then [DONE]; an
-         * error is an error object, as OpenAI streams it */
-        size_t n = 0, nu = 0;
-        char *line;
-        if (r->finish == SRV_FINISH_ERROR) {
-            char *e = srv_error_json("server_error", r->error);
-            line = e ? srv_stream_frame(e, strlen(e), true, &n) : NULL;
-            free(e);
-        } else {
-            const char *fin = srv_openai_finish(r->finish);
-            cJSON *lp = pending_logprobs(s, r); /* of tokens whose text was held back */
-            line = r->api == SRV_API_CHAT
-                       ? srv_chat_chunk(r, !r->chat_role_sent, NULL, 0, fin, lp, &n)
-                       : srv_completion_chunk(r, "", 0, fin, lp, &n);
-        }
+        size_t nu = 0;
         char *usage = r->include_usage ? srv_chat_usage_chunk(r, &nu) : NULL;
-        if (line)
-            emit(s, r, line, n, false);
         if (usage)
             emit(s, r, usage, nu, false);
         emit(s, r, "data: [DONE]\n\n", 14, true);
-        free(line);
         free(usage);
         return;
     }
@@ -255,6 +274,22 @@ static void publish_gauges(srv_sched *s)
                        kv_pool_n_blocks(kv), kv_pool_n_cached(kv));
 }
 
+/* The head G ended before its prompt was computed (cancelled, timed out,
+ * failed, too long for the pool): its further choices never ran, and end
+ * as it did, with no text. */
+static void end_unforked(srv_sched *s, srv_req *g)
+{
+    for (uint32_t i = 1; i < g->n_choices; i++) {
+        srv_req *c = g->choices[i];
+        pthread_mutex_lock(&c->mu);
+        c->finish = g->finish;
+        memcpy(c->error, g->error, sizeof c->error);
+        pthread_mutex_unlock(&c->mu);
+        if (c->in.stream && c->api != SRV_API_GENERATE)
+            emit_choice_end(s, c);
+    }
+}
+
 /* Ends R: frees its sequence, flushes held-back text, publishes the result
  * and drops the scheduler's reference. MSG (printf-style) is the error
  * message when WHY is SRV_FINISH_ERROR. */
@@ -299,17 +334,28 @@ __attribute__((format(printf, 4, 5))) static void finish(srv_sched *s, srv_req *
     /* before the client hears of the end: what it reads from /metrics then
      * already counts this sequence's KV blocks as free */
     publish_gauges(s);
-    if (r->in.stream)
-        emit_done_line(s, r); /* reads fields only this thread writes */
-    else
-        emit(s, r, NULL, 0, true);
-    srv_metrics_tokens(s->metrics, r->n_prompt, r->n_generated);
+    if (r->in.stream && r->api != SRV_API_GENERATE)
+        emit_choice_end(s, r); /* reads fields only this thread writes */
+    srv_metrics_tokens(s->metrics, r->head ? 0 : r->n_prompt, r->n_generated);
     srv_metrics_finish(s->metrics, srv_finish_name(r->finish));
 
+    /* The request ends with its last choice; until then the head keeps the
+     * scheduler's reference, and so its connection, open. */
+    srv_req *g = group_of(r);
+    if (r != g)
+        srv_req_release(r);
+    if (g->forked && --g->n_open > 0)
+        return;
+    if (!g->forked)
+        end_unforked(s, g);
+    if (g->in.stream)
+        emit_done_line(s, g);
+    else
+        emit(s, g, NULL, 0, true);
     pthread_mutex_lock(&s->qmu);
     s->n_held--;
     pthread_mutex_unlock(&s->qmu);
-    srv_req_release(r);
+    srv_req_release(g);
 }
 
 static void preempt(srv_sched *s, srv_req *r)
@@ -383,7 +429,7 @@ static void admit(srv_sched *s, double t)
 {
     for (uint32_t i = s->n_running; i-- > 0;) {
         srv_req *r = s->running[i];
-        if (atomic_load(&r->cancelled))
+        if (is_cancelled(r))
             finish(s, r, SRV_FINISH_CANCELLED, NULL);
         else if (expired(s, r, t))
             finish(s, r, SRV_FINISH_TIMEOUT, NULL);
@@ -391,7 +437,7 @@ static void admit(srv_sched *s, double t)
     srv_req **pp = &s->wait_head, *prev = NULL;
     while (*pp) {
         srv_req *r = *pp;
-        bool cancelled = atomic_load(&r->cancelled);
+        bool cancelled = is_cancelled(r);
         if (cancelled || expired(s, r, t)) {
             wait_unlink(s, pp, prev);
             finish(s, r, cancelled ? SRV_FINISH_CANCELLED : SRV_FINISH_TIMEOUT, NULL);
@@ -463,21 +509,64 @@ static void find_hangups(srv_sched *s)
     if (!s->p.client_gone)
         return;
     for (uint32_t i = 0; i < s->n_running; i++)
-        check_hangup(s, s->running[i]);
+        check_hangup(s, group_of(s->running[i]));
     for (srv_req *r = s->wait_head; r; r = r->next)
-        check_hangup(s, r);
+        check_hangup(s, group_of(r));
 }
 
 /* ---------------------------------------------------------------- one step */
 
+static void on_token(srv_sched *s, srv_req *r, const float *logits, double t);
+
+/* H's prompt is computed (LOGITS: its last position's): each further choice
+ * becomes a sequence sharing H's KV blocks and samples its first token from
+ * the same logits with its own sampler. A choice without a free slot waits
+ * at the queue's front and is computed when admitted (through the prefix
+ * cache, when on). */
+static void fork_choices(srv_sched *s, srv_req *h, const float *logits, double t)
+{
+    srv_req *now[SRV_MAX_CHOICES];
+    uint32_t n_now = 0;
+    h->forked = true;
+    h->n_open = h->n_choices;
+    for (uint32_t i = 1; i < h->n_choices; i++) {
+        srv_req *c = h->choices[i];
+        srv_req_retain(c); /* the scheduler's, dropped when the choice ends */
+        c->t_admit = h->t_admit;
+        attnd_err err;
+        bool ok = s->n_running < s->p.max_seqs && engine_seq_open(s->eng, &c->seq, &err) == ATTND_OK;
+        if (ok && engine_seq_fork(s->eng, h->seq, c->seq, &err) != ATTND_OK) {
+            engine_seq_close(s->eng, c->seq);
+            ok = false;
+        }
+        if (!ok) {
+            c->next = s->wait_head;
+            s->wait_head = c;
+            if (!s->wait_tail)
+                s->wait_tail = c;
+            continue;
+        }
+        c->running = true;
+        c->n_computed = h->n_computed;
+        c->admit_order = ++s->admit_counter;
+        s->running[s->n_running++] = c;
+        now[n_now++] = c;
+    }
+    for (uint32_t i = 0; i < n_now; i++)
+        on_token(s, now[i], logits, t);
+}
+
 /* Handles the token sampled for R; finishes R when it should stop. */
 static void on_token(srv_sched *s, srv_req *r, const float *logits, double t)
 {
+    if (!r->have_first && r->n_choices > 1 && !r->forked)
+        fork_choices(s, r, logits, t); /* before R can end and close its sequence */
     int32_t tok = sampler_sample(r->smp, logits);
     if (!r->have_first) {
         r->have_first = true;
         r->t_first = t;
-        srv_metrics_observe(s->metrics, SRV_HIST_TTFT, t - r->t_submit);
+        if (!r->head) /* one time to first token per request */
+            srv_metrics_observe(s->metrics, SRV_HIST_TTFT, t - r->t_submit);
     } else {
         srv_metrics_observe(s->metrics, SRV_HIST_ITL, t - r->t_last_token);
     }
@@ -528,6 +617,7 @@ static bool paused(const srv_sched *s, srv_req *r)
 {
     if (!r->in.stream)
         return false;
+    r = group_of(r); /* choices share their head's stream */
     pthread_mutex_lock(&r->mu);
     bool full = r->out_len - r->out_pos > s->p.max_buffered;
     pthread_mutex_unlock(&r->mu);

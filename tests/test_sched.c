@@ -669,3 +669,104 @@ Test(sched, preemption_never_frees_blocks_another_sequence_shares)
     free(cached);
     free(alone);
 }
+
+/* ------------------------------------------------------------ n choices */
+
+/* As the HTTP side makes them: the request and N-1 further choices parsed
+ * from the same body with seeds SEED + i, prepared, the head submitted. */
+static srv_req *h_submit_n(struct harness *h, const char *body, uint32_t n)
+{
+    srv_req *r = NULL;
+    srv_limits lim = {128, 100000};
+    attnd_err err = {0};
+    for (uint32_t i = 0; i < n; i++) {
+        srv_req *m = srv_req_new();
+        cr_assert(m);
+        cr_assert_eq(srv_parse_generate(body, strlen(body), &lim, 1234, &m->in, &err), ATTND_OK,
+                     "%s", err.msg);
+        m->in.sample.seed = 1234 + i;
+        cr_assert_eq(srv_req_prepare(m, h->m, srv_sched_kv_token_capacity(h->s), &err), ATTND_OK,
+                     "%s", err.msg);
+        if (i == 0) {
+            r = m;
+            r->n_choices = 1;
+        } else {
+            m->index = i;
+            m->head = r;
+            r->choices[r->n_choices++] = m;
+        }
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    r->t_submit = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    for (uint32_t i = 1; i < n; i++)
+        r->choices[i]->t_submit = r->t_submit;
+    cr_assert_eq(srv_sched_submit(h->s, r), ATTND_OK);
+    return r;
+}
+
+/* 25 prompt tokens in blocks of 8 and 3 choices: once each has its first
+ * token in the cache, the three full prompt blocks are shared and only the
+ * partial fourth is per choice (copied on first write: 3 + 3 blocks, not
+ * 3 x 4); the choices are the answers their seeds give alone, and
+ * everything comes back. */
+Test(sched, n_choices_share_the_prompt_blocks)
+{
+    const char *body = "{\"prompt\":\"Echoes of the old song rang through the hall while\","
+                       "\"max_tokens\":6,\"temperature\":1,\"ignore_eos\":true}";
+    struct harness h;
+    srv_sched_params p = default_params();
+    h_open(&h, "models/aidreams260K.gguf", 0, 8, &p);
+    srv_req *r = h_submit_n(&h, body, 3);
+    cr_assert_neq(r->n_prompt % 8, 0, "the test wants a partial last block (%u tokens)", r->n_prompt);
+    for (int i = 0; i < 100 && n_generated(r) < 2; i++)
+        h_iter(&h);
+    cr_assert_eq(n_generated(r), 2);
+    double used = h_metric(&h, "attnd_kv_blocks_used");
+    cr_expect_eq(used, r->n_prompt / 8 + 3, "%.0f blocks in use", used);
+    cr_assert(h_run_until_done(&h, r, 10000));
+    char *text[3];
+    for (uint32_t i = 0; i < 3; i++) {
+        srv_req *m = i ? r->choices[i] : r;
+        text[i] = output(m);
+        cr_expect_eq(m->n_generated, 6u);
+        cr_expect_str_eq(finish_name(m), "length");
+    }
+    cr_expect_str_neq(text[0], text[1]);
+    cr_expect_eq(h_metric(&h, "attnd_kv_blocks_used"), 0);
+    srv_req_release(r);
+    /* choice 2 is what seed 1236 gives alone */
+    char solo[512];
+    snprintf(solo, sizeof solo, "%.*s,\"seed\":1236}", (int)strlen(body) - 1, body);
+    srv_req *a = h_submit(&h, solo, NULL);
+    cr_assert(h_run_until_done(&h, a, 10000));
+    char *t = output(a);
+    cr_expect_str_eq(t, text[2], "choice 2 differs from its seed alone");
+    free(t);
+    srv_req_release(a);
+    h_close(&h);
+    for (uint32_t i = 0; i < 3; i++)
+        free(text[i]);
+}
+
+/* The client of an n = 4 request goes away: every choice ends, running or
+ * waiting for a slot (max_seqs 2), and nothing leaks. */
+Test(sched, cancelling_an_n_request_ends_every_choice)
+{
+    struct harness h;
+    srv_sched_params p = default_params();
+    p.max_seqs = 2;
+    h_open(&h, "models/aidreams260K.gguf", 0, 8, &p);
+    srv_req *r = h_submit_n(&h, LONG_STREAM, 4);
+    for (int i = 0; i < 100 && n_generated(r) < 3; i++)
+        h_iter(&h);
+    srv_sched_cancel(h.s, r);
+    cr_assert(h_run_until_done(&h, r, 1000));
+    for (uint32_t i = 1; i < 4; i++)
+        cr_expect_str_eq(finish_name(r->choices[i]), "cancelled", "choice %u", i);
+    h_iter(&h);
+    cr_expect_eq(h_metric(&h, "attnd_kv_blocks_used"), 0);
+    cr_expect_eq(h_metric(&h, "attnd_running_sequences"), 0);
+    h_close(&h);
+    srv_req_release(r);
+}

@@ -1200,7 +1200,7 @@ Test(server_chat, bad_requests_get_openai_errors, .timeout = 60)
         {"{\"messages\":[{\"role\":\"user\",\"content\":5}]}", "messages[0].content"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\"}]}]}",
          "only {\"type\": \"text\"} parts"},
-        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"n\":3}", "n: only 1"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"n\":9}", "n must be an integer from 1 to 8"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logprobs\":\"yes\"}",
          "logprobs must be a boolean"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":0}", "max_tokens"},
@@ -1578,4 +1578,111 @@ Test(server_prefix, a_ten_turn_chat_computes_only_each_turns_new_tokens, .timeou
     cr_expect_leq(computed, grown + 10 * 15, "computed %d prompt tokens for %d new ones", computed,
                   grown);
     free(tmpl);
+}
+
+/* ------------------------------------------------------------ n choices */
+
+/* Choice I's text of a /v1/completions answer. */
+static const char *choice_text(const cJSON *o, int i)
+{
+    const cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "choices"), i);
+    cr_assert(c, "no choice %d", i);
+    cr_expect_eq(cJSON_GetObjectItem(c, "index")->valueint, i);
+    return cJSON_GetObjectItem(c, "text")->valuestring;
+}
+
+Test(server_chat, n_choices_share_one_prompt_and_stream_by_index, .timeout = 120)
+{
+    struct server s;
+    server_start(&s, "models/aidreams260K.gguf", NULL);
+    const char *req = "{\"prompt\":\"Echoes of the old hall\",\"max_tokens\":8,\"temperature\":1,"
+                      "\"seed\":7,\"ignore_eos\":true,\"n\":3%s}";
+    char body[512];
+    snprintf(body, sizeof body, req, "");
+    double prompt_before = metric(&s, "attnd_prompt_tokens_total");
+    struct buf b = {0};
+    cr_assert_eq(http(&s, "POST", "/v1/completions", body, NULL, &b), 200, "%s", b.p);
+    cJSON *o = json(b.p);
+    cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItem(o, "choices")), 3);
+    const cJSON *u = cJSON_GetObjectItem(o, "usage");
+    int n_prompt = cJSON_GetObjectItem(u, "prompt_tokens")->valueint;
+    cr_expect_eq(cJSON_GetObjectItem(u, "completion_tokens")->valueint, 24, "3 choices x 8 tokens");
+    cr_expect_eq(metric(&s, "attnd_prompt_tokens_total") - prompt_before, n_prompt,
+                 "the prompt was computed more than once");
+    /* seeds 7, 8, 9: choice 0 is the n = 1 answer with seed 7, choice 1 the
+     * one with seed 8, and they differ */
+    for (int i = 0; i < 2; i++) {
+        char one[512], seed[32];
+        snprintf(seed, sizeof seed, ",\"n\":1,\"seed\":%d", 7 + i);
+        snprintf(one, sizeof one,
+                 "{\"prompt\":\"Echoes of the old hall\",\"max_tokens\":8,\"temperature\":1,"
+                 "\"ignore_eos\":true%s}",
+                 seed);
+        struct buf b1 = {0};
+        cr_assert_eq(http(&s, "POST", "/v1/completions", one, NULL, &b1), 200, "%s", b1.p);
+        cJSON *o1 = json(b1.p);
+        cr_expect_str_eq(choice_text(o, i), choice_text(o1, 0), "choice %d", i);
+        cJSON_Delete(o1);
+        free(b1.p);
+    }
+    cr_expect_str_neq(choice_text(o, 0), choice_text(o, 1), "two seeds gave one text");
+
+    /* streamed: chunks carry their choice's index, each adds up to the same
+     * text, one finish_reason per choice, one usage chunk, one [DONE] */
+    snprintf(body, sizeof body, req, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}");
+    struct buf sb = {0};
+    cr_assert_eq(http(&s, "POST", "/v1/completions", body, NULL, &sb), 200, "%s", sb.p);
+    char text[3][1024] = {"", "", ""};
+    int finishes[3] = {0}, done = 0, usage = 0;
+    for (char *line = strtok(sb.p, "\n"); line; line = strtok(NULL, "\n")) {
+        if (strcmp(line, "data: [DONE]") == 0) {
+            done++;
+            continue;
+        }
+        cJSON *ch = json(line + 6);
+        const cJSON *cc = cJSON_GetArrayItem(cJSON_GetObjectItem(ch, "choices"), 0);
+        if (cc) {
+            int i = cJSON_GetObjectItem(cc, "index")->valueint;
+            cr_assert(i >= 0 && i < 3, "index %d", i);
+            strncat(text[i], cJSON_GetObjectItem(cc, "text")->valuestring,
+                    sizeof text[i] - strlen(text[i]) - 1);
+            finishes[i] += cJSON_IsString(cJSON_GetObjectItem(cc, "finish_reason"));
+        } else {
+            usage++;
+            cr_expect_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(ch, "usage"), "completion_tokens")
+                             ->valueint,
+                         24);
+        }
+        cJSON_Delete(ch);
+    }
+    cr_expect_eq(done, 1);
+    cr_expect_eq(usage, 1);
+    for (int i = 0; i < 3; i++) {
+        cr_expect_eq(finishes[i], 1, "choice %d", i);
+        cr_expect_str_eq(text[i], choice_text(o, i), "streamed choice %d", i);
+    }
+    free(sb.p);
+    cJSON_Delete(o);
+    free(b.p);
+
+    /* greedy choices are all the same, up to n = 8 */
+    struct buf c = {0};
+    cr_assert_eq(http(&s, "POST", "/v1/completions",
+                      "{\"prompt\":\"Echoes of\",\"max_tokens\":6,\"temperature\":0,\"n\":8}", NULL, &c),
+                 200, "%s", c.p);
+    o = json(c.p);
+    for (int i = 1; i < 8; i++)
+        cr_expect_str_eq(choice_text(o, i), choice_text(o, 0));
+    cJSON_Delete(o);
+    free(c.p);
+    static const char *const bad[] = {"0", "9", "1.5", "\"2\""};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(body, sizeof body, "{\"prompt\":\"a\",\"n\":%s}", bad[i]);
+        struct buf e = {0};
+        cr_expect_eq(http(&s, "POST", "/v1/completions", body, NULL, &e), 400, "n %s", bad[i]);
+        cr_expect(e.p && strstr(e.p, "n must be an integer from 1 to 8"), "%s", e.p);
+        free(e.p);
+    }
+    cr_expect_eq(metric(&s, "attnd_kv_blocks_used"), 0);
+    cr_expect_eq(server_stop(&s), 0);
 }

@@ -1,6 +1,6 @@
 // client.mjs - the official `openai` package, unmodified, against a running attnd:
 // chat (plain and streamed with usage), completions (plain, streamed, echo),
-// the model list, and errors surfacing as the client's APIError with status and
+// the model list, n = 2 choices, and errors surfacing as the client's APIError with status and
 // message. usage: node client.mjs BASE_URL   (run by tests/openai/run.sh)
 import assert from "node:assert/strict";
 import OpenAI from "openai";
@@ -80,9 +80,21 @@ await check("a bad request is an APIError with status 400 and the message", asyn
     (e) => e instanceof OpenAI.APIError && e.status === 400 && /messages\[0\]\.role/.test(e.message),
   );
   await assert.rejects(
-    client.chat.completions.create({ model: "x", messages, n: 3 }),
-    (e) => e.status === 400 && /n: only 1/.test(e.message),
+    client.chat.completions.create({ model: "x", messages, n: 9 }),
+    (e) => e.status === 400 && /n must be an integer from 1 to 8/.test(e.message),
   );
+});
+
+await check("n = 2 choices, plain and streamed", async () => {
+  const ask = { model: "x", messages, max_tokens: 6, temperature: 1, seed: 3, n: 2, ignore_eos: true };
+  const r = await client.chat.completions.create(ask);
+  assert.equal(r.choices.length, 2);
+  assert.deepEqual(r.choices.map((c) => c.index), [0, 1]);
+  assert.equal(r.usage.completion_tokens, 12, "two choices of 6 tokens");
+  const stream = await client.chat.completions.create({ ...ask, stream: true });
+  const text = ["", ""];
+  for await (const chunk of stream) for (const c of chunk.choices) text[c.index] += c.delta?.content ?? "";
+  assert.deepEqual(text, r.choices.map((c) => c.message.content));
 });
 
 console.log(`openai client: ${checks} checks passed`);
