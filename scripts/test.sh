@@ -98,7 +98,7 @@ printf '%s' '{"prompt":"a","stop":"x"}' > "$corpus/request/min.json"
 printf '%s' '{"text":"caf\u00e9 \ud83d\ude00"}' > "$corpus/request/tokenize.json"
 printf '%s' '{"tokens":[1,2,3]}' > "$corpus/request/detokenize.json"
 printf '%s' '{"messages":[{"role":"system","content":"s"},{"role":"user","content":[{"type":"text","text":"hi"}]}],"max_completion_tokens":8,"logprobs":true,"top_logprobs":2,"logit_bias":{"5":-1},"stream":true,"stream_options":{"include_usage":true}}' > "$corpus/request/chat.json"
-printf '%s' '{"prompt":[1,2,3],"echo":true,"logprobs":2,"presence_penalty":0.5}' > "$corpus/request/completion.json"
+printf '%s' '{"prompt":[1,2,3],"echo":true,"logprobs":2,"presence_penalty":0.5,"n":3,"cache_prompt":false}' > "$corpus/request/completion.json"
 build/fuzz/tests/fuzz_gguf -max_total_time="$secs" -rss_limit_mb=4096 -print_final_stats=1 \
   "$corpus/gguf" 2>&1 | tail -n 8
 build/fuzz/tests/fuzz_request -max_total_time="$secs" -rss_limit_mb=4096 -print_final_stats=1 \
