@@ -65,4 +65,15 @@ int attn_tiled(const attn_params *p, const attn_kv_view *kv, const float *q, uin
 int attn_naive_f64(const attn_params *p, const attn_kv_view *kv, const float *q, uint32_t n_q,
                    uint32_t pos0, float *out, attnd_err *err);
 
+/* The attention probabilities themselves, for the query heads HEADS[0, N_HEADS):
+ * softmax(q·Kᵀ·scale) in double precision over the same view and queries as
+ * attn_tiled, one row of LD >= pos0 + n_q floats per (head, query), at
+ * OUT + (k * n_q + i) * LD: position j's weight, 0 where the query cannot see
+ * (after it, or outside the window). Each row sums to 1, and weighting V with
+ * it gives attn_tiled's output (tests/test_attn.c holds both). Allocates;
+ * O(positions x head_dim) per row: for exports, not for the decode loop. */
+int attn_probs(const attn_params *p, const attn_kv_view *kv, const float *q, uint32_t n_q,
+               uint32_t pos0, const uint32_t *heads, uint32_t n_heads, float *out, size_t ld,
+               attnd_err *err);
+
 #endif

@@ -739,3 +739,73 @@ Test(attn, window_one_attends_to_itself)
         tcache_free(&c);
     }
 }
+
+/* ------------------------------------------------------------ exported probabilities */
+
+/* attn_probs on random cases (GQA, windows, F16, chunks mid-sequence): every
+ * row sums to 1, is 0 where the query cannot see, and weighting V with it
+ * gives attn_tiled's output to 1e-5: the exported weights are the ones the
+ * kernel used. A subset of heads comes out in the order asked. */
+Test(attn, exported_probabilities_reproduce_the_tiled_output)
+{
+    static const pcase cases[] = {
+        {32, 8, 2, 16, 0, ATTN_DTYPE_F32, 37, 37}, {64, 8, 8, 7, 5, ATTN_DTYPE_F16, 100, 23},
+        {16, 4, 1, 16, 0, ATTN_DTYPE_F32, 1, 1},   {48, 6, 3, 32, 0, ATTN_DTYPE_F16, 129, 129},
+        {80, 8, 4, 16, 64, ATTN_DTYPE_F32, 300, 40},
+    };
+    for (size_t ci = 0; ci < N_OF(cases); ci++) {
+        const pcase *pc = &cases[ci];
+        shape sh = {pc->head_dim, pc->n_head, pc->n_head_kv, pc->block_size, pc->window, pc->dtype};
+        rng r = {7000 + ci};
+        tcache c;
+        tcache_init(&c, &r, &sh, pc->kv_len);
+        const uint32_t n_q = pc->n_q, pos0 = pc->kv_len - n_q, hd = sh.head_dim;
+        float *q = random_q(&r, &sh, n_q, 1.0f);
+        attn_params p = params_of(&sh);
+        float *out = nan_buf((size_t)n_q * sh.n_head * hd);
+        attn_scratch *s = attn_scratch_new(&p);
+        attnd_err err = {0};
+        cr_assert_eq(attn_tiled(&p, &c.view, q, n_q, pos0, 0, sh.n_head_kv, out, s, &err), ATTND_OK);
+        attn_scratch_free(s);
+        uint32_t heads[16], n_heads = 0;
+        for (uint32_t h = sh.n_head; h-- > 0;) /* all, last first */
+            heads[n_heads++] = h;
+        const size_t ld = pc->kv_len + 3; /* a stride past the row: padding stays 0 */
+        float *pr = nan_buf((size_t)n_heads * n_q * ld);
+        cr_assert_eq(attn_probs(&p, &c.view, q, n_q, pos0, heads, n_heads, pr, ld, &err), ATTND_OK,
+                     "%s", err.msg);
+        for (uint32_t k = 0; k < n_heads; k++) {
+            const uint32_t h = heads[k], g = h / (sh.n_head / sh.n_head_kv);
+            for (uint32_t i = 0; i < n_q; i++) {
+                const uint32_t pos = pos0 + i;
+                const uint32_t lo = p.window && pos >= p.window ? pos - p.window + 1 : 0;
+                const float *row = pr + ((size_t)k * n_q + i) * ld;
+                double sum = 0.0;
+                for (size_t j = 0; j < ld; j++) {
+                    if (j < lo || j > pos)
+                        cr_assert_eq(row[j], 0.0f, "case %zu head %u q %u: weight at %zu", ci, h, i, j);
+                    cr_assert(row[j] >= 0.0f && row[j] <= 1.0f);
+                    sum += row[j];
+                }
+                cr_assert(fabs(sum - 1.0) < 1e-5, "case %zu head %u q %u: sums to %.9g", ci, h, i, sum);
+                for (uint32_t d = 0; d < hd; d++) {
+                    double o = 0.0;
+                    for (uint32_t j = lo; j <= pos; j++)
+                        o += (double)row[j] * c.v_val[((size_t)j * sh.n_head_kv + g) * hd + d];
+                    const float t = out[((size_t)i * sh.n_head + h) * hd + d];
+                    cr_assert(fabs(o - t) <= 1e-5 * fmax(1.0, fabs(t)),
+                              "case %zu head %u q %u dim %u: sum p.V %.9g, tiled %.9g", ci, h, i, d,
+                              o, (double)t);
+                }
+            }
+        }
+        uint32_t bad = sh.n_head;
+        cr_expect_eq(attn_probs(&p, &c.view, q, n_q, pos0, &bad, 1, pr, ld, &err), ATTND_EINVAL);
+        cr_expect_eq(attn_probs(&p, &c.view, q, n_q, pos0, heads, 1, pr, pc->kv_len - 1, &err),
+                     ATTND_EINVAL);
+        free(pr);
+        free(q);
+        free(out);
+        tcache_free(&c);
+    }
+}
