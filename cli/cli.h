@@ -17,6 +17,7 @@ int cli_info(int argc, char **argv);
 int cli_tokenize(int argc, char **argv);
 int cli_mkmodel(int argc, char **argv);
 int cli_logits(int argc, char **argv);
+int cli_attention(int argc, char **argv);
 int cli_generate(int argc, char **argv);
 int cli_serve(int argc, char **argv);
 int cli_bench(int argc, char **argv);

@@ -16,6 +16,7 @@ static const struct {
     {"serve", cli_serve, "serve a model over HTTP (streaming, continuous batching)"},
     {"generate", cli_generate, "generate text from a prompt, streamed to stdout"},
     {"logits", cli_logits, "write raw logits for a token sequence (engine checks)"},
+    {"attention", cli_attention, "print the attention weights of a prompt as JSON (/v1/attention)"},
     {"bench", cli_bench, "measure the engine against this machine's ceilings"},
     {"quantize", cli_quantize, "convert a model's weights to a quantization preset (Q4_K_M, ...)"},
     {"mkmodel", cli_mkmodel, "write a synthetic GGUF model with random weights"},

@@ -43,6 +43,7 @@ typedef struct cfg {
     uint32_t request_timeout_s;/* request_timeout_s: deadline of one generation, 0 = none */
     uint32_t conn_timeout_s;   /* conn_timeout_s: idle/slow connection timeout */
     uint32_t max_connections;  /* max_connections: open HTTP connections at once */
+    uint32_t attention_max_cells; /* attention_max_cells: weights one /v1/attention answer may hold */
     char api_key[256];         /* api_key: empty = no authentication */
     char cors_origins[1024];   /* cors_origins: comma-separated origins (or *) browsers may call from */
     char chat_template[4096];  /* chat_template: a .jinja file replacing the model's, empty = the model's */

@@ -49,6 +49,7 @@ struct engine {
     kv_seq **seqs;     /* NULL: slot free */
     uint32_t *seq_len;
     uint64_t *seq_stamp; /* step counter when last seen, to catch split groups */
+    const engine_tap **seq_tap; /* per slot, NULL: no attention export */
     uint64_t step_no;
 
     /* activations, [max_entries][...] */
@@ -351,6 +352,7 @@ void engine_free(engine *e)
     free(e->seqs);
     free(e->seq_len);
     free(e->seq_stamp);
+    free(e->seq_tap);
     kv_pool_free(e->kv);
     for (uint32_t t = 0; e->mm_scratch && t < e->n_threads; t++)
         free(e->mm_scratch[t]);
@@ -500,12 +502,16 @@ int engine_seq_open(engine *e, uint32_t *seq, attnd_err *err)
         uint64_t *stamp = realloc(e->seq_stamp, cap * sizeof *stamp);
         if (stamp)
             e->seq_stamp = stamp;
-        if (!seqs || !len || !stamp)
+        const engine_tap **tap = realloc(e->seq_tap, cap * sizeof *tap);
+        if (tap)
+            e->seq_tap = tap;
+        if (!seqs || !len || !stamp || !tap)
             return attnd_err_set(err, ATTND_ENOMEM, "engine: out of memory for sequences");
         for (uint32_t i = e->n_seq_slots; i < cap; i++) {
             e->seqs[i] = NULL;
             e->seq_len[i] = 0;
             e->seq_stamp[i] = 0;
+            e->seq_tap[i] = NULL;
         }
         e->n_seq_slots = cap;
     }
@@ -513,6 +519,7 @@ int engine_seq_open(engine *e, uint32_t *seq, attnd_err *err)
         return attnd_err_set(err, ATTND_ENOMEM, "engine: out of memory for a sequence");
     e->seq_len[s] = 0;
     e->seq_stamp[s] = 0;
+    e->seq_tap[s] = NULL;
     *seq = s;
     return ATTND_OK;
 }
@@ -523,7 +530,24 @@ void engine_seq_close(engine *e, uint32_t seq)
         kv_seq_free(e->kv, e->seqs[seq]);
         e->seqs[seq] = NULL;
         e->seq_len[seq] = 0;
+        e->seq_tap[seq] = NULL;
     }
+}
+
+int engine_seq_tap(engine *e, uint32_t seq, const engine_tap *tap, attnd_err *err)
+{
+    if (seq >= e->n_seq_slots || !e->seqs[seq])
+        return attnd_err_set(err, ATTND_EINVAL, "tap: sequence %u is not open", seq);
+    for (uint32_t i = 0; tap && i < tap->n_layers; i++)
+        if (tap->layers[i] >= e->hp->n_layer)
+            return attnd_err_set(err, ATTND_EINVAL, "tap: layer %u of %u", tap->layers[i],
+                                 e->hp->n_layer);
+    for (uint32_t i = 0; tap && i < tap->n_heads; i++)
+        if (tap->heads[i] >= e->hp->n_head)
+            return attnd_err_set(err, ATTND_EINVAL, "tap: head %u of %u", tap->heads[i],
+                                 e->hp->n_head);
+    e->seq_tap[seq] = tap;
+    return ATTND_OK;
 }
 
 uint32_t engine_seq_len(const engine *e, uint32_t seq)
@@ -679,6 +703,32 @@ static int kv_store(engine *e, uint32_t layer, const engine_entry *en, uint32_t 
 /* att = softmax(q·Kᵀ / sqrt(head_dim)) · V over each sequence's cache for
  * LAYER (causal: a row sees its own position and those before it), one task
  * per (sequence, KV head). Q rows are in e->q, the result in e->att. */
+/* For each tapped sequence in the step whose tap selects LAYER: the exact
+ * probabilities of this step's queries, from the same q and cache the tiled
+ * kernel just used (attn_probs), into the tap's rows. */
+static int export_attention(engine *e, uint32_t layer, attnd_err *err)
+{
+    for (uint32_t g = 0; g < e->n_groups; g++) {
+        const struct group *gr = &e->groups[g];
+        const engine_tap *tap = e->seq_tap[gr->seq];
+        if (!tap || gr->pos0 + gr->n > tap->n_rows)
+            continue;
+        for (uint32_t k = 0; k < tap->n_layers; k++) {
+            if (tap->layers[k] != layer)
+                continue;
+            for (uint32_t m = 0; m < tap->n_heads; m++) {
+                float *rows = tap->out + (((size_t)k * tap->n_heads + m) * tap->n_rows + gr->pos0) *
+                                             tap->n_rows;
+                int rc = attn_probs(&e->ap, &e->views[g], e->q + (size_t)gr->first * e->q_dim,
+                                    gr->n, gr->pos0, &tap->heads[m], 1, rows, tap->n_rows, err);
+                if (rc != ATTND_OK)
+                    return rc;
+            }
+        }
+    }
+    return ATTND_OK;
+}
+
 static int attend(engine *e, uint32_t layer, attnd_err *err)
 {
     int rc = build_views(e, layer, err);
@@ -692,7 +742,7 @@ static int attend(engine *e, uint32_t layer, attnd_err *err)
             *err = e->task_err[t];
             return e->task_rc[t];
         }
-    return ATTND_OK;
+    return export_attention(e, layer, err);
 }
 
 /* One block of the RoPE families (Llama, Qwen 2, Qwen 3). Their differences

@@ -63,6 +63,26 @@ uint32_t engine_seq_len(const engine *e, uint32_t seq);
  * kv_seq_own). Needs no free block. */
 int engine_seq_fork(engine *e, uint32_t src, uint32_t dst, attnd_err *err);
 
+/* Attention export (/v1/attention): while a tap is set on a sequence, every
+ * step computing positions of it also writes, for the tap's layers and query
+ * heads, each of those positions' attention probabilities over the positions
+ * it sees, computed exactly (attn_probs) from the same q and cache as the
+ * tiled kernel, whose output is unchanged. Row (layer k, head m, position p)
+ * is n_rows floats at out + ((k * n_heads + m) * n_rows + p) * n_rows (0 past
+ * p); positions at or past n_rows are not written. The caller owns the tap
+ * and keeps it alive until it clears it or closes the sequence. */
+typedef struct engine_tap {
+    const uint32_t *layers;
+    uint32_t n_layers;
+    const uint32_t *heads;
+    uint32_t n_heads;
+    uint32_t n_rows;
+    float *out; /* n_layers * n_heads * n_rows * n_rows floats */
+} engine_tap;
+/* TAP NULL clears. ATTND_EINVAL: the sequence is not open, or a layer or head
+ * is out of range. */
+int engine_seq_tap(engine *e, uint32_t seq, const engine_tap *tap, attnd_err *err);
+
 /* Prefix cache (engine_params.prefix_cache; no-ops without it). On a freshly
  * opened sequence, engine_seq_reuse takes the longest cached run of whole
  * blocks that TOKENS start with, at most MAX_TOKENS positions (keep at least

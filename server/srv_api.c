@@ -316,7 +316,8 @@ int srv_parse_gen_fields(const char *body, size_t len, const cJSON *obj, const s
     static const char *const max_names[] = {"max_tokens", "max_completion_tokens"};
     for (size_t i = 0; i < 2; i++)
         if ((it = field(obj, max_names[i]))) {
-            if ((rc = get_int(it, max_names[i], 1, (double)lim->max_tokens_cap, &v, err)))
+            if ((rc = get_int(it, max_names[i], lim->zero_tokens_ok ? 0 : 1,
+                              (double)lim->max_tokens_cap, &v, err)))
                 return rc;
             r->max_tokens = (uint32_t)v;
         }

@@ -24,6 +24,7 @@
 typedef struct srv_limits {
     uint32_t default_max_tokens;
     uint32_t max_tokens_cap;
+    bool zero_tokens_ok;  /* max_tokens 0 is allowed (/v1/attention: the prompt only) */
 } srv_limits;
 
 /* POST /generate. Owns its strings (free with srv_gen_req_free). */

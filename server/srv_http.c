@@ -152,7 +152,7 @@ static enum MHD_Result route_root(srv_http *h, struct MHD_Connection *c, struct 
     cJSON *ep = cJSON_AddArrayToObject(o, "endpoints");
     static const char *const eps[] = {
         "POST /generate", "POST /tokenize", "POST /detokenize", "GET /v1/models",
-        "POST /v1/chat/completions", "POST /v1/completions",
+        "POST /v1/chat/completions", "POST /v1/completions", "POST /v1/attention",
         "GET /health",    "GET /ready",     "GET /metrics",     "GET /",
     };
     for (size_t i = 0; i < sizeof eps / sizeof eps[0]; i++)
@@ -410,6 +410,8 @@ static int parse_as(srv_http *h, struct conn *cn, srv_api api, const srv_limits 
                               err);
     case SRV_API_COMPLETION:
         return srv_parse_completion(cn->body, cn->len, lim, seed, &r->in, &r->include_usage, err);
+    case SRV_API_ATTENTION:
+        return srv_parse_attention(cn->body, cn->len, lim, seed, h->hp, &r->in, &r->attn, err);
     default:
         /* any failure of /generate's parse is the request's: a 400 */
         return srv_parse_generate(cn->body, cn->len, lim, seed, &r->in, err) ? ATTND_EINVAL : 0;
@@ -425,7 +427,8 @@ static enum MHD_Result route_gen(srv_http *h, struct MHD_Connection *c, struct c
     attnd_err err = {0};
     if (srv_sched_draining(h->ctx.sched))
         return send_error(c, cn, 503, "unavailable", "the server is shutting down");
-    srv_limits lim = {h->ctx.c->default_max_tokens, h->ctx.c->max_tokens_cap};
+    srv_limits lim = {.default_max_tokens = h->ctx.c->default_max_tokens,
+                      .max_tokens_cap = h->ctx.c->max_tokens_cap};
     uint64_t seed = atomic_fetch_add(&h->seed_counter, 0x9e3779b97f4a7c15ull) ^ (uint64_t)time(NULL);
     srv_req *r = srv_req_new();
     if (!r)
@@ -435,10 +438,11 @@ static enum MHD_Result route_gen(srv_http *h, struct MHD_Connection *c, struct c
         srv_req_release(r);
         return send_req_error(c, cn, api, rc, err.msg);
     }
-    if (api == SRV_API_GENERATE)
+    if (api == SRV_API_GENERATE || api == SRV_API_ATTENTION)
         r->sse = r->in.stream && accepts_sse(c);
     else
         openai_init(h, r, api, api == SRV_API_CHAT ? "chatcmpl" : "cmpl");
+    r->api = api;
     /* n > 1: each further choice is the same request parsed again with its
      * own seed (a given seed + index, so the choices differ but repeat) */
     r->n_choices = 1;
@@ -480,9 +484,31 @@ static enum MHD_Result route_chat(srv_http *h, struct MHD_Connection *c, struct 
     return route_gen(h, c, cn, SRV_API_CHAT);
 }
 
+static enum MHD_Result route_attention(srv_http *h, struct MHD_Connection *c, struct conn *cn)
+{
+    return route_gen(h, c, cn, SRV_API_ATTENTION);
+}
+
 static enum MHD_Result route_completion(srv_http *h, struct MHD_Connection *c, struct conn *cn)
 {
     return route_gen(h, c, cn, SRV_API_COMPLETION);
+}
+
+/* /v1/attention: the rows its positions (prompt and reported tokens) need,
+ * within attention_max_cells (ATTND_ERANGE, a 413, beyond). */
+static int attention_rows(srv_http *h, srv_req *r, attnd_err *err)
+{
+    uint64_t cells;
+    uint32_t n = r->n_prompt + r->attn.n_tokens;
+    int rc = srv_attention_cells(&r->attn, n, h->ctx.c->attention_max_cells, &cells, err);
+    if (rc != ATTND_OK)
+        return rc;
+    r->tap = (engine_tap){.layers = r->attn.layers, .n_layers = r->attn.n_layers,
+                          .heads = r->attn.heads, .n_heads = r->attn.n_heads, .n_rows = n,
+                          .out = calloc(cells ? (size_t)cells : 1, sizeof(float))};
+    return r->tap.out ? ATTND_OK
+                      : attnd_err_set(err, ATTND_ENOMEM, "out of memory for %llu attention weights",
+                                      (unsigned long long)cells);
 }
 
 /* Tokenizes R's prompt, queues it and answers: a stream, or a parked
@@ -503,9 +529,13 @@ static enum MHD_Result start_generation(srv_http *h, struct MHD_Connection *c, s
         if (rc == ATTND_OK && m->in.echo)
             rc = add_echo(h, m, r, &err);
     }
+    if (rc == ATTND_OK && r->api == SRV_API_ATTENTION)
+        rc = attention_rows(h, r, &err);
     if (rc != ATTND_OK) {
         srv_api api = r->api;
         srv_req_release(r);
+        if (rc == ATTND_ERANGE)
+            return send_error(c, cn, 413, "too_large", err.msg);
         return send_req_error(c, cn, api, rc, err.msg);
     }
     cn->req = r;
@@ -544,6 +574,33 @@ static enum MHD_Result start_generation(srv_http *h, struct MHD_Connection *c, s
     return MHD_YES;
 }
 
+/* The /v1/attention answer of the finished R: its tokens (prompt, then the
+ * generated ones asked for) and the rows the engine wrote for them. The
+ * scheduler is done with R, so its token fields are final. */
+static enum MHD_Result attention_answer(srv_http *h, struct MHD_Connection *c, struct conn *cn,
+                                        srv_req *r)
+{
+    pthread_mutex_lock(&r->mu);
+    srv_finish why = r->finish;
+    char error[sizeof r->error];
+    memcpy(error, r->error, sizeof error);
+    pthread_mutex_unlock(&r->mu);
+    if (why == SRV_FINISH_ERROR || why == SRV_FINISH_TIMEOUT)
+        return send_error(c, cn, why == SRV_FINISH_ERROR ? 500 : 503, "internal",
+                          why == SRV_FINISH_ERROR ? error : "request_timeout_s ran out");
+    uint32_t n = r->n_tokens < r->tap.n_rows ? r->n_tokens : r->tap.n_rows;
+    uint32_t rows = r->n_computed < n ? r->n_computed : n;
+    cJSON *o = srv_attention_json(h->vocab, r->tokens, n, r->n_prompt, rows, &r->attn, r->tap.out,
+                                  r->tap.n_rows);
+    if (o && !cJSON_AddStringToObject(o, "finish_reason", srv_finish_name(why))) {
+        cJSON_Delete(o);
+        o = NULL;
+    }
+    if (!o)
+        return send_error(c, cn, 500, "internal", "out of memory building the answer");
+    return send_json(c, cn, 200, o);
+}
+
 /* Called again after a non-streamed /generate was resumed. */
 static enum MHD_Result generate_resumed(srv_http *h, struct MHD_Connection *c, struct conn *cn)
 {
@@ -557,6 +614,8 @@ static enum MHD_Result generate_resumed(srv_http *h, struct MHD_Connection *c, s
     pthread_mutex_unlock(&r->mu);
     if (!done)
         return MHD_YES;
+    if (r->api == SRV_API_ATTENTION)
+        return attention_answer(h, c, cn, r);
     if (r->api != SRV_API_GENERATE) {
         size_t n;
         char *s = openai_result(h, r, &n);
@@ -627,6 +686,7 @@ static const struct route k_routes[] = {
     {"/v1/models", "GET", "models", false, route_models},
     {"/v1/chat/completions", "POST", "chat", false, route_chat},
     {"/v1/completions", "POST", "completions", false, route_completion},
+    {"/v1/attention", "POST", "attention", false, route_attention},
     {"/", "GET", "root", false, route_root},
 };
 

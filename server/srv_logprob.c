@@ -76,6 +76,14 @@ static char *piece_of(const tok_vocab *v, int32_t id, size_t *len, char **text)
     return b;
 }
 
+char *srv_token_text(const tok_vocab *v, int32_t id)
+{
+    size_t len;
+    char *text, *bytes = piece_of(v, id, &len, &text);
+    free(bytes);
+    return text;
+}
+
 static cJSON *bytes_array(const char *b, size_t n)
 {
     cJSON *a = cJSON_CreateArray();

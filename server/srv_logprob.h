@@ -27,6 +27,10 @@ typedef struct srv_logprob {
 void srv_logprob_compute(const float *logits, int32_t n_vocab, int32_t token, uint32_t top,
                          srv_logprob *out);
 
+/* The text of token ID as JSON may carry it: its bytes, with what is not
+ * valid UTF-8 (part of a character) as U+FFFD. malloc'd; NULL: no memory. */
+char *srv_token_text(const tok_vocab *v, int32_t id);
+
 /* LP[0, N) as JSON (NULL when out of memory), token texts from V:
  *   generate:   [{"id", "token", "logprob", "top_logprobs": [{"id", "token", "logprob"}]}]
  *   chat:       {"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}]}

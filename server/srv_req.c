@@ -95,6 +95,7 @@ void srv_req_release(srv_req *r)
         srv_req_release(r->choices[i]);
     srv_gen_req_free(&r->in);
     free(r->prompt_ids);
+    free(r->tap.out);
     free(r->out);
     free(r->tokens);
     sampler_free(r->smp);

@@ -25,6 +25,8 @@
 #include "model.h"
 #include "sample.h"
 #include "srv_api.h"
+#include "srv_attention.h"
+#include "engine.h"
 #include "srv_logprob.h"
 #include "tok.h"
 
@@ -47,6 +49,7 @@ typedef enum srv_api {
     SRV_API_GENERATE = 0, /* POST /generate */
     SRV_API_CHAT,         /* POST /v1/chat/completions */
     SRV_API_COMPLETION,   /* POST /v1/completions */
+    SRV_API_ATTENTION,    /* POST /v1/attention (srv_attention.h) */
 } srv_api;
 
 typedef struct srv_req srv_req;
@@ -71,6 +74,12 @@ struct srv_req {
     srv_req *head;                /* a further choice: its head (not a reference) */
     srv_req *choices[SRV_MAX_CHOICES]; /* head: choices[1..n_choices) */
     uint32_t n_choices;           /* head: 1 + further choices */
+    /* /v1/attention: the rows the engine writes while the sequence runs
+     * (tap.out, n_layers x n_heads x n_rows x n_rows floats, owned here) and
+     * how many generated tokens the answer reports (in.max_tokens is one
+     * more, so that each reported token's row is computed). */
+    engine_tap tap;
+    srv_attn_opts attn;
     struct MHD_Connection *conn;
     int fd;                       /* the connection's socket, -1: none */
     double t_submit;              /* seconds, monotonic */

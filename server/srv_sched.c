@@ -461,6 +461,10 @@ static void admit(srv_sched *s, double t)
         attnd_err err;
         if (engine_seq_open(s->eng, &r->seq, &err) != ATTND_OK)
             break;
+        /* /v1/attention: its rows are written as its positions are computed
+         * (layers and heads were checked against the model when parsed) */
+        if (r->api == SRV_API_ATTENTION)
+            engine_seq_tap(s->eng, r->seq, &r->tap, &err);
         /* The cached prefix first (at least the last token is computed, for
          * its logits): taking it changes what is free, since cached blocks
          * nobody used counted as free until now. */

@@ -194,7 +194,7 @@ Test(config, shipped_file_equals_the_builtin_defaults)
         cr_expect(cJSON_GetObjectItemCaseSensitive(code, it->string) != NULL,
                   "config/attnd.json has key '%s' that the code does not know", it->string);
     cr_expect_eq(n_file, n_code);
-    cr_expect_eq(n_code, 25);
+    cr_expect_eq(n_code, 26);
 
     /* And loading the file over anything gives exactly the defaults. */
     cfg d, f;

@@ -171,7 +171,7 @@ static srv_req *h_submit(struct harness *h, const char *body, int *rc)
     srv_req *r = srv_req_new();
     cr_assert(r);
     attnd_err err = {0};
-    srv_limits lim = {128, 100000};
+    srv_limits lim = {.default_max_tokens = 128, .max_tokens_cap = 100000};
     cr_assert_eq(srv_parse_generate(body, strlen(body), &lim, 1234, &r->in, &err), ATTND_OK, "%s",
                  err.msg);
     struct timespec ts;
@@ -677,7 +677,7 @@ Test(sched, preemption_never_frees_blocks_another_sequence_shares)
 static srv_req *h_submit_n(struct harness *h, const char *body, uint32_t n)
 {
     srv_req *r = NULL;
-    srv_limits lim = {128, 100000};
+    srv_limits lim = {.default_max_tokens = 128, .max_tokens_cap = 100000};
     attnd_err err = {0};
     for (uint32_t i = 0; i < n; i++) {
         srv_req *m = srv_req_new();
