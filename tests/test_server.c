@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "attnd_half.h"
 #include "test_util.h"
 
 /* ------------------------------------------------------------ server process */
@@ -1685,4 +1686,172 @@ Test(server_chat, n_choices_share_one_prompt_and_stream_by_index, .timeout = 120
     }
     cr_expect_eq(metric(&s, "attnd_kv_blocks_used"), 0);
     cr_expect_eq(server_stop(&s), 0);
+}
+
+/* ------------------------------------------------------------ /v1/attention */
+
+/* Halves of a base64 string (little-endian), as floats; *N gets the count. */
+static float *f16_of_base64(const char *s, size_t *n)
+{
+    static const char k[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t len = strlen(s), o = 0;
+    unsigned char *raw = malloc(len);
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < len && s[i] != '='; i++) {
+        const char *p = strchr(k, s[i]);
+        cr_assert(p, "not base64: %c", s[i]);
+        acc = acc << 6 | (uint32_t)(p - k);
+        if ((bits += 6) >= 8) {
+            raw[o++] = (unsigned char)(acc >> (bits - 8));
+            bits -= 8;
+        }
+    }
+    *n = o / 2;
+    float *f = malloc(*n * sizeof *f + 1);
+    for (size_t i = 0; i < *n; i++)
+        f[i] = attnd_f16_to_f32((uint16_t)(raw[2 * i] | raw[2 * i + 1] << 8));
+    free(raw);
+    return f;
+}
+
+/* The rows /v1/attention exports for aidreams260K are the float64 reference's
+ * (tests/ref/attention_ref.py, committed as data) to 1e-5, the greedy tokens
+ * are its too, the f16 form holds the same rows, and bad requests get 4xx
+ * naming what was wrong. */
+Test(server_attention, rows_match_an_independent_float64_forward, .timeout = 120)
+{
+    char *ref_txt = test_read_file(ATTND_SOURCE_DIR "/tests/data/attention/aidreams260K-echoes.json", NULL);
+    cr_assert(ref_txt);
+    cJSON *ref = json(ref_txt);
+    free(ref_txt);
+    const cJSON *ids = cJSON_GetObjectItem(ref, "ids");
+    int n_prompt = cJSON_GetObjectItem(ref, "n_prompt")->valueint, n_all = cJSON_GetArraySize(ids);
+    struct server s;
+    server_start(&s, "models/aidreams260K.gguf", "--kv-type f32");
+    cJSON *req = cJSON_CreateObject();
+    cJSON *pr = cJSON_AddArrayToObject(req, "prompt");
+    for (int i = 0; i < n_prompt; i++)
+        cJSON_AddItemToArray(pr, cJSON_CreateNumber(cJSON_GetArrayItem(ids, i)->valueint));
+    cJSON_AddNumberToObject(req, "max_tokens", n_all - n_prompt);
+    cJSON_AddStringToObject(req, "format", "json");
+    char *body = cJSON_PrintUnformatted(req);
+    struct buf b = {0};
+    cr_assert_eq(http(&s, "POST", "/v1/attention", body, NULL, &b), 200, "%s", b.p);
+    cJSON *o = json(b.p);
+    cr_expect_eq(cJSON_GetObjectItem(o, "positions")->valueint, n_all);
+    const cJSON *toks = cJSON_GetObjectItem(o, "tokens");
+    cr_assert_eq(cJSON_GetArraySize(toks), n_all);
+    for (int i = 0; i < n_all; i++)
+        cr_expect_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(toks, i), "id")->valueint,
+                     cJSON_GetArrayItem(ids, i)->valueint, "token %d", i);
+    const cJSON *att = cJSON_GetObjectItem(o, "attention");
+    cr_assert_eq(cJSON_GetArraySize(att), 16, "4 layers x 4 heads by default");
+    double worst = 0;
+    for (const cJSON *h = att->child; h; h = h->next) {
+        int l = cJSON_GetObjectItem(h, "layer")->valueint, hh = cJSON_GetObjectItem(h, "head")->valueint;
+        const cJSON *want = cJSON_GetArrayItem(cJSON_GetArrayItem(cJSON_GetObjectItem(ref, "probs"), l), hh);
+        const cJSON *got = cJSON_GetObjectItem(h, "probs");
+        cr_assert_eq(cJSON_GetArraySize(got), n_all);
+        for (int p = 0; p < n_all; p++) {
+            const cJSON *gr = cJSON_GetArrayItem(got, p), *wr = cJSON_GetArrayItem(want, p);
+            cr_assert_eq(cJSON_GetArraySize(gr), p + 1);
+            double sum = 0;
+            for (int j = 0; j <= p; j++) {
+                double g = cJSON_GetArrayItem(gr, j)->valuedouble, w = cJSON_GetArrayItem(wr, j)->valuedouble;
+                sum += g;
+                worst = fmax(worst, fabs(g - w));
+                cr_expect(fabs(g - w) <= 1e-5, "layer %d head %d row %d col %d: %.9g, reference %.9g", l,
+                          hh, p, j, g, w);
+            }
+            cr_expect(fabs(sum - 1) < 1e-5, "row sums to %.9g", sum);
+            double e = cJSON_GetArrayItem(cJSON_GetObjectItem(h, "entropy"), p)->valuedouble;
+            cr_expect(e >= 0 && e <= log(p + 1) + 1e-9, "entropy %.9g of %d positions", e, p + 1);
+        }
+    }
+    cr_log_info("attention vs the float64 reference: max |diff| %.3g", worst);
+    free(b.p);
+
+    /* f16: the same rows, as halves */
+    cJSON_ReplaceItemInObject(req, "format", cJSON_CreateString("f16"));
+    cJSON *ls = cJSON_CreateArray(), *hs = cJSON_CreateArray();
+    cJSON_AddItemToArray(ls, cJSON_CreateNumber(2));
+    cJSON_AddItemToArray(hs, cJSON_CreateNumber(3));
+    cJSON_AddItemToArray(hs, cJSON_CreateNumber(0));
+    cJSON_AddItemToObject(req, "layers", ls);
+    cJSON_AddItemToObject(req, "heads", hs);
+    free(body);
+    body = cJSON_PrintUnformatted(req);
+    struct buf f = {0};
+    cr_assert_eq(http(&s, "POST", "/v1/attention", body, NULL, &f), 200, "%s", f.p);
+    cJSON *fo = json(f.p);
+    const cJSON *fa = cJSON_GetObjectItem(fo, "attention");
+    cr_assert_eq(cJSON_GetArraySize(fa), 2);
+    cr_expect_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(fa, 0), "head")->valueint, 3, "heads in the order asked");
+    for (int k = 0; k < 2; k++) {
+        const cJSON *h = cJSON_GetArrayItem(fa, k);
+        size_t n;
+        float *v = f16_of_base64(cJSON_GetObjectItem(h, "probs")->valuestring, &n);
+        cr_assert_eq(n, (size_t)n_all * n_all);
+        const cJSON *want = cJSON_GetArrayItem(cJSON_GetArrayItem(cJSON_GetObjectItem(ref, "probs"), 2),
+                                               cJSON_GetObjectItem(h, "head")->valueint);
+        for (int p = 0; p < n_all; p++)
+            for (int j = 0; j < n_all; j++) {
+                double w = j <= p ? cJSON_GetArrayItem(cJSON_GetArrayItem(want, p), j)->valuedouble : 0;
+                cr_expect(fabs(v[p * n_all + j] - w) <= 1e-3 * fmax(w, 1e-2), "f16 row %d col %d", p, j);
+            }
+        free(v);
+    }
+    cJSON_Delete(fo);
+    free(f.p);
+    free(body);
+    cJSON_Delete(req);
+
+    struct {
+        const char *body;
+        long status;
+        const char *needle;
+    } bad[] = {
+        {"{\"prompt\":\"a\",\"layers\":[4]}", 400, "layers[0]: not a layer of this model (it has 4: 0 to 3)"},
+        {"{\"prompt\":\"a\",\"heads\":[1,1]}", 400, "heads[1]: 1 is listed twice"},
+        {"{\"prompt\":\"a\",\"heads\":[]}", 400, "heads must be a non-empty array"},
+        {"{\"prompt\":[1,99999]}", 400, "outside the vocabulary"},
+        {"{\"prompt\":\"a\",\"format\":\"png\"}", 400, "format must be"},
+        {"{\"prompt\":\"a\",\"top_k\":17}", 400, "top_k must be an integer from 1 to 16"},
+        {"{\"prompt\":\"a\",\"stream\":true}", 400, "stream is not supported"},
+        {"{\"prompt\":\"a\",\"max_tokens\":100}", 413, "more than attention_max_cells (65536)"},
+    };
+    cr_expect_eq(server_stop(&s), 0);
+    server_start(&s, "models/aidreams260K.gguf", "--attention-max-cells 65536");
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct buf e = {0};
+        cr_expect_eq(http(&s, "POST", "/v1/attention", bad[i].body, NULL, &e), bad[i].status, "%s: %s",
+                     bad[i].body, e.p);
+        cr_expect(e.p && strstr(e.p, bad[i].needle), "%s: %s", bad[i].body, e.p);
+        free(e.p);
+    }
+    cr_expect_eq(server_stop(&s), 0);
+
+    /* a client that leaves mid-export (4000 positions) is cancelled and
+     * everything is freed */
+    char *model = long_model();
+    server_start(&s, model, "--attention-max-cells 16777216");
+    char cmd[512], *out = NULL;
+    snprintf(cmd, sizeof cmd,
+             "curl -s -m 0.2 %s/v1/attention -d '{\"prompt\":\"Echoes\",\"max_tokens\":3990,"
+             "\"heads\":[0],\"layers\":[0],\"ignore_eos\":true}' >/dev/null; true",
+             s.base);
+    cr_assert_eq(test_run(cmd, &out), 0);
+    free(out);
+    double took;
+    cr_expect(idle_within(&s, 5, &took), "an abandoned export still runs");
+    struct buf mtx = {0};
+    cr_assert_eq(http(&s, "GET", "/metrics", NULL, NULL, &mtx), 200);
+    cr_expect(strstr(mtx.p, "attnd_finished_requests_total{reason=\"cancelled\"} 1"),
+              "the export was not cancelled mid-way: %s", mtx.p);
+    free(mtx.p);
+    cr_expect_eq(server_stop(&s), 0);
+    free(model);
+    cJSON_Delete(o);
+    cJSON_Delete(ref);
 }

@@ -116,7 +116,9 @@ def rotate(x, cos, sin, style):
     return out
 
 
-def forward(meta, t, ids):
+def forward(meta, t, ids, probs=None):
+    """Logits for IDS; with PROBS a dict, also PROBS[(layer, head)] = the
+    (T, T) attention probabilities."""
     arch = meta["general.architecture"]
     if arch not in ("llama", "qwen2", "qwen3"):
         raise SystemExit(f"architecture {arch} not in this reference")
@@ -157,7 +159,10 @@ def forward(meta, t, ids):
             kv = hh // group
             s = q[:, hh, :] @ kk[:, kv, :].T / np.sqrt(hd) + mask
             s = np.exp(s - s.max(axis=1, keepdims=True))
-            att[:, hh, :] = (s / s.sum(axis=1, keepdims=True)) @ v[:, kv, :]
+            s = s / s.sum(axis=1, keepdims=True)
+            if probs is not None:
+                probs[(l, hh)] = s
+            att[:, hh, :] = s @ v[:, kv, :]
         x = x + att.reshape(T, n_head * hd) @ p("attn_output.weight").T
         h = rmsnorm(x, p("ffn_norm.weight"), eps)
         g, u = h @ p("ffn_gate.weight").T, h @ p("ffn_up.weight").T
