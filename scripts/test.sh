@@ -7,6 +7,7 @@
 #      and serves the whole server suite (test_server with ATTND_BIN pointing
 #      at it),
 #   4. the official OpenAI Node client against a served model (tests/openai),
+#      the page in Debian's chromium driven by puppeteer-core (tests/web),
 #      deployment: Kubernetes manifests checked, two replicas behind nginx
 #      (deploy/test-lb.sh), the Dockerfile built with podman and its image
 #      served from (deploy/test-image.sh); then a benchmark smoke run,
@@ -52,6 +53,10 @@ suites=$((suites + 1))
 
 echo "== the official OpenAI client (node) against attnd"
 bash tests/openai/run.sh
+suites=$((suites + 1))
+
+echo "== the page in a real browser (Debian's chromium through puppeteer-core)"
+bash tests/web/run.sh
 suites=$((suites + 1))
 
 echo "== deployment: manifests, load balancer, container image"

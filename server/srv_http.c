@@ -28,6 +28,7 @@
 #include "hparams.h"
 #include "srv_api.h"
 #include "srv_openai.h"
+#include "srv_web.h"
 
 struct srv_http {
     srv_http_ctx ctx;
@@ -141,7 +142,36 @@ static enum MHD_Result send_json(struct MHD_Connection *c, struct conn *cn, unsi
 
 /* ---------------------------------------------------------------- simple endpoints */
 
+/* A file of the page (srv_web.h), from the binary: no copy, kept forever. */
+static enum MHD_Result send_asset(struct MHD_Connection *c, struct conn *cn, const srv_web_asset *a)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(a->len, (void *)a->data, MHD_RESPMEM_PERSISTENT);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", a->type);
+    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    add_cors(r, cn);
+    enum MHD_Result ret = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    cn->status = 200;
+    return ret;
+}
+
+static enum MHD_Result route_props(srv_http *h, struct MHD_Connection *c, struct conn *cn);
+
+/* GET /: the page for a browser (it asks for text/html), the server's
+ * description as JSON (/props) for everyone else. */
 static enum MHD_Result route_root(srv_http *h, struct MHD_Connection *c, struct conn *cn)
+{
+    const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Accept");
+    if (accept && strstr(accept, "text/html"))
+        return send_asset(c, cn, srv_web_find("/"));
+    return route_props(h, c, cn);
+}
+
+static enum MHD_Result route_props(srv_http *h, struct MHD_Connection *c, struct conn *cn)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "name", "attnd");
@@ -153,7 +183,7 @@ static enum MHD_Result route_root(srv_http *h, struct MHD_Connection *c, struct 
     static const char *const eps[] = {
         "POST /generate", "POST /tokenize", "POST /detokenize", "GET /v1/models",
         "POST /v1/chat/completions", "POST /v1/completions", "POST /v1/attention",
-        "GET /health",    "GET /ready",     "GET /metrics",     "GET /",
+        "GET /health",    "GET /ready",     "GET /metrics",     "GET /",  "GET /props",
     };
     for (size_t i = 0; i < sizeof eps / sizeof eps[0]; i++)
         cJSON_AddItemToArray(ep, cJSON_CreateString(eps[i]));
@@ -676,6 +706,13 @@ static enum MHD_Result route_ready(srv_http *h, struct MHD_Connection *c, struct
     return send_json(c, cn, 200, o);
 }
 
+static enum MHD_Result route_asset(srv_http *h, struct MHD_Connection *c, struct conn *cn)
+{
+    (void)h;
+    const srv_web_asset *a = srv_web_find(cn->route->path);
+    return a ? send_asset(c, cn, a) : send_error(c, cn, 404, "not_found", "no such file");
+}
+
 static const struct route k_routes[] = {
     {"/generate", "POST", "generate", false, route_generate},
     {"/tokenize", "POST", "tokenize", false, route_tokenize},
@@ -687,7 +724,10 @@ static const struct route k_routes[] = {
     {"/v1/chat/completions", "POST", "chat", false, route_chat},
     {"/v1/completions", "POST", "completions", false, route_completion},
     {"/v1/attention", "POST", "attention", false, route_attention},
-    {"/", "GET", "root", false, route_root},
+    {"/", "GET", "root", true, route_root},
+    {"/props", "GET", "props", false, route_props},
+    {"/app.js", "GET", "web", true, route_asset},
+    {"/app.css", "GET", "web", true, route_asset},
 };
 
 static const struct route *find_route(const char *url)
