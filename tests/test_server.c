@@ -1855,3 +1855,48 @@ Test(server_attention, rows_match_an_independent_float64_forward, .timeout = 120
     cJSON_Delete(o);
     cJSON_Delete(ref);
 }
+
+/* Every architecture: GQA (each query head its own row, though the heads of a
+ * group share K) and GPT-2; rows sum to 1 and see nothing ahead. */
+Test(server_attention, every_architecture_and_each_query_head, .timeout = 60)
+{
+    static const char *const models[] = {"models/llama-synth-64x2-gqa4.gguf", "models/gpt2-synth-64x2.gguf"};
+    for (size_t mi = 0; mi < 2; mi++) {
+        struct server s;
+        server_start(&s, models[mi], NULL);
+        struct buf b = {0};
+        cr_assert_eq(http(&s, "POST", "/v1/attention",
+                          "{\"prompt\":[1,5,9,12,40,41,3],\"max_tokens\":3,\"format\":\"json\",\"layers\":[1]}",
+                          NULL, &b),
+                     200, "%s: %s", models[mi], b.p);
+        cJSON *o = json(b.p);
+        const cJSON *att = cJSON_GetObjectItem(o, "attention");
+        int n = cJSON_GetObjectItem(o, "positions")->valueint;
+        cr_expect_eq(n, 10);
+        char *first = NULL;
+        bool differ = false;
+        for (const cJSON *h = att->child; h; h = h->next) {
+            const cJSON *probs = cJSON_GetObjectItem(h, "probs");
+            for (int p = 0; p < n; p++) {
+                const cJSON *row = cJSON_GetArrayItem(probs, p);
+                cr_assert_eq(cJSON_GetArraySize(row), p + 1);
+                double sum = 0;
+                for (const cJSON *v = row->child; v; v = v->next)
+                    sum += v->valuedouble;
+                cr_expect(fabs(sum - 1) < 1e-5, "%s: row %d sums to %.9g", models[mi], p, sum);
+            }
+            char *txt = cJSON_PrintUnformatted(probs);
+            if (!first)
+                first = txt;
+            else {
+                differ = differ || strcmp(first, txt) != 0;
+                free(txt);
+            }
+        }
+        cr_expect(cJSON_GetArraySize(att) > 1 && differ, "%s: the heads' rows are all the same", models[mi]);
+        free(first);
+        cJSON_Delete(o);
+        free(b.p);
+        cr_expect_eq(server_stop(&s), 0);
+    }
+}
