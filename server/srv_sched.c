@@ -481,7 +481,8 @@ static void admit(srv_sched *s, double t)
         r->running = true;
         r->n_computed = reused;
         r->admit_order = ++s->admit_counter;
-        srv_metrics_prefix(s->metrics, r->n_tokens, reused);
+        if (r->in.cache_prompt)
+            srv_metrics_prefix(s->metrics, r->n_tokens, reused);
         if (r->t_admit == 0) {
             queue_leave(s, r);
             r->t_admit = t;
