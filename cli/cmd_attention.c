@@ -2,7 +2,7 @@
  * without a server. The options are turned into the route's request body and
  * parsed by the same code (srv_parse_attention), and the answer written by
  * the same function, so the two cannot drift apart; the prompt is computed as
- * one chunk and continued greedily. */
+ * one chunk and continued greedily (the route's default sampling). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "engine.h"
+#include "sample.h"
 #include "srv_attention.h"
 
 static void usage(FILE *out)
@@ -106,6 +107,7 @@ int cli_attention(int argc, char **argv)
     int32_t *ids = NULL, *toks = NULL;
     float *rows = NULL, *logits = NULL;
     engine_entry *en = NULL;
+    sampler *smp = NULL;
     int status = 1;
     size_t n_ids = 0;
     uint32_t seq, n = 0, n_rows = 0;
@@ -152,13 +154,17 @@ int cli_attention(int argc, char **argv)
     n = (uint32_t)n_ids;
     if (engine_step(e, en, n_ids, logits, &err) != ATTND_OK)
         goto fail;
-    /* each reported token is fed too, so its row exists */
+    /* each reported token is fed too, so its row exists; sampled as the
+     * route samples (greedy unless the sampling fields say otherwise) */
+    const int32_t *eog;
+    size_t n_eog = tok_eog_ids(model_vocab(m), &eog);
+    if (sampler_new(&in.sample, (int32_t)hp->n_vocab, eog, n_eog, &smp, &err) != ATTND_OK)
+        goto fail;
+    for (uint32_t i = 0; i < n; i++)
+        sampler_accept(smp, toks[i]);
     for (; n < n_rows; n++) {
-        uint32_t best = 0;
-        for (uint32_t v = 1; v < hp->n_vocab; v++)
-            if (logits[v] > logits[best])
-                best = v;
-        toks[n] = (int32_t)best;
+        toks[n] = sampler_sample(smp, logits);
+        sampler_accept(smp, toks[n]);
         engine_entry x = {seq, toks[n], n, true};
         if (engine_step(e, &x, 1, logits, &err) != ATTND_OK)
             goto fail;
@@ -183,6 +189,7 @@ fail:
     free(logits);
     free(en);
     srv_gen_req_free(&in);
+    sampler_free(smp);
     engine_free(e);
     model_free(m);
     return status;

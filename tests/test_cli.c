@@ -2,9 +2,12 @@
  * shared models, `tokenize` against the vocabulary test vectors, `mkmodel`
  * output read back, `quantize` to every preset (and the preset table against
  * the reference's own quantized files), and clear failures on bad input. */
+#include <cjson/cJSON.h>
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdarg.h>
 #include <string.h>
 
 #include "gguf.h"
@@ -46,6 +49,7 @@ Test(cli, help_describes_every_command_and_option)
         {"tokenize", {"--model", "--no-special", "--pieces", "--help"}},
         {"mkmodel", {"--output", "--arch", "--dim", "--layers", "--heads", "--kv-heads", "--ff", "--vocab"}},
         {"quantize", {"--threads", "--help", "Q4_K_M", "IQ4_XS", "Q3_K_M", "BF16"}},
+        {"attention", {"--model", "--prompt", "--max-tokens", "--layers", "--heads", "--format", "--top-k"}},
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
         cr_assert_eq(attnd(&out, "%s --help", c[i].cmd), 0, "%s --help", c[i].cmd);
@@ -708,4 +712,45 @@ Test(cli, quantize_reproduces_llama_quantize_on_the_shared_model)
     }
     remove(q);
     free(q);
+}
+
+/* `attnd attention` answers what /v1/attention does: on the reference's text
+ * its tokens (prompt and greedy continuation) and every row agree with the
+ * float64 forward (tests/data/attention) to 1e-5; bad options fail clearly. */
+Test(cli, attention_matches_the_float64_reference)
+{
+    char *ref_txt = test_read_file(ATTND_SOURCE_DIR "/tests/data/attention/aidreams260K-echoes.json", NULL);
+    cr_assert(ref_txt);
+    cJSON *ref = cJSON_Parse(ref_txt);
+    free(ref_txt);
+    char *out;
+    cr_assert_eq(attnd(&out, "attention -m '%s' -p 'Echoes of the old hall rang' -n 4 --threads 1",
+                       test_shared("models/aidreams260K.gguf")),
+                 0);
+    cJSON *o = cJSON_Parse(out);
+    cr_assert(o, "%s", out);
+    const cJSON *ids = cJSON_GetObjectItem(ref, "ids"), *toks = cJSON_GetObjectItem(o, "tokens");
+    cr_assert_eq(cJSON_GetArraySize(toks), cJSON_GetArraySize(ids));
+    for (int i = 0; i < cJSON_GetArraySize(ids); i++)
+        cr_expect_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(toks, i), "id")->valueint,
+                     cJSON_GetArrayItem(ids, i)->valueint, "token %d", i);
+    int n = cJSON_GetArraySize(ids);
+    for (const cJSON *h = cJSON_GetObjectItem(o, "attention")->child; h; h = h->next) {
+        const cJSON *want = cJSON_GetArrayItem(
+            cJSON_GetArrayItem(cJSON_GetObjectItem(ref, "probs"), cJSON_GetObjectItem(h, "layer")->valueint),
+            cJSON_GetObjectItem(h, "head")->valueint);
+        for (int p = 0; p < n; p++)
+            for (int j = 0; j <= p; j++) {
+                double g = cJSON_GetArrayItem(cJSON_GetArrayItem(cJSON_GetObjectItem(h, "probs"), p), j)->valuedouble;
+                double w = cJSON_GetArrayItem(cJSON_GetArrayItem(want, p), j)->valuedouble;
+                cr_expect(fabs(g - w) <= 1e-5, "row %d col %d: %.9g vs %.9g", p, j, g, w);
+            }
+    }
+    cJSON_Delete(o);
+    cJSON_Delete(ref);
+    free(out);
+    cr_expect_eq(attnd(&out, "attention -m '%s' -p x --layers 9 2>&1", test_shared("models/aidreams260K.gguf")), 2);
+    cr_expect(strstr(out, "layers[0]: not a layer of this model"), "%s", out);
+    free(out);
+    cr_expect_eq(attnd(NULL, "attention -p x 2>/dev/null"), 2);
 }

@@ -36,8 +36,15 @@ async function lines(resp, onLine) { // calls onLine for each complete line of a
 }
 
 async function errorText(resp) {
+  if (resp.status === 401) return "this server needs an API key: enter it at the top";
   try { const j = await resp.json(); return j.error?.message ?? j.error ?? resp.statusText; }
   catch { return resp.statusText; }
+}
+
+// The server's api_key, when it has one: kept in this browser, sent as a bearer token.
+function headers() {
+  const key = $("api-key").value;
+  return { "Content-Type": "application/json", ...(key ? { Authorization: `Bearer ${key}` } : {}) };
 }
 
 function params() {
@@ -50,7 +57,7 @@ async function generate() {
   out.textContent = ""; out.dataset.done = "false"; btn.disabled = true;
   try {
     const p = params();
-    const resp = await fetch("/generate", { method: "POST", headers: { "Content-Type": "application/json" },
+    const resp = await fetch("/generate", { method: "POST", headers: headers(),
       body: JSON.stringify({ ...p, max_tokens: Math.max(1, p.max_tokens), stream: true }) });
     if (!resp.ok) { out.textContent = "error: " + await errorText(resp); return; }
     await lines(resp, (line) => {
@@ -71,7 +78,7 @@ async function send() {
     e.textContent = content; $("messages").append(e); return e; };
   li("user", text);
   const reply = li("assistant", "");
-  const resp = await fetch("/v1/chat/completions", { method: "POST", headers: { "Content-Type": "application/json" },
+  const resp = await fetch("/v1/chat/completions", { method: "POST", headers: headers(),
     body: JSON.stringify({ messages: state.chat, max_tokens: Math.max(1, Number($("max-tokens").value)),
                            temperature: Number($("temperature").value), stream: true }) });
   if (!resp.ok) { reply.remove(); state.chat.pop(); $("chat-error").textContent = await errorText(resp); return; }
@@ -181,7 +188,7 @@ async function showAttention() {
   btn.disabled = true; $("att-status").textContent = "computing…";
   try {
     const p = params();
-    const resp = await fetch("/v1/attention", { method: "POST", headers: { "Content-Type": "application/json" },
+    const resp = await fetch("/v1/attention", { method: "POST", headers: headers(),
       body: JSON.stringify({ ...p, format: "f16" }) });
     if (!resp.ok) { $("attention").hidden = false; $("att-status").textContent = "error: " + await errorText(resp); return; }
     render(await resp.json());
@@ -220,4 +227,11 @@ $("tab-complete").addEventListener("click", () => tab("complete"));
 $("tab-chat").addEventListener("click", () => tab("chat"));
 $("heatmap").addEventListener("mousemove", onHeat);
 $("heatmap").addEventListener("keydown", onKey);
-fetch("/props").then((r) => r.json()).then((p) => { $("model").textContent = `${p.model} · ${p.architecture}`; }).catch(() => {});
+$("api-key").value = localStorage.getItem("attnd-api-key") ?? "";
+$("api-key").addEventListener("change", () => { localStorage.setItem("attnd-api-key", $("api-key").value); props(); });
+function props() {
+  fetch("/props", { headers: headers() }).then((r) => r.ok ? r.json() : Promise.reject(r))
+    .then((p) => { $("model").textContent = `${p.model} · ${p.architecture}`; })
+    .catch(() => { $("model").textContent = "(enter the API key to use this server)"; });
+}
+props();

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import puppeteer from "puppeteer-core";
 
-const [base, out] = process.argv.slice(2);
+const [base, out, keyed] = process.argv.slice(2); // KEYED: a server with --api-key k
 const post = async (path, body) => {
   const r = await fetch(base + path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
   assert.equal(r.status, 200, `${path}: ${r.status}`);
@@ -112,6 +112,21 @@ try {
     assert.ok(sw <= w + 1, `page is ${sw} px wide in a ${w} px window`);
     await page.screenshot({ path: `${out}/attention-390.png`, fullPage: true });
   });
+  if (keyed) {
+    await check("behind an API key: the page asks for it, then works", async () => {
+      const p2 = await browser.newPage();
+      await p2.goto(keyed + "/", { waitUntil: "networkidle0" });
+      await p2.waitForFunction(() => document.getElementById("model").textContent.includes("API key"));
+      await p2.type("#api-key", "k");
+      await p2.$eval("#api-key", (e) => e.dispatchEvent(new Event("change")));
+      await p2.waitForFunction(() => document.getElementById("model").textContent.includes("aidreams"));
+      await p2.$eval("#max-tokens", (e) => { e.value = "4"; });
+      await p2.click("#generate");
+      await p2.waitForSelector('#output[data-done="true"]');
+      assert.ok((await p2.$eval("#output", (e) => e.textContent)).length > 0);
+      await p2.close();
+    });
+  }
   assert.deepEqual(errors, [], "errors in the page");
   console.log(`web page: ${checks} checks passed`);
 } finally {

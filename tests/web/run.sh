@@ -24,7 +24,10 @@ printf '%s' '{% for m in messages %}{{ m.role }}: {{ m.content }}
 serve_on_free_port pid port "$bin" -m "$shared/models/aidreams260K.gguf" --threads 2 --log-level warn \
   --chat-template "$work/chat.jinja" ||
   { echo "web test: the server did not start" >&2; exit 1; }
-trap 'kill "$pid" 2>/dev/null || true' EXIT
-node "$work/page.mjs" "http://127.0.0.1:$port" "$work"
-kill -TERM "$pid"
-wait "$pid"
+serve_on_free_port kpid kport "$bin" -m "$shared/models/aidreams260K.gguf" --threads 1 --log-level warn \
+  --api-key k ||
+  { echo "web test: the server with an API key did not start" >&2; kill "$pid"; exit 1; }
+trap 'kill "$pid" "$kpid" 2>/dev/null || true' EXIT
+node "$work/page.mjs" "http://127.0.0.1:$port" "$work" "http://127.0.0.1:$kport"
+kill -TERM "$pid" "$kpid"
+wait "$pid" "$kpid"
