@@ -160,6 +160,7 @@ static enum MHD_Result send_asset(struct MHD_Connection *c, struct conn *cn, con
 }
 
 static enum MHD_Result route_props(srv_http *h, struct MHD_Connection *c, struct conn *cn);
+static bool authorized(srv_http *h, struct MHD_Connection *c);
 
 /* GET /: the page for a browser (it asks for text/html), the server's
  * description as JSON (/props) for everyone else. */
@@ -168,6 +169,9 @@ static enum MHD_Result route_root(srv_http *h, struct MHD_Connection *c, struct 
     const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Accept");
     if (accept && strstr(accept, "text/html"))
         return send_asset(c, cn, srv_web_find("/"));
+    /* the route is open for the page; the JSON needs the key as /props does */
+    if (!authorized(h, c))
+        return send_error(c, cn, 401, "unauthorized", "missing or wrong API key");
     return route_props(h, c, cn);
 }
 
