@@ -99,6 +99,7 @@ for q in q4_0 q4_1 q5_0 q5_1 q2_k q3_k_m q4_k_m q5_k_m q6_k iq4_nl iq4_xs; do
   "$bin" mkmodel -o "$corpus/gguf/llama-$q.gguf" --dim 256 --layers 1 --heads 2 --ff 256 --ctx 8 --type "$q"
 done
 printf '%s' '{"prompt":"Hello","max_tokens":8,"temperature":0.7,"top_k":40,"top_p":0.9,"min_p":0.05,"repeat_penalty":1.1,"seed":42,"stop":["\n","END"],"ignore_eos":false,"stream":true}' > "$corpus/request/full.json"
+printf '%s' '{"prompt":"Echoes","max_tokens":3,"layers":[0,2],"heads":[1],"format":"json","top_k":2}' > "$corpus/request/attention.json"
 printf '%s' '{"prompt":"a","stop":"x"}' > "$corpus/request/min.json"
 printf '%s' '{"text":"caf\u00e9 \ud83d\ude00"}' > "$corpus/request/tokenize.json"
 printf '%s' '{"tokens":[1,2,3]}' > "$corpus/request/detokenize.json"

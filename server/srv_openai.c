@@ -6,6 +6,7 @@
  * by srv_parse_gen_fields (srv_api.c), so both schemas accept them alike. */
 #include "srv_openai.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,8 +152,9 @@ static int parse_openai(const char *body, size_t len, const srv_limits *lim, uin
     const cJSON *n = cJSON_GetObjectItemCaseSensitive(*obj, "n");
     out->n_choices = 1;
     if (!rc && n && !cJSON_IsNull(n)) {
-        if (!cJSON_IsNumber(n) || n->valuedouble != (double)(int)n->valuedouble ||
-            n->valuedouble < 1 || n->valuedouble > SRV_MAX_CHOICES)
+        /* the range first: casting a huge double to int is undefined */
+        if (!cJSON_IsNumber(n) || !(n->valuedouble >= 1 && n->valuedouble <= SRV_MAX_CHOICES) ||
+            n->valuedouble != floor(n->valuedouble))
             rc = attnd_err_set(err, ATTND_EINVAL, "n must be an integer from 1 to %d",
                                SRV_MAX_CHOICES);
         else

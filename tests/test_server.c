@@ -1676,8 +1676,8 @@ Test(server_chat, n_choices_share_one_prompt_and_stream_by_index, .timeout = 120
         cr_expect_str_eq(choice_text(o, i), choice_text(o, 0));
     cJSON_Delete(o);
     free(c.p);
-    static const char *const bad[] = {"0", "9", "1.5", "\"2\""};
-    for (size_t i = 0; i < 4; i++) {
+    static const char *const bad[] = {"0", "9", "1.5", "\"2\"", "1e300", "-1e300"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(body, sizeof body, "{\"prompt\":\"a\",\"n\":%s}", bad[i]);
         struct buf e = {0};
         cr_expect_eq(http(&s, "POST", "/v1/completions", body, NULL, &e), 400, "n %s", bad[i]);

@@ -2,7 +2,8 @@
  * stop-string matcher (server/srv_api.h): the input is parsed as a /generate,
  * /tokenize and /detokenize body, and separately read as stop strings plus a
  * text cut into feeds, whose output is checked against a whole-text
- * reference; and as /v1/chat/completions and /v1/completions bodies. Build
+ * reference; and as /v1/chat/completions, /v1/completions and /v1/attention
+ * bodies. Build
  * with clang and -DATTND_FUZZ=ON. */
 #include <stdbool.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 
 #include "attnd_utf8.h"
 #include "srv_api.h"
+#include "srv_attention.h"
 #include "srv_openai.h"
 #include "srv_stop.h"
 
@@ -90,6 +92,23 @@ static void parse_bodies(const char *body, size_t len)
     }
     if (srv_parse_completion(body, len, &lim, 7, &r, &usage, &err) == ATTND_OK) {
         CHECK(r.prompt && (r.n_prompt_ids > 0 || attnd_utf8_valid(r.prompt, r.prompt_len)));
+        srv_gen_req_free(&r);
+    } else {
+        CHECK(err.msg[0] != '\0');
+    }
+
+    /* /v1/attention against a 4-layer, 8-head model */
+    model_hparams hp = {.n_layer = 4, .n_head = 8};
+    srv_attn_opts a;
+    if (srv_parse_attention(body, len, &lim, 7, &hp, &r, &a, &err) == ATTND_OK) {
+        CHECK(a.n_layers >= 1 && a.n_layers <= 4 && a.n_heads >= 1 && a.n_heads <= 8);
+        for (uint32_t i = 0; i < a.n_layers; i++)
+            CHECK(a.layers[i] < 4);
+        for (uint32_t i = 0; i < a.n_heads; i++)
+            CHECK(a.heads[i] < 8);
+        CHECK(a.top_k >= 1 && a.top_k <= SRV_ATTN_TOP_K_MAX && r.max_tokens == a.n_tokens + 1);
+        uint64_t cells;
+        (void)srv_attention_cells(&a, UINT32_MAX, 1u << 22, &cells, &err);
         srv_gen_req_free(&r);
     } else {
         CHECK(err.msg[0] != '\0');
