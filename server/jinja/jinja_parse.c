@@ -54,18 +54,26 @@ static jexpr *new_expr(parser *p, jexpr_kind k)
     return e;
 }
 
+/* ARR (N elements of ELEM bytes, in the arena, capacity the next power of
+ * two) with room for one more: a copy twice the size when N is 0 or a power
+ * of two (full), else ARR itself. NULL: out of memory. */
+static void *grow(parser *p, void *arr, size_t n, size_t elem)
+{
+    if ((n & (n - 1)) != 0)
+        return arr;
+    void *na = jinja_alloc(p->a, (n ? n * 2 : 1) * elem);
+    if (na && n)
+        memcpy(na, arr, n * elem);
+    return na;
+}
+
 /* Appends X to a growable pointer array (doubling in the arena). */
 static bool push_ptr(parser *p, void ***v, size_t *n, void *x)
 {
-    if ((*n & (*n - 1)) == 0) { /* 0, 1, 2, 4, ...: full */
-        size_t cap = *n ? *n * 2 : 1;
-        void **nv = jinja_alloc(p->a, cap * sizeof *nv);
-        if (!nv)
-            return false;
-        if (*n)
-            memcpy(nv, *v, *n * sizeof *nv);
-        *v = nv;
-    }
+    void **nv = grow(p, *v, *n, sizeof *nv);
+    if (!nv)
+        return false;
+    *v = nv;
     (*v)[(*n)++] = x;
     return true;
 }
@@ -563,17 +571,9 @@ static jnode *new_node(parser *p, jnode_kind k)
 static int add_name(parser *p, jnode *n, const jtok *t)
 {
     size_t k = n->n_names;
-    if (!push_ptr(p, (void ***)&n->names, &n->n_names, (void *)t->text))
+    if (!push_ptr(p, (void ***)&n->names, &n->n_names, (void *)t->text) ||
+        !(n->name_lens = grow(p, n->name_lens, k, sizeof *n->name_lens)))
         return oom(p);
-    if ((k & (k - 1)) == 0) {
-        size_t cap = k ? k * 2 : 1;
-        size_t *l = jinja_alloc(p->a, cap * sizeof *l);
-        if (!l)
-            return oom(p);
-        if (k)
-            memcpy(l, n->name_lens, k * sizeof *l);
-        n->name_lens = l;
-    }
     n->name_lens[k] = t->len;
     return ATTND_OK;
 }
@@ -610,17 +610,9 @@ static int parse_if(parser *p, jnode *n)
             (rc = parse_body(p, &b, ends, &which)))
             return rc;
         size_t k = n->n_conds;
-        if (!push_ptr(p, (void ***)&n->conds, &n->n_conds, cond))
+        if (!push_ptr(p, (void ***)&n->conds, &n->n_conds, cond) ||
+            !(n->bodies = grow(p, n->bodies, k, sizeof *n->bodies)))
             return oom(p);
-        if ((k & (k - 1)) == 0) {
-            size_t cap = k ? k * 2 : 1;
-            jbody *nb = jinja_alloc(p->a, cap * sizeof *nb);
-            if (!nb)
-                return oom(p);
-            if (k)
-                memcpy(nb, n->bodies, k * sizeof *nb);
-            n->bodies = nb;
-        }
         n->bodies[k] = b;
     } while (which == 0);
     if (which == 1 && ((rc = expect_block_end(p)) || (rc = parse_body(p, &n->else_body, endif, &which))))
