@@ -437,8 +437,9 @@ int srv_parse_prompt(const cJSON *p, srv_gen_req *out, attnd_err *err)
     return ATTND_OK;
 }
 
-static int parse_generate(const char *body, size_t len, const cJSON *obj, const srv_limits *lim,
-                          uint64_t random_seed, srv_gen_req *r, attnd_err *err)
+int srv_parse_generate_fields(const char *body, size_t len, const cJSON *obj,
+                              const srv_limits *lim, uint64_t random_seed, srv_gen_req *r,
+                              attnd_err *err)
 {
     const cJSON *it = field(obj, "prompt");
     int rc;
@@ -461,7 +462,7 @@ int srv_parse_generate(const char *body, size_t len, const srv_limits *lim,
     int rc = srv_parse_object(body, len, &obj, err);
     if (rc)
         return rc;
-    rc = parse_generate(body, len, obj, lim, random_seed, out, err);
+    rc = srv_parse_generate_fields(body, len, obj, lim, random_seed, out, err);
     cJSON_Delete(obj);
     if (rc)
         srv_gen_req_free(out);

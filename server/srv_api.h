@@ -62,6 +62,11 @@ typedef struct srv_gen_req {
 int srv_parse_generate(const char *body, size_t len, const srv_limits *lim,
                        uint64_t random_seed, srv_gen_req *out, attnd_err *err);
 void srv_gen_req_free(srv_gen_req *r);
+/* The same from OBJ, BODY already parsed (srv_parse_object), for routes that
+ * read more fields of it; OUT must be zeroed, and is not freed on error. */
+int srv_parse_generate_fields(const char *body, size_t len, const cJSON *obj,
+                              const srv_limits *lim, uint64_t random_seed, srv_gen_req *out,
+                              attnd_err *err);
 
 /* "prompt": a string, an array of one string, or an array of token ids
  * (ids are range-checked later, against the model). */

@@ -52,14 +52,15 @@ int srv_parse_attention(const char *body, size_t len, const srv_limits *lim, uin
                         attnd_err *err)
 {
     memset(a, 0, sizeof *a);
+    memset(out, 0, sizeof *out);
     srv_limits l = *lim;
     l.default_max_tokens = 0;
     l.zero_tokens_ok = true;
-    int rc = srv_parse_generate(body, len, &l, random_seed, out, err);
+    cJSON *obj = NULL;
+    int rc = srv_parse_object(body, len, &obj, err);
     if (rc)
         return rc;
-    cJSON *obj = NULL;
-    if ((rc = srv_parse_object(body, len, &obj, err)))
+    if ((rc = srv_parse_generate_fields(body, len, obj, &l, random_seed, out, err)))
         goto fail;
     const cJSON *it;
     if (!cJSON_GetObjectItemCaseSensitive(obj, "temperature"))
